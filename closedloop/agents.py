@@ -1,0 +1,209 @@
+"""RNN controllers (paper s.2 and s.4).
+
+    h_{t+1} = phi(W h_t + m y_{t+1}),    u_{t+1} = z . h_{t+1},    h_0 = 0, u_0 = 0.
+
+Every tensor may carry leading *ensemble* axes (``batch_shape``): K agents that train side by
+side in one vectorized computation. Shapes: W (*batch_shape, N, N); m, z, u, v
+(*batch_shape, N). Agents are plain containers of tensors so that ensembles can be stacked
+and members taken out without copying modules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _checks
+from .envs import DTYPE
+
+ACTIVATIONS = {"tanh": torch.tanh, "identity": lambda a: a}
+
+
+def make_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` (every random draw in the package goes through one)."""
+    seed = _checks.integer("seed", seed, low=0)
+    return torch.Generator().manual_seed(seed)
+
+
+class Agent:
+    """Base class: named tensors, some trainable, with ensemble axes in front."""
+
+    names: tuple[str, ...] = ()
+
+    def __init__(self, tensors: dict[str, torch.Tensor], trainable, activation: str):
+        self.activation = _checks.choice("activation", activation, ACTIVATIONS)
+        self.phi = ACTIVATIONS[activation]
+        missing = set(self.names) - set(tensors)
+        if missing:
+            raise ValueError(f"missing tensors {sorted(missing)} for {type(self).__name__}")
+        bad = set(trainable) - set(self.names)
+        if bad:
+            raise ValueError(f"trainable must name tensors in {self.names}, got {sorted(bad)}")
+        self.trainable = tuple(trainable)
+        self.tensors = {}
+        for k in self.names:
+            t = _checks.finite_tensor(k, tensors[k]).detach().clone()
+            self.tensors[k] = t.requires_grad_(k in self.trainable)
+        self._check_shapes()
+
+    def __getattr__(self, name):
+        tensors = self.__dict__.get("tensors", {})
+        if name in tensors:
+            return tensors[name]
+        raise AttributeError(name)
+
+    def _check_shapes(self):
+        z = self.tensors["z"]
+        if z.dim() < 1 or z.shape[-1] < 1:
+            raise ValueError(f"z must have shape (*batch_shape, N) with N >= 1, got {tuple(z.shape)}")
+        for k, t in self.tensors.items():
+            want = self.batch_shape + ((self.N, self.N) if k == "W" else (self.N,))
+            _checks.shape(k, t, want)
+
+    @property
+    def N(self) -> int:
+        return self.tensors["z"].shape[-1]
+
+    @property
+    def batch_shape(self) -> tuple:
+        return tuple(self.tensors["z"].shape[:-1])
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.tensors[k] for k in self.trainable]
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """u = z . h: h (*batch_shape, B, N) -> (*batch_shape, B)."""
+        return (h * self.tensors["z"].unsqueeze(-2)).sum(-1)
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        return self.tensors["W"]
+
+    def step(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """h' = phi(W h + m y): h (*batch_shape, B, N), y (*batch_shape, B)."""
+        W, m = self.recurrent_matrix(), self.tensors["m"]
+        return self.phi(h @ W.transpose(-1, -2) + y[..., None] * m.unsqueeze(-2))
+
+    # ensembles -----------------------------------------------------------------------------
+    def _new(self, tensors):
+        return type(self)._from(tensors, self.trainable, self.activation)
+
+    @classmethod
+    def _from(cls, tensors, trainable, activation):
+        obj = cls.__new__(cls)
+        Agent.__init__(obj, tensors, trainable, activation)
+        return obj
+
+    def detached(self) -> "Agent":
+        """A copy with fresh leaf tensors (same values)."""
+        return self._new({k: t.detach() for k, t in self.tensors.items()})
+
+    def member(self, k: int) -> "Agent":
+        """Ensemble member k (removes the first ensemble axis)."""
+        if not self.batch_shape:
+            raise ValueError("member() needs an ensemble (an agent with batch_shape != ())")
+        k = _checks.integer("k", k, low=0, high=self.batch_shape[0] - 1)
+        return self._new({n: t.detach()[k] for n, t in self.tensors.items()})
+
+    @classmethod
+    def stack(cls, agents: list["Agent"]) -> "Agent":
+        """An ensemble whose member k is ``agents[k]``."""
+        if not agents or any(type(a) is not cls for a in agents):
+            raise ValueError(f"stack needs a non-empty list of {cls.__name__}")
+        a0 = agents[0]
+        if any(a.trainable != a0.trainable or a.activation != a0.activation
+               or a.tensors["z"].shape != a0.tensors["z"].shape for a in agents):
+            raise ValueError("stacked agents must share N, batch_shape, activation and trainable")
+        tensors = {n: torch.stack([a.tensors[n].detach() for a in agents]) for n in cls.names}
+        return cls._from(tensors, a0.trainable, a0.activation)
+
+    def snapshot(self) -> dict:
+        """The tensors as numpy arrays (for a training history)."""
+        return {k: t.detach().cpu().numpy().copy() for k, t in self.tensors.items()}
+
+    def __repr__(self):
+        bs = f", batch_shape={self.batch_shape}" if self.batch_shape else ""
+        return f"{type(self).__name__}(N={self.N}, activation={self.activation!r}{bs})"
+
+
+class RNNAgent(Agent):
+    """Full-rank RNN controller with W ~ N(0, g^2/N), m, z ~ N(0, 1/N) entries (paper s.2).
+
+    ``N`` neurons; ``g`` initial recurrent strength (0.1 in the paper's tanh runs);
+    ``activation`` 'tanh' or 'identity'; ``batch_shape`` ensemble axes; ``seed`` fixes the
+    draw. W, m and z are trained. Introduced in Chapter 2, section "The setup".
+    """
+
+    names = ("W", "m", "z")
+
+    def __init__(self, N: int = 100, g: float = 0.1, activation: str = "tanh", seed: int = 0,
+                 batch_shape: tuple = (), dtype=DTYPE):
+        N = _checks.integer("N", N, low=1)
+        g = _checks.real("g", g, low=0.0)
+        _checks.choice("activation", activation, ACTIVATIONS)
+        gen = make_generator(seed)
+        bs = tuple(batch_shape)
+        W = torch.randn(*bs, N, N, generator=gen, dtype=dtype) * (g / math.sqrt(N))
+        m = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
+        z = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
+        super().__init__({"W": W, "m": m, "z": z}, ("W", "m", "z"), activation)
+
+    @classmethod
+    def from_tensors(cls, W, m, z, activation="tanh", trainable=("W", "m", "z")):
+        return cls._from({"W": W, "m": m, "z": z}, trainable, activation)
+
+
+class RankOneAgent(Agent):
+    """Linear RNN with rank-one recurrence W = u v^T (paper s.4).
+
+    u, v ~ N(0, uv_scale^2/N) and m ~ N(0, 1/N) entries. z ~ N(0, 1/N) unless ``s_zm0`` is
+    given: then z = s_zm0 m / |m|^2 + z_perp, with z_perp orthogonal to m of typical norm
+    ``z_perp_scale``, so z . m = s_zm0 exactly. ``s_zm0`` may be a tensor of shape
+    ``batch_shape`` (one prescribed overlap per ensemble member). u, v, z are trained; m is
+    fixed unless ``train_m``. Introduced in Chapter 2, section "The setup".
+    """
+
+    names = ("u", "v", "z", "m")
+
+    def __init__(self, N: int = 100, seed: int = 0, s_zm0=None, z_perp_scale: float = 0.1,
+                 uv_scale: float = 1.0, train_m: bool = False, batch_shape: tuple = (),
+                 dtype=DTYPE):
+        N = _checks.integer("N", N, low=1)
+        uv_scale = _checks.real("uv_scale", uv_scale, low=0.0)
+        z_perp_scale = _checks.real("z_perp_scale", z_perp_scale, low=0.0)
+        gen = make_generator(seed)
+        bs = tuple(batch_shape)
+        draw = lambda scale: torch.randn(*bs, N, generator=gen, dtype=dtype) * (scale / math.sqrt(N))
+        u, v, m, z = draw(uv_scale), draw(uv_scale), draw(1.0), draw(1.0)
+        if s_zm0 is not None:
+            z = _prescribed_readout(s_zm0, m, z, z_perp_scale, N)
+        trainable = ("u", "v", "z") + (("m",) if train_m else ())
+        super().__init__({"u": u, "v": v, "z": z, "m": m}, trainable, "identity")
+
+    @classmethod
+    def from_tensors(cls, u, v, z, m, trainable=("u", "v", "z")):
+        return cls._from({"u": u, "v": v, "z": z, "m": m}, trainable, "identity")
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        return self.tensors["u"][..., :, None] * self.tensors["v"][..., None, :]
+
+    def overlaps(self) -> torch.Tensor:
+        """(s_zm, s_zu, s_vm, s_vu), shape (*batch_shape, 4); differentiable."""
+        u, v, z, m = (self.tensors[k] for k in ("u", "v", "z", "m"))
+        dot = lambda a, b: (a * b).sum(-1)
+        return torch.stack([dot(z, m), dot(z, u), dot(v, m), dot(v, u)], dim=-1)
+
+
+def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N):
+    s = torch.as_tensor(s_zm0, dtype=m.dtype)
+    if not torch.isfinite(s).all() or (s.abs() > 1).any():
+        raise ValueError(f"s_zm0 must lie in [-1, 1] (|z.m| <= |z||m| ~ 1 at the N(0, 1/N) "
+                         f"scale), got {s_zm0!r}")
+    if s.shape not in ((), m.shape[:-1]):
+        raise ValueError(f"s_zm0 must be a number or have shape batch_shape="
+                         f"{tuple(m.shape[:-1])}, got shape {tuple(s.shape)}")
+    if N < 2 and z_perp_scale > 0:
+        raise ValueError("z_perp_scale must be 0 when N = 1 (no direction orthogonal to m)")
+    mm = (m * m).sum(-1, keepdim=True)
+    perp = z_draw - (z_draw * m).sum(-1, keepdim=True) / mm * m
+    return s[..., None] * m / mm + z_perp_scale * perp

@@ -1,0 +1,179 @@
+"""The agent + environment as one system (paper s.3-4), and its closed-loop episode cost.
+
+With phi = identity the stacked state s_t = (x_t, h_t) obeys s_{t+1} = P s_t, so a rollout is a
+sequence of matrix powers; for the rank-one agent (h_t in span{m, u}) the same holds for the
+4-dimensional (x1, x2, a, b) under P_eff. Shapes: P (*K, d, d); states are row vectors
+(..., B, d); K are ensemble axes, B initial states, T steps.
+
+Episode cost of one start x_0 (paper s.1, target x* = 0), over the T states x_1..x_T and the
+T controls u_0..u_{T-1} that produce them:
+
+    cost = 1/(2T) sum_{t=1..T} ||x_t||^2  +  beta * sum_{t=0..T-1} u_t^2 .
+
+The 1/2 is a mean over the two state coordinates (torch's ``mse_loss`` convention); it is the
+1/2 of the paper's stage-1 formula, and with it the final loss and spectral radius land near
+the authors' reported values (Chapter 2 discusses this).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from .agents import Agent, RankOneAgent
+
+
+def coupled_matrix(agent: Agent, env) -> torch.Tensor:
+    """P = [[A, B z^T], [m C A, W + m (C B) z^T]]: shape (*K, 2+N, 2+N). Linear agents only."""
+    _require_linear(agent)
+    W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
+    K, N = agent.batch_shape, agent.N
+    top = torch.cat([env.A.expand(*K, 2, 2), env.B[:, None] * z[..., None, :]], -1)
+    CA, CB = env.C @ env.A, env.C @ env.B
+    bottom = torch.cat([m[..., :, None] * CA, W + CB * m[..., :, None] * z[..., None, :]], -1)
+    return torch.cat([top, bottom], -2)
+
+
+def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
+    """P_eff acting on (x1, x2, a, b), from overlaps (..., 4) = (s_zm, s_zu, s_vm, s_vu).
+
+    For the double integrator this is the matrix of paper s.4; its eigenvalues are the nonzero
+    eigenvalues of the full P. Returns (..., 4, 4).
+    """
+    if overlaps.shape[-1:] != (4,):
+        raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
+    s_zm, s_zu, s_vm, s_vu = overlaps.unbind(-1)
+    zero = torch.zeros_like(s_zm)
+    ctrl = torch.stack([s_zm, s_zu], -1)  # u = s_zm a + s_zu b
+    A = env.A.to(overlaps.dtype).expand(*s_zm.shape, 2, 2)
+    B, C = env.B.to(overlaps.dtype), env.C.to(overlaps.dtype)
+    x_rows = torch.cat([A, B[:, None] * ctrl[..., None, :]], -1)
+    a_row = torch.cat([(C @ env.A.to(overlaps.dtype)).expand(*s_zm.shape, 2), (C @ B) * ctrl], -1)
+    b_row = torch.stack([zero, zero, s_vm, s_vu], -1)
+    return torch.cat([x_rows, a_row[..., None, :], b_row[..., None, :]], -2)
+
+
+def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
+    """s_t = P^t s_0 for t = 0..T by doubling: O(log T) sequential matrix products.
+
+    P (*K, d, d); s0 (B, d) or (*K, B, d). Returns (T+1, *K, B, d).
+    """
+    s0 = s0.expand(*P.shape[:-2], *s0.shape[-2:])
+    states, PkT, n = s0[None], P.transpose(-1, -2), 1
+    while n < T + 1:
+        need = min(n, T + 1 - n)
+        states = torch.cat([states, states[:need] @ PkT], 0)  # t in [n, n+need) from [0, need)
+        n += need
+        if n < T + 1:
+            PkT = PkT @ PkT
+    return states
+
+
+def linear_system(agent: Agent, env):
+    """(P, u_row): the matrix the linear closed loop iterates and the row with u_t = u_row . s_t.
+
+    For a RankOneAgent this is the 4-dim (P_eff, (0, 0, s_zm, s_zu)); otherwise the full
+    (P, (0, 0, z)).
+    """
+    if isinstance(agent, RankOneAgent):
+        q = agent.overlaps()
+        zeros = torch.zeros(*q.shape[:-1], 2, dtype=q.dtype)
+        return effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
+    z = agent.tensors["z"]
+    zeros = torch.zeros(*z.shape[:-1], 2, dtype=z.dtype)
+    return coupled_matrix(agent, env), torch.cat([zeros, z], -1)
+
+
+def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
+    """Step the closed loop T times, one step at a time (any activation).
+
+    x0 (B, 2) or (*K, B, 2). Returns {'x': (T+1, *K, B, 2), 'u': (T+1, *K, B),
+    'h': (T+1, *K, B, N)} for t = 0..T.
+    """
+    T = _checks.integer("T", T, low=1)
+    _checks.shape("x0", x0, x0.shape[:-1] + (2,))
+    K = agent.batch_shape
+    x = x0.expand(*K, *x0.shape[-2:]) if x0.dim() == 2 else x0
+    h = x.new_zeros(*x.shape[:-1], agent.N)
+    u = x.new_zeros(x.shape[:-1])
+    xs, us, hs = [x], [u], [h]
+    for _ in range(T):
+        x = env.step(x, u)
+        h = agent.step(h, env.observe(x))
+        u = agent.readout(h)
+        xs.append(x), us.append(u), hs.append(h)
+    return {"x": torch.stack(xs), "u": torch.stack(us), "h": torch.stack(hs)}
+
+
+def episode_cost(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tensor:
+    """Cost per start from x (T+1, ..., 2) and u (T+1, ...) for t = 0..T: returns (...)."""
+    return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
+
+
+def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,
+                     weights: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_b weights_b * cost(x0_b): the loss of each ensemble member, shape batch_shape.
+
+    ``weights`` defaults to 1/B (the batch mean). Linear agents use matrix powers, the tanh
+    agent the step loop; both give the same number for the same network.
+    """
+    T = _checks.integer("T", T, low=1)
+    beta = _checks.real("beta", beta, low=0.0)
+    _checks.finite_tensor("x0", x0)
+    if x0.dim() < 2 or x0.shape[-1] != 2:
+        raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
+    if weights is None:
+        weights = x0.new_full(x0.shape[-2:-1], 1.0 / x0.shape[-2])
+    if agent.activation == "identity":
+        P, u_row = linear_system(agent, env)
+        s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
+        s = linear_states(P, s0, T)
+        x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
+    else:
+        traj = rollout(agent, env, x0, T)
+        x, u = traj["x"], traj["u"]
+    return (episode_cost(x, u, beta) * weights).sum(-1)
+
+
+def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:
+    """E over x_0 of the episode cost, in closed form (linear agents only).
+
+    The cost is quadratic in s_0 = (x_0, 0) and s_t = P^t s_0, so its expectation depends on
+    x_0 only through E[x_0 x_0^T] = F^T F: it equals the cost summed over the rows of F.
+    """
+    _require_linear(agent)
+    F = env.x0_factor()
+    return closed_loop_loss(agent, env, F, T, beta, weights=F.new_ones(F.shape[0]))
+
+
+def spectrum(agent: Agent, env) -> torch.Tensor:
+    """Eigenvalues of the coupled system, sorted by decreasing modulus.
+
+    RankOneAgent: the 4 eigenvalues of P_eff (= the nonzero eigenvalues of P, plus one zero;
+    P's other N-2 eigenvalues are exactly 0). Other linear agents: all 2+N of P.
+    """
+    with torch.no_grad():
+        P, _ = linear_system(agent, env)
+        return _by_modulus(torch.linalg.eigvals(P))
+
+
+def recurrent_spectrum(agent: Agent) -> torch.Tensor:
+    """Eigenvalues of W, (*K, N), sorted by decreasing modulus (for rank one: v.u and zeros)."""
+    with torch.no_grad():
+        if isinstance(agent, RankOneAgent):
+            s_vu = agent.overlaps()[..., 3]
+            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128)
+            ev[..., 0] = s_vu
+            return ev
+        return _by_modulus(torch.linalg.eigvals(agent.recurrent_matrix()))
+
+
+def _by_modulus(ev):
+    idx = torch.argsort(ev.abs(), dim=-1, descending=True, stable=True)
+    return torch.gather(ev, -1, idx)
+
+
+def _require_linear(agent):
+    if agent.activation != "identity":
+        raise ValueError(f"this needs a linear agent (activation='identity'), got "
+                         f"activation={agent.activation!r}")

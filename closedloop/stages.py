@@ -1,0 +1,62 @@
+"""Where the stages of closed-loop learning begin and end, read off a training history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Epoch boundaries: stage 1 is [0, stage1_end), stage 2 [stage1_end, stabilization),
+    stage 3 [stabilization, end]. A boundary that was never reached is None."""
+
+    stage1_end: int | None
+    stabilization: int | None
+    last_epoch: int
+
+    def spans(self):
+        """[(label, start, stop)] for the stages that occurred (stop exclusive)."""
+        b = [0, self.stage1_end, self.stabilization, self.last_epoch + 1]
+        out, start = [], 0
+        for i, label in enumerate(("stage 1", "stage 2", "stage 3")):
+            stop = next((x for x in b[i + 1:] if x is not None), self.last_epoch + 1)
+            if stop > start:
+                out.append((label, start, stop))
+            start = max(start, stop)
+            if b[i + 1] is None and i + 1 < 3:
+                # a missing boundary: the remaining stages did not happen
+                break
+        return out
+
+
+def settles(epochs, condition) -> int | None:
+    """First epoch from which ``condition`` holds at every later recorded epoch (None: never).
+
+    ``epochs`` (E,), ``condition`` (E,) boolean.
+    """
+    epochs, condition = np.asarray(epochs), np.asarray(condition, dtype=bool)
+    if epochs.shape != condition.shape or epochs.ndim != 1:
+        raise ValueError(f"epochs and condition must be 1-d of equal length, got "
+                         f"{epochs.shape} and {condition.shape}")
+    if condition.size == 0 or not condition[-1]:
+        return None
+    bad = np.flatnonzero(~condition)
+    return int(epochs[0] if bad.size == 0 else epochs[bad[-1] + 1])
+
+
+def detect_stages(history) -> Stages:
+    """Stage boundaries of a single (non-ensemble) rank-one training history.
+
+    stage1_end: the feedback sign settles (s_zm < 0 from there on);
+    stabilization: rho(P) < 1 from there on (the first epoch after which the coupled system
+    stays stable). Introduced in Chapter 2, section "Three stages".
+    """
+    s_zm = history.overlaps[..., 0]
+    rho = history.spectral_radius
+    if s_zm.ndim != 1 or rho.ndim != 1:
+        raise ValueError("detect_stages needs a single run; use history.member(k) for ensembles")
+    end1 = settles(history.epoch, s_zm < 0)
+    stab = settles(history.eig_epoch, rho < 1)
+    return Stages(end1, stab, int(history.epoch[-1]))

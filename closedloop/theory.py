@@ -1,0 +1,82 @@
+"""Closed forms of the paper: the characteristic cubic, stage-1 theory, and the LQR baseline.
+
+Overlaps are arrays (..., 4) ordered (s_zm, s_zu, s_vm, s_vu), as in ``RankOneAgent.overlaps``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from . import _checks
+
+
+def cubic_coefficients(overlaps) -> np.ndarray:
+    """Coefficients (1, c2, c1, c0) of the characteristic cubic of P_eff (paper s.4), (..., 4).
+
+        lambda^3 - (s_vu + 2) lambda^2 + (2 s_vu - s_zm + 1) lambda
+                 + (s_vu s_zm - s_vu - s_vm s_zu) = 0
+    """
+    q = _as_overlaps(overlaps)
+    s_zm, s_zu, s_vm, s_vu = np.moveaxis(q, -1, 0)
+    return np.stack([np.ones_like(s_zm), -(s_vu + 2), 2 * s_vu - s_zm + 1,
+                     s_vu * s_zm - s_vu - s_vm * s_zu], -1)
+
+
+def cubic_roots(overlaps) -> np.ndarray:
+    """The three roots of the cubic, (..., 3) complex, as eigenvalues of its companion matrix.
+
+    Introduced in Chapter 2, section "The coupled system".
+    """
+    c = cubic_coefficients(overlaps)
+    comp = np.zeros(c.shape[:-1] + (3, 3))
+    comp[..., 0, :] = -c[..., 1:]
+    comp[..., 1, 0] = comp[..., 2, 1] = 1.0
+    return np.linalg.eigvals(comp)
+
+
+def stage1_eigenvalues(s_zm) -> np.ndarray:
+    """lambda_{1,2} ~ 1 +/- sqrt(s_zm) when u, v are negligible: (..., 2) complex."""
+    r = np.sqrt(np.asarray(s_zm, dtype=complex))
+    return np.stack([1 + r, 1 - r], -1)
+
+
+def stage1_loss(s_zm, T: int) -> np.ndarray:
+    """The paper's stage-1 estimate L(s_zm) ~ 1/2 (1 - r^{T+1}) / (1 - r), r = |1 + sqrt(s_zm)|^2.
+
+    A geometric sum over the dominant eigenvalue: it captures the exponential growth of the
+    loss, not its polynomial prefactor. Introduced in Chapter 2, section "Stage 1".
+    """
+    T = _checks.integer("T", T, low=1)
+    s = np.asarray(s_zm, dtype=float)
+    if not np.isfinite(s).all():
+        raise ValueError("s_zm must be finite")
+    r = np.abs(1 + np.sqrt(s.astype(complex))) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        geo = np.where(np.isclose(r, 1.0), T + 1.0, (1 - r ** (T + 1)) / (1 - r))
+    return 0.5 * geo
+
+
+def lqr_gain(A, B, Q=None, R: float = 1e-8) -> np.ndarray:
+    """Discrete LQR gain K (m, n) for u = -K x, from scipy's Riccati solver.
+
+    The paper's baseline uses Q = I and R -> 0 (1e-8): the optimal full-state feedback.
+    """
+    A, B = np.atleast_2d(_np(A)), _np(B)
+    B = B.reshape(A.shape[0], -1)
+    Q = np.eye(A.shape[0]) if Q is None else np.atleast_2d(_np(Q))
+    R = np.atleast_2d(_checks.real("R", R, low=0.0, low_open=True))
+    X = scipy.linalg.solve_discrete_are(A, B, Q, R)
+    return np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+
+
+def _np(a):
+    return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a, dtype=float)
+
+
+def _as_overlaps(overlaps):
+    q = _np(overlaps)
+    if q.shape[-1:] != (4,):
+        raise ValueError(f"overlaps must have shape (..., 4), got {q.shape}")
+    return q

@@ -1,0 +1,165 @@
+"""The coupled system against independent math: literal matrices, plain loops, closed forms."""
+
+import numpy as np
+import pytest
+import torch
+
+from closedloop import RankOneAgent, RNNAgent, coupled, theory
+from conftest import match
+
+
+def paper_P_eff(s_zm, s_zu, s_vm, s_vu):
+    return np.array([[1, 1, 0, 0], [0, 1, s_zm, s_zu], [1, 1, 0, 0], [0, 0, s_vm, s_vu]], float)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_effective_matrix_is_the_papers(env, seed):
+    q = torch.randn(4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    assert np.allclose(coupled.effective_matrix(q, env).numpy(), paper_P_eff(*q.tolist()))
+
+
+def test_coupled_matrix_blocks(env):
+    a = RNNAgent(N=5, g=0.5, activation="identity", seed=3)
+    W, m, z = (a.tensors[k].detach().numpy() for k in "Wmz")
+    A, B, C = np.array([[1, 1], [0, 1.0]]), np.array([[0], [1.0]]), np.array([[1, 0.0]])
+    P = np.block([[A, B @ z[None]], [m[:, None] @ C @ A, W + m[:, None] @ C @ B @ z[None]]])
+    assert np.allclose(coupled.coupled_matrix(a, env).detach().numpy(), P)
+
+
+@pytest.mark.parametrize("seed,uv", [(0, 1.0), (1, 3.0), (2, 0.3)])
+def test_eig_P_eff_equals_nonzero_eig_P(env, seed, uv):
+    a = RankOneAgent(N=30, seed=seed, uv_scale=uv)
+    full = torch.linalg.eigvals(coupled.coupled_matrix(a, env).detach()).numpy()
+    eff = coupled.spectrum(a, env).numpy()
+    top = full[np.argsort(-np.abs(full))]
+    # P_eff carries the 3 nonzero eigenvalues of P and one structural zero
+    assert match(top[:4], eff) < 1e-6
+    assert np.abs(top[4:]).max() < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cubic_roots_are_eigenvalues_of_P_eff(env, seed):
+    q = 0.5 * torch.randn(4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    ev = np.linalg.eigvals(paper_P_eff(*q.tolist()))
+    zero = np.argmin(np.abs(ev))
+    assert abs(ev[zero]) < 1e-10
+    assert match(np.delete(ev, zero), theory.cubic_roots(q.numpy())) < 1e-9
+
+
+@pytest.mark.parametrize("s_zm0", [-0.3, -0.05, 0.02, 0.2])
+def test_stage1_eigenvalues(env, s_zm0):
+    a = RankOneAgent(N=50, seed=1, s_zm0=s_zm0, uv_scale=1e-7, z_perp_scale=1e-7)
+    ev = coupled.spectrum(a, env).numpy()[:2]
+    assert match(ev, theory.stage1_eigenvalues(s_zm0)) < 1e-5
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 50, 64, 65])
+def test_doubling_equals_step_by_step(T):
+    g = torch.Generator().manual_seed(T)
+    P = torch.randn(3, 5, 5, generator=g, dtype=torch.float64) / 2
+    s0 = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    s, ref = coupled.linear_states(P, s0, T), [s0.expand(3, 4, 5)]
+    for _ in range(T):
+        ref.append(torch.einsum("kij,kbj->kbi", P, ref[-1]))
+    assert torch.allclose(s, torch.stack(ref), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("uv", [0.3, 1.5])
+def test_rank_one_loss_and_gradients_equal_full_rollout(env, uv):
+    """The 4-dim P_eff route against the N-dim step loop through h (an independent path)."""
+    a = RankOneAgent(N=40, seed=2, uv_scale=uv)
+    x0 = env.sample_x0(16, torch.Generator().manual_seed(0))
+    fast = coupled.closed_loop_loss(a, env, x0, 30, beta=0.3)
+    g_fast = torch.autograd.grad(fast, a.parameters())
+    traj = coupled.rollout(a, env, x0, 30)
+    slow = coupled.episode_cost(traj["x"], traj["u"], 0.3).mean()
+    g_slow = torch.autograd.grad(slow, a.parameters())
+    assert torch.allclose(fast, slow, rtol=1e-10)
+    for gf, gs in zip(g_fast, g_slow):
+        assert torch.allclose(gf, gs, rtol=1e-8, atol=1e-12)
+
+
+def test_expected_loss_is_the_covariance_trace(env):
+    """E||x_t||^2 = tr(E_x P^t S0 P^t^T E_x^T), with S0 = diag(Sigma0, 0), in plain numpy."""
+    a = RNNAgent(N=8, g=0.3, activation="identity", seed=5)
+    P = coupled.coupled_matrix(a, env).detach().numpy()
+    z = a.z.detach().numpy()
+    S = np.zeros_like(P)
+    S[:2, :2] = np.eye(2) * 4 / 3  # Var of U(-2, 2)
+    T, beta, state, ctrl = 20, 0.7, 0.0, 0.0
+    Pt = np.eye(len(P))
+    for t in range(T + 1):
+        cov = Pt @ S @ Pt.T
+        if t >= 1:
+            state += np.trace(cov[:2, :2]) / (2 * T)
+        if t <= T - 1:
+            ctrl += z @ cov[2:, 2:] @ z
+        Pt = P @ Pt
+    got = coupled.expected_loss(a, env, T, beta).item()
+    assert got == pytest.approx(state + beta * ctrl, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_expected_loss_is_the_sampled_mean(env, seed):
+    a = RankOneAgent(N=50, seed=seed)
+    x0 = env.sample_x0(40000, torch.Generator().manual_seed(seed))
+    T = 15
+    with torch.no_grad():
+        P, u_row = coupled.linear_system(a, env)
+        s = coupled.linear_states(P, torch.cat([x0, torch.zeros(40000, 2, dtype=x0.dtype)], 1), T)
+        costs = coupled.episode_cost(s[..., :2], (s * u_row).sum(-1), 0.1)
+        exact = coupled.expected_loss(a, env, T, 0.1).item()
+    sem = costs.std().item() / np.sqrt(len(costs))
+    assert abs(costs.mean().item() - exact) < 4 * sem
+
+
+def test_gradient_matches_finite_differences(env):
+    a = RankOneAgent(N=20, seed=4)
+    T, beta, h = 25, 0.2, 1e-6
+    loss = coupled.expected_loss(a, env, T, beta)
+    grads = torch.autograd.grad(loss, a.parameters())
+    rng = np.random.default_rng(0)
+    for name, g in zip(a.trainable, grads):
+        for i in rng.choice(a.N, 4, replace=False):
+            vals = []
+            for sign in (1, -1):
+                b = a.detached()
+                with torch.no_grad():
+                    b.tensors[name][i] += sign * h
+                vals.append(coupled.expected_loss(b, env, T, beta).item())
+            fd = (vals[0] - vals[1]) / (2 * h)
+            assert g[i].item() == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+def test_tanh_rollout_matches_hand_loop(env):
+    a = RNNAgent(N=10, g=0.8, activation="tanh", seed=1)
+    W, m, z = (a.tensors[k].detach().numpy() for k in "Wmz")
+    x0 = np.array([[0.5, -0.3]])
+    x, h, u, cost = x0[0].copy(), np.zeros(10), 0.0, 0.0
+    for _ in range(12):
+        x = np.array([x[0] + x[1], x[1] + u])
+        h = np.tanh(W @ h + m * x[0])
+        u = z @ h
+        cost += (x ** 2).sum() / 2 / 12
+    got = coupled.closed_loop_loss(a, env, torch.tensor(x0), 12).item()
+    assert got == pytest.approx(cost, rel=1e-12)
+
+
+def test_stage1_loss_closed_form():
+    T = 10
+    for s in (-0.3, -0.01, 0.05, 0.2):
+        r = abs(1 + np.sqrt(complex(s))) ** 2
+        assert theory.stage1_loss(s, T) == pytest.approx(0.5 * sum(r**t for t in range(T + 1)))
+    assert theory.stage1_loss(0.0, T) == pytest.approx((T + 1) / 2)
+
+
+def test_lqr_gain_stabilizes_and_is_the_riccati_fixed_point(env):
+    A, B = env.A.numpy(), env.B.numpy()[:, None]
+    K = theory.lqr_gain(A, B)
+    assert np.abs(np.linalg.eigvals(A - B @ K)).max() < 1
+    # iterate the Riccati recursion from Q to convergence, independently of scipy's solver
+    Q, R, X = np.eye(2), 1e-8, np.eye(2)
+    for _ in range(500):
+        X = Q + A.T @ X @ A - A.T @ X @ B @ np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+    K_iter = np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+    assert np.allclose(K, K_iter, rtol=1e-6)

@@ -1,0 +1,134 @@
+"""Training: determinism, ensembles, clipping, stopping, stage detection, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, coupled, stages
+from closedloop.training import train_closed_loop
+
+
+def test_same_seed_same_history_and_different_seed_differs(env):
+    runs = [train_closed_loop(RankOneAgent(N=20, seed=1), env, epochs=30, seed=s)
+            for s in (7, 7, 8)]
+    for key in runs[0].arrays:
+        np.testing.assert_array_equal(runs[0].arrays[key], runs[1].arrays[key])
+    assert not np.array_equal(runs[0].loss, runs[2].loss)
+
+
+def test_exact_mode_is_deterministic_and_tracks_expected_loss(env):
+    h = train_closed_loop(RankOneAgent(N=20, seed=1), env, epochs=20, mode="exact", seed=0)
+    h2 = train_closed_loop(RankOneAgent(N=20, seed=1), env, epochs=20, mode="exact", seed=99)
+    np.testing.assert_array_equal(h.loss, h2.loss)
+    np.testing.assert_array_equal(h.loss, h.expected_loss)
+
+
+def test_ensemble_equals_its_member_runs(env):
+    singles = [RankOneAgent(N=20, seed=k, s_zm0=s) for k, s in enumerate((-0.1, 0.0, 0.15))]
+    ens = train_closed_loop(RankOneAgent.stack([a.detached() for a in singles]), env,
+                            epochs=40, seed=3)
+    for k, a in enumerate(singles):
+        h = train_closed_loop(a, env, epochs=40, seed=3)
+        for key in ("loss", "expected_loss", "overlaps", "eig_P", "grad_norm"):
+            np.testing.assert_allclose(ens.member(k).arrays[key], h.arrays[key],
+                                       rtol=1e-9, atol=1e-12)
+
+
+def test_each_member_is_clipped_to_norm_clip(env):
+    a = RankOneAgent(N=20, seed=0, s_zm0=0.3)  # runaway loss: a huge raw gradient
+    before = [p.detach().clone() for p in a.parameters()]
+    h = train_closed_loop(a, env, epochs=1, lr=0.01, clip=1.0)
+    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(a.parameters(), before)))
+    assert h.grad_norm[0] > 1e3
+    assert step.item() == pytest.approx(0.01, rel=1e-9)
+
+
+def test_divergence_stops_with_message_and_keeps_history(env):
+    a = RankOneAgent(N=20, seed=0, s_zm0=0.2)
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        h = train_closed_loop(a, env, epochs=200, lr=1e3, clip=None, T=200)
+    assert not h.completed and "epoch" in h.message
+    assert 1 <= len(h.epoch) < 201 and np.isfinite(h.loss).all()
+
+
+def test_interrupt_keeps_history(env, monkeypatch):
+    real, calls = env.sample_x0, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C arrives while epoch 5 draws its batch
+        calls.append(1)
+        if len(calls) > 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(env, "sample_x0", interrupted)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        h = train_closed_loop(RankOneAgent(N=10), env, epochs=50)
+    assert len(h.epoch) == 5 and not h.completed
+
+
+def test_snapshots_rebuild_the_network(env):
+    a = RNNAgent(N=12, g=0.3, activation="identity", seed=2)
+    h = train_closed_loop(a, env, epochs=10, snapshot_every=4, lr=1e-3)
+    assert h.snapshot_epoch.tolist() == [0, 4, 8, 10]
+    i = 2
+    b = RNNAgent.from_tensors(*(torch.tensor(h.arrays[f"params/{k}"][i]) for k in "Wmz"),
+                              activation="identity")
+    e = int(h.snapshot_epoch[i])
+    assert coupled.expected_loss(b, env, 50).item() == pytest.approx(h.expected_loss[e], rel=1e-12)
+
+
+def test_tanh_training_runs_and_learns():
+    env = DoubleIntegrator(UniformBox(1.0))
+    h = train_closed_loop(RNNAgent(N=20, g=0.1, seed=0), env, epochs=60, beta=0.005)
+    assert h.completed and "expected_loss" not in h.arrays
+    assert h.loss[-10:].mean() < h.loss[:5].mean()
+
+
+def test_settles():
+    e = np.arange(10)
+    assert stages.settles(e, [0, 1, 0, 1, 1, 1, 1, 1, 1, 1]) == 3
+    assert stages.settles(e, [1] * 10) == 0
+    assert stages.settles(e, [1] * 9 + [0]) is None
+
+
+def test_detect_stages_on_a_synthetic_history():
+    from closedloop.training import History
+    E = np.arange(100)
+    s_zm = np.where(E < 12, 0.05, -0.1)
+    s_zm[20] = 0.01  # a late sign flip moves the boundary
+    rho = np.where(E < 60, 1.01, 0.8)
+    q = np.zeros((100, 4))
+    q[:, 0] = s_zm
+    h = History({}, {"epoch": E, "eig_epoch": E, "overlaps": q, "spectral_radius": rho})
+    s = stages.detect_stages(h)
+    assert (s.stage1_end, s.stabilization) == (21, 60)
+    assert [sp[0] for sp in s.spans()] == ["stage 1", "stage 2", "stage 3"]
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    (dict(epochs=-1), "epochs"), (dict(T=0), "T"), (dict(lr=0.0), "lr"), (dict(lr=-1), "lr"),
+    (dict(batch=0), "batch"), (dict(mode="bogus"), "mode"), (dict(beta=-0.1), "beta"),
+    (dict(clip=0), "clip"), (dict(lr=float("nan")), "lr"),
+])
+def test_bad_training_arguments_name_the_parameter(env, kwargs, param):
+    with pytest.raises((ValueError, TypeError), match=param):
+        train_closed_loop(RankOneAgent(N=5), env, epochs=kwargs.pop("epochs", 1), **kwargs)
+
+
+@pytest.mark.parametrize("make,param", [
+    (lambda: RankOneAgent(N=0), "N"), (lambda: RNNAgent(N=0), "N"),
+    (lambda: RNNAgent(activation="relu"), "activation"), (lambda: RNNAgent(g=-1), "g"),
+    (lambda: RankOneAgent(s_zm0=1.5), "s_zm0"), (lambda: RankOneAgent(s_zm0=float("nan")), "s_zm0"),
+    (lambda: RankOneAgent(s_zm0=torch.zeros(3), batch_shape=(2,)), "s_zm0"),
+    (lambda: RNNAgent.from_tensors(torch.zeros(3, 3), torch.zeros(4), torch.zeros(3)), "m"),
+    (lambda: UniformBox(-1.0), "half_width"), (lambda: RankOneAgent(seed=-1), "seed"),
+    (lambda: RNNAgent(N=2.5), "N"),
+])
+def test_bad_construction_names_the_parameter(make, param):
+    with pytest.raises((ValueError, TypeError), match=param):
+        make()
+
+
+def test_exact_mode_refuses_tanh(env):
+    with pytest.raises(ValueError, match="mode='exact'"):
+        train_closed_loop(RNNAgent(N=5), env, epochs=1, mode="exact")

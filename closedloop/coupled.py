@@ -56,9 +56,10 @@ def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
 def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
     """s_t = P^t s_0 for t = 0..T by doubling: O(log T) sequential matrix products.
 
-    P (*K, d, d); s0 (B, d) or (*K, B, d). Returns (T+1, *K, B, d).
+    P (*K, d, d); s0 (..., B, d) with leading axes that broadcast against K.
+    Returns (T+1, *broadcast(K, ...), B, d).
     """
-    s0 = s0.expand(*P.shape[:-2], *s0.shape[-2:])
+    s0 = s0.expand(*torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
     states, PkT, n = s0[None], P.transpose(-1, -2), 1
     while n < T + 1:
         need = min(n, T + 1 - n)
@@ -177,3 +178,19 @@ def _require_linear(agent):
     if agent.activation != "identity":
         raise ValueError(f"this needs a linear agent (activation='identity'), got "
                          f"activation={agent.activation!r}")
+
+
+def effective_rollout(overlaps, env, x0: torch.Tensor, T: int) -> dict:
+    """The rank-one closed loop from its overlaps alone: x (T+1, ..., B, 2), u (T+1, ..., B).
+
+    ``overlaps`` (..., 4) as recorded in a training history, so any epoch's behaviour can be
+    replayed without keeping the network. Introduced in Chapter 2, section "Stage 1".
+    """
+    T = _checks.integer("T", T, low=1)
+    q = torch.as_tensor(overlaps, dtype=env.dtype)
+    P = effective_matrix(q, env)
+    s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], 2)], -1)
+    with torch.no_grad():
+        s = linear_states(P, s0, T)
+    u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
+    return {"x": s[..., :2], "u": u}

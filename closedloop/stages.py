@@ -31,6 +31,15 @@ class Stages:
         return out
 
 
+    def representative_epochs(self) -> list[int]:
+        """Distinct epochs that show each stage: start, end of stage 1, mid stage 2, end."""
+        cands = [0, self.stage1_end]
+        if self.stage1_end is not None and self.stabilization is not None:
+            cands.append((self.stage1_end + self.stabilization) // 2)
+        cands.append(self.last_epoch)
+        return sorted({c for c in cands if c is not None})
+
+
 def settles(epochs, condition) -> int | None:
     """First epoch from which ``condition`` holds at every later recorded epoch (None: never).
 

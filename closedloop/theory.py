@@ -80,3 +80,22 @@ def _as_overlaps(overlaps):
     if q.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {q.shape}")
     return q
+
+
+def stage1_simulated_loss(s_zm, env, T: int, N: int = 100, seed: int = 0,
+                          uv_scale: float = 1e-3) -> np.ndarray:
+    """Exact expected loss of rank-one networks with z.m = s_zm and negligible u, v.
+
+    The simulation the stage-1 formula is compared against: one network per value of
+    ``s_zm`` (1-d array), built as one ensemble. Returns (len(s_zm),).
+    """
+    from .agents import RankOneAgent
+    from .coupled import expected_loss
+
+    s = np.asarray(s_zm, dtype=float)
+    if s.ndim != 1:
+        raise ValueError(f"s_zm must be a 1-d array, got shape {s.shape}")
+    agent = RankOneAgent(N=N, seed=seed, s_zm0=torch.tensor(s), batch_shape=s.shape,
+                         uv_scale=uv_scale, z_perp_scale=uv_scale)
+    with torch.no_grad():
+        return expected_loss(agent, env, T).numpy()

@@ -1,0 +1,39 @@
+# make book  - install into .venv and build the HTML book, running every chapter at paper scale
+# make test  - install into .venv and run the unit tests and every chapter at small scale
+# make clean - remove the build outputs
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CI_NB  := _build/ci
+
+.PHONY: book test unit notebooks clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# --all: re-run every notebook even if Sphinx thinks it unchanged; -W -n --keep-going: any
+# warning (a broken reference, a failed cell) fails the build after reporting all of them
+book: $(STAMP)
+	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	@echo "The book is in _build/html/index.html"
+
+test: unit notebooks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+# every chapter through papermill at the small parameters of tests/notebook_params.json,
+# then nbval re-executes those outputs and compares the cells marked NBVAL_CHECK_OUTPUT
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q tests/notebook_runs.py
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_NB)/*.ipynb
+
+clean:
+	rm -rf _build

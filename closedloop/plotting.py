@@ -1,0 +1,73 @@
+"""Plotting primitives shared by every chapter: one style, the complex plane, stage shading."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+# Okabe & Ito's colorblind-safe palette
+PALETTE = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "red": "#D55E00",
+           "purple": "#CC79A7", "sky": "#56B4E9", "yellow": "#F0E442", "black": "#000000"}
+STAGE_COLORS = {"stage 1": "#D55E00", "stage 2": "#E69F00", "stage 3": "#009E73"}
+WIDTH = 7.0  # inches: one full-width figure in the book
+
+
+def use_style():
+    """Apply the book's matplotlib style (call once per notebook)."""
+    mpl.rcParams.update({
+        "figure.figsize": (WIDTH, 3.2), "figure.dpi": 110, "savefig.dpi": 110,
+        "figure.constrained_layout.use": True,
+        "axes.prop_cycle": mpl.cycler(color=[PALETTE[k] for k in
+                                             ("blue", "orange", "green", "red", "purple",
+                                              "sky", "black")]),
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+        "grid.alpha": 0.25, "font.size": 10, "axes.titlesize": 10, "legend.fontsize": 8,
+        "legend.frameon": False, "lines.linewidth": 1.5, "image.cmap": "viridis",
+    })
+
+
+def figure(ncols=1, nrows=1, height=3.2, **kw):
+    """A book-width figure with a grid of axes."""
+    return plt.subplots(nrows, ncols, figsize=(WIDTH, height), squeeze=False, **kw)
+
+
+def complex_plane(ax, lim=None, circle=True):
+    """Unit circle, equal aspect and labelled axes for plotting eigenvalues."""
+    if circle:
+        t = np.linspace(0, 2 * np.pi, 400)
+        ax.plot(np.cos(t), np.sin(t), color="0.4", lw=0.8, ls="--", zorder=0)
+    ax.axhline(0, color="0.6", lw=0.5, zorder=0)
+    ax.axvline(0, color="0.6", lw=0.5, zorder=0)
+    ax.set_aspect("equal")
+    if lim is not None:
+        (x0, x1), (y0, y1) = lim
+        ax.set_xlim(x0, x1), ax.set_ylim(y0, y1)
+    ax.set_xlabel("Re $\\lambda$"), ax.set_ylabel("Im $\\lambda$")
+    return ax
+
+
+def eig_scatter(ax, eigs, epochs, cmap="viridis", norm=None, s=8, **kw):
+    """Eigenvalues (E, d) complex, coloured by epoch (E,); returns the ScalarMappable."""
+    eigs = np.asarray(eigs)
+    ep = np.broadcast_to(np.asarray(epochs)[:, None], eigs.shape)
+    norm = norm or mpl.colors.Normalize(ep.min(), max(ep.max(), ep.min() + 1))
+    return ax.scatter(eigs.real.ravel(), eigs.imag.ravel(), c=ep.ravel(), cmap=cmap, norm=norm,
+                      s=s, linewidths=0, **kw)
+
+
+def shade_stages(ax, stages, offset=0, labels=True):
+    """Shade the stage spans of a ``Stages`` (x = epoch + offset) with a label at the top."""
+    for label, start, stop in stages.spans():
+        ax.axvspan(start + offset, stop + offset, color=STAGE_COLORS[label], alpha=0.12, lw=0)
+        if labels:
+            ax.text(np.sqrt(max(start + offset, 1e-9) * (stop + offset))
+                    if ax.get_xscale() == "log" else (start + stop) / 2 + offset,
+                    0.98, label, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                    fontsize=8, color=STAGE_COLORS[label])
+
+
+def epoch_colorbar(fig, mappable, ax, label="epoch"):
+    cb = fig.colorbar(mappable, ax=ax, shrink=0.85, pad=0.02)
+    cb.set_label(label)
+    return cb

@@ -1,0 +1,52 @@
+"""Every chapter, executed by papermill at the small parameters of notebook_params.json.
+
+Kept out of the default test collection (the file name does not start with test_) so that
+`make unit` stays fast; `make notebooks` runs it, then nbval re-executes its outputs.
+The glued numbers of each chapter are checked for presence and sanity.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = json.loads((ROOT / "tests" / "notebook_params.json").read_text())
+OUT = ROOT / "_build" / "ci"
+
+
+def glued(nb_path):
+    """{name: text/plain value} of every glue in an executed notebook."""
+    out = {}
+    for cell in json.loads(Path(nb_path).read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                data = o.get("data", {})
+                out[name] = next((v for k, v in data.items() if k.endswith("text/plain")), None)
+    return out
+
+
+def test_every_chapter_has_ci_parameters():
+    chapters = {p.name for p in (ROOT / "book").glob("*.ipynb")}
+    assert chapters == set(PARAMS), "tests/notebook_params.json must list every chapter"
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_chapter_runs(name):
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / name
+    pm.execute_notebook(str(ROOT / "book" / name), str(out), parameters=PARAMS[name],
+                        cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
+    values = glued(out)
+    assert values, "the chapter glued nothing"
+    if name == "ch2_stages.ipynb":
+        for key in ("stage1_end_epoch", "stabilization_epoch", "final_loss",
+                    "final_spectral_radius"):
+            assert key in values
+        final_loss = float(values["final_loss"])
+        assert math.isfinite(final_loss) and final_loss > 0
+        # a real run: the final loss is far below the loss of the untrained network
+        assert final_loss < 1e3

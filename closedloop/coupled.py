@@ -38,19 +38,28 @@ def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
     """P_eff acting on (x1, x2, a, b), from overlaps (..., 4) = (s_zm, s_zu, s_vm, s_vu).
 
     For the double integrator this is the matrix of paper s.4; its eigenvalues are the nonzero
-    eigenvalues of the full P. Returns (..., 4, 4).
+    eigenvalues of the full P. P_eff is affine in the overlaps, P_eff = P_0 + sum_k q_k E_k,
+    which is how it is built (one contraction). Returns (..., 4, 4).
     """
     if overlaps.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
-    s_zm, s_zu, s_vm, s_vu = overlaps.unbind(-1)
-    zero = torch.zeros_like(s_zm)
-    ctrl = torch.stack([s_zm, s_zu], -1)  # u = s_zm a + s_zu b
-    A = env.A.to(overlaps.dtype).expand(*s_zm.shape, 2, 2)
-    B, C = env.B.to(overlaps.dtype), env.C.to(overlaps.dtype)
-    x_rows = torch.cat([A, B[:, None] * ctrl[..., None, :]], -1)
-    a_row = torch.cat([(C @ env.A.to(overlaps.dtype)).expand(*s_zm.shape, 2), (C @ B) * ctrl], -1)
-    b_row = torch.stack([zero, zero, s_vm, s_vu], -1)
-    return torch.cat([x_rows, a_row[..., None, :], b_row[..., None, :]], -2)
+    base, basis = _effective_basis(env, overlaps.dtype, overlaps.device)
+    return base + torch.einsum("...k,kij->...ij", overlaps, basis)
+
+
+def _effective_basis(env, dtype, device):
+    """(P_0, E) with P_eff = P_0 + sum_k q_k E_k; E (4, 4, 4) for q = (s_zm, s_zu, s_vm, s_vu)."""
+    A, B, C = (t.to(dtype=dtype, device=device) for t in (env.A, env.B, env.C))
+    base = torch.zeros(4, 4, dtype=dtype, device=device)
+    base[:2, :2] = A
+    base[2, :2] = C @ A  # a' = y' = C (A x + B u)
+    basis = torch.zeros(4, 4, 4, dtype=dtype, device=device)
+    ctrl_col = torch.cat([B, (C @ B)[None], B.new_zeros(1)])  # where u = s_zm a + s_zu b enters
+    basis[0, :, 2] = ctrl_col
+    basis[1, :, 3] = ctrl_col
+    basis[2, 3, 2] = 1.0  # b' = s_vm a + s_vu b
+    basis[3, 3, 3] = 1.0
+    return base, basis
 
 
 def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
@@ -111,20 +120,17 @@ def episode_cost(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tensor:
     return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
 
 
-def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,
-                     weights: torch.Tensor | None = None) -> torch.Tensor:
-    """sum_b weights_b * cost(x0_b): the loss of each ensemble member, shape batch_shape.
+def start_costs(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0) -> torch.Tensor:
+    """Episode cost of every start: x0 (..., B, 2) -> (*batch_shape, ..., B).
 
-    ``weights`` defaults to 1/B (the batch mean). Linear agents use matrix powers, the tanh
-    agent the step loop; both give the same number for the same network.
+    Linear agents use matrix powers, the tanh agent the step loop; both give the same number
+    for the same network.
     """
     T = _checks.integer("T", T, low=1)
     beta = _checks.real("beta", beta, low=0.0)
     _checks.finite_tensor("x0", x0)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
-    if weights is None:
-        weights = x0.new_full(x0.shape[-2:-1], 1.0 / x0.shape[-2])
     if agent.activation == "identity":
         P, u_row = linear_system(agent, env)
         s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
@@ -133,7 +139,19 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
     else:
         traj = rollout(agent, env, x0, T)
         x, u = traj["x"], traj["u"]
-    return (episode_cost(x, u, beta) * weights).sum(-1)
+    return episode_cost(x, u, beta)
+
+
+def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,
+                     weights: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_b weights_b * cost(x0_b): the loss of each ensemble member, shape batch_shape.
+
+    ``weights`` (B,) defaults to 1/B (the batch mean).
+    """
+    costs = start_costs(agent, env, x0, T, beta)
+    if weights is None:
+        return costs.mean(-1)
+    return (costs * weights).sum(-1)
 
 
 def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:

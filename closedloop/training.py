@@ -97,16 +97,23 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
                   clip=clip, beta=beta, mode=mode, seed=seed)
     gen = make_generator(seed)
     F = env.x0_factor()
+    ones = F.new_ones(F.shape[0])
     rec = _Recorder(agent)
     params = agent.parameters()
     message, start = "", time.perf_counter()
     try:
         for e in range(epochs + 1):
             if mode == "exact":
-                x0, w = F, F.new_ones(F.shape[0])
+                loss = coupled.closed_loop_loss(agent, env, F, T, beta, weights=ones)
+                expected = loss.detach()
             else:
-                x0, w = env.sample_x0(batch, gen), None
-            loss = coupled.closed_loop_loss(agent, env, x0, T, beta, weights=w)
+                x0 = env.sample_x0(batch, gen)
+                if linear:  # the exact loss rides along: its starts F join the batch
+                    costs = coupled.start_costs(agent, env, torch.cat([x0, F]), T, beta)
+                    loss = costs[..., :batch].mean(-1)
+                    expected = costs[..., batch:].detach().sum(-1)
+                else:
+                    loss = coupled.closed_loop_loss(agent, env, x0, T, beta)
             grads = torch.autograd.grad(loss.sum(), params) if e < epochs else None
             gnorm = _member_norm(grads, agent) if grads is not None else None
             if not (torch.isfinite(loss).all() and (gnorm is None or torch.isfinite(gnorm).all())):
@@ -117,8 +124,7 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
                 break
             row = {"epoch": e, "loss": loss.detach()}
             if linear:
-                row["expected_loss"] = (loss.detach() if mode == "exact" else
-                                        _no_grad(coupled.expected_loss, agent, env, T, beta))
+                row["expected_loss"] = expected
             if gnorm is not None:
                 row["grad_norm"] = gnorm
             rec.epoch(row, agent, env, e, last=e == epochs, eig_every=eig_every,
@@ -175,8 +181,3 @@ def _expand(scale, g, agent):
     if not torch.is_tensor(scale):
         return scale
     return scale.reshape(scale.shape + (1,) * (g.dim() - scale.dim()))
-
-
-def _no_grad(fn, *args):
-    with torch.no_grad():
-        return fn(*args)

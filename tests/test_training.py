@@ -132,3 +132,26 @@ def test_bad_construction_names_the_parameter(make, param):
 def test_exact_mode_refuses_tanh(env):
     with pytest.raises(ValueError, match="mode='exact'"):
         train_closed_loop(RNNAgent(N=5), env, epochs=1, mode="exact")
+
+
+@pytest.mark.parametrize("call,param", [
+    (lambda env: coupled.closed_loop_loss(RankOneAgent(N=5), env, torch.zeros(4, 3), 5), "x0"),
+    (lambda env: coupled.closed_loop_loss(RankOneAgent(N=5), env,
+                                          torch.full((4, 2), float("nan")), 5), "x0"),
+    (lambda env: coupled.closed_loop_loss(RankOneAgent(N=5), env, torch.zeros(4, 2), 0), "T"),
+    (lambda env: coupled.effective_matrix(torch.zeros(3), env), "overlaps"),
+    (lambda env: coupled.expected_loss(RNNAgent(N=5), env, 5), "linear agent"),
+])
+def test_bad_loss_arguments_name_the_parameter(env, call, param):
+    with pytest.raises((ValueError, TypeError), match=param):
+        call(env)
+
+
+def test_bad_theory_arguments_name_the_parameter():
+    from closedloop import theory
+    with pytest.raises(ValueError, match="T"):
+        theory.stage1_loss(0.1, 0)
+    with pytest.raises(ValueError, match="R"):
+        theory.lqr_gain(np.eye(2), np.ones(2), R=0.0)
+    with pytest.raises(ValueError, match="s_zm"):
+        theory.stage1_loss(float("nan"), 10)

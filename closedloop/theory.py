@@ -10,6 +10,8 @@ import scipy.linalg
 import torch
 
 from . import _checks
+from .agents import RankOneAgent
+from .coupled import expected_loss
 
 
 def cubic_coefficients(overlaps) -> np.ndarray:
@@ -89,9 +91,6 @@ def stage1_simulated_loss(s_zm, env, T: int, N: int = 100, seed: int = 0,
     The simulation the stage-1 formula is compared against: one network per value of
     ``s_zm`` (1-d array), built as one ensemble. Returns (len(s_zm),).
     """
-    from .agents import RankOneAgent
-    from .coupled import expected_loss
-
     s = np.asarray(s_zm, dtype=float)
     if s.ndim != 1:
         raise ValueError(f"s_zm must be a 1-d array, got shape {s.shape}")

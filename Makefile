@@ -10,8 +10,13 @@ CI_NB  := _build/ci
 
 .PHONY: book test unit notebooks clean
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# pyvenv.cfg (a real file; bin/python is a symlink whose target mtime make would read) is a
+# prerequisite so that a half-deleted .venv (stamp left, python gone)
+# is rebuilt rather than trusted
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(VENV)/pyvenv.cfg requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -e .

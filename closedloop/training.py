@@ -97,14 +97,13 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
                   clip=clip, beta=beta, mode=mode, seed=seed)
     gen = make_generator(seed)
     F = env.x0_factor()
-    ones = F.new_ones(F.shape[0])
     rec = _Recorder(agent)
     params = agent.parameters()
     message, start = "", time.perf_counter()
     try:
         for e in range(epochs + 1):
             if mode == "exact":
-                loss = coupled.closed_loop_loss(agent, env, F, T, beta, weights=ones)
+                loss = coupled.expected_loss(agent, env, T, beta)
                 expected = loss.detach()
             else:
                 x0 = env.sample_x0(batch, gen)

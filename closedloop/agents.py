@@ -84,6 +84,23 @@ class Agent:
         W, m = self.recurrent_matrix(), self.tensors["m"]
         return self.phi(h @ W.transpose(-1, -2) + y[..., None] * m.unsqueeze(-2))
 
+    def drive(self, y: torch.Tensor) -> torch.Tensor:
+        """Open-loop response to a given observation sequence (the environment is not stepped).
+
+        y (T, B) or (T, *batch_shape, B): the observations y_1..y_T; h_0 = 0.
+        Returns u (T, *batch_shape, B): u_1..u_T. Introduced in Chapter 1, section
+        "Open-loop training".
+        """
+        _checks.finite_tensor("y", y)
+        if y.dim() < 2:
+            raise ValueError(f"y must have shape (T, B), got {tuple(y.shape)}")
+        h = y.new_zeros(*self.batch_shape, y.shape[-1], self.N)
+        us = []
+        for y_t in y:
+            h = self.step(h, y_t)
+            us.append(self.readout(h))
+        return torch.stack(us)
+
     # ensembles -----------------------------------------------------------------------------
     def _new(self, tensors):
         return type(self)._from(tensors, self.trainable, self.activation)

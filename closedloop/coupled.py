@@ -26,8 +26,13 @@ from .agents import Agent, RankOneAgent
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:
     """P = [[A, B z^T], [m C A, W + m (C B) z^T]]: shape (*K, 2+N, 2+N). Linear agents only."""
     _require_linear(agent)
+    return _stacked_matrix(agent, env)
+
+
+def _stacked_matrix(agent, env):
+    """P for any activation: the linear map from (x_t, h_t) to (x_{t+1}, W h_t + m y_{t+1})."""
     W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
-    K, N = agent.batch_shape, agent.N
+    K = agent.batch_shape
     top = torch.cat([env.A.expand(*K, 2, 2), env.B[:, None] * z[..., None, :]], -1)
     CA, CB = env.C @ env.A, env.C @ env.B
     bottom = torch.cat([m[..., :, None] * CA, W + CB * m[..., :, None] * z[..., None, :]], -1)
@@ -95,7 +100,7 @@ def linear_system(agent: Agent, env):
 
 
 def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
-    """Step the closed loop T times, one step at a time (any activation).
+    """Step the closed loop T times (any activation), differentiably.
 
     x0 (B, 2) or (*K, B, 2). Returns {'x': (T+1, *K, B, 2), 'u': (T+1, *K, B),
     'h': (T+1, *K, B, N)} for t = 0..T.
@@ -104,15 +109,52 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     _checks.shape("x0", x0, x0.shape[:-1] + (2,))
     K = agent.batch_shape
     x = x0.expand(*K, *x0.shape[-2:]) if x0.dim() == 2 else x0
-    h = x.new_zeros(*x.shape[:-1], agent.N)
-    u = x.new_zeros(x.shape[:-1])
-    xs, us, hs = [x], [u], [h]
-    for _ in range(T):
-        x = env.step(x, u)
-        h = agent.step(h, env.observe(x))
-        u = agent.readout(h)
-        xs.append(x), us.append(u), hs.append(h)
-    return {"x": torch.stack(xs), "u": torch.stack(us), "h": torch.stack(hs)}
+    s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
+    PT = _stacked_matrix(agent, env).transpose(-1, -2)
+    S = _ClosedLoop.apply(PT, s0, T, agent.activation == "tanh")
+    h = S[..., 2:]
+    return {"x": S[..., :2], "u": (h @ agent.tensors["z"].unsqueeze(-1)).squeeze(-1), "h": h}
+
+
+class _ClosedLoop(torch.autograd.Function):
+    """S_t = s_t for t = 0..T with s_{t+1} = (pre_x, phi(pre_h)), pre = s_t P^T.
+
+    One product with the stacked P per step gives both x_{t+1} and the network's input
+    W h_t + m y_{t+1} (y_{t+1} depends on u_t = z.h_t). Backpropagation through time is
+    written out: the adjoint runs backwards with one product per step, and the gradient of P,
+    sum_t s_t^T g_{t+1}, is a single product over all steps instead of T small ones.
+    PT (*K, d, d), s0 (*K, B, d) -> S (T+1, *K, B, d); phi is tanh or the identity.
+    """
+
+    @staticmethod
+    def forward(ctx, PT, s0, T, tanh):
+        S = s0.new_empty(T + 1, *torch.broadcast_shapes(s0.shape, PT.shape[:-2] + (1, 1)))
+        S[0] = s0
+        PT = PT.contiguous()  # a transposed operand sends matmul(out=) to a slow path
+        for t in range(T):
+            torch.matmul(S[t], PT, out=S[t + 1])
+            if tanh:
+                S[t + 1, ..., 2:].tanh_()
+        ctx.save_for_backward(PT, S)
+        ctx.tanh = tanh
+        return S
+
+    @staticmethod
+    def backward(ctx, dS):
+        PT, S = ctx.saved_tensors
+        P, T = PT.transpose(-1, -2).contiguous(), S.shape[0] - 1
+        G = dS[1:].clone()  # becomes g_{t+1} = dL/dpre_{t+1}
+        dphi = 1 - S[1:, ..., 2:] ** 2 if ctx.tanh else None
+        for t in range(T, 0, -1):  # G[t-1] holds dL/ds_t once the step after t is folded in
+            if dphi is not None:
+                G[t - 1, ..., 2:] *= dphi[t - 1]
+            if t > 1:
+                G[t - 2] += G[t - 1] @ P
+        ds0 = dS[0] + G[0] @ P
+        d = S.shape[-1]
+        prev = S[:-1].movedim(0, -3).reshape(*S.shape[1:-2], -1, d)  # (*K, T B, d)
+        dPT = prev.transpose(-1, -2) @ G.movedim(0, -3).reshape(prev.shape)
+        return dPT, ds0, None, None
 
 
 def episode_cost(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tensor:
@@ -165,14 +207,27 @@ def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:
     return closed_loop_loss(agent, env, F, T, beta, weights=F.new_ones(F.shape[0]))
 
 
+def linearized(agent: Agent) -> Agent:
+    """The agent linearized at its fixed point h = 0: same tensors, activation 'identity'.
+
+    Since tanh(0) = 0 and tanh'(0) = 1, the coupled system of a tanh network linearized at
+    (x, h) = (0, 0) is the P of this linear agent: it decides whether the target is locally
+    stable. Introduced in Chapter 1, section "The final solutions".
+    """
+    if agent.activation == "identity":
+        return agent
+    return type(agent)._from(agent.tensors, agent.trainable, "identity")
+
+
 def spectrum(agent: Agent, env) -> torch.Tensor:
     """Eigenvalues of the coupled system, sorted by decreasing modulus.
 
     RankOneAgent: the 4 eigenvalues of P_eff (= the nonzero eigenvalues of P, plus one zero;
-    P's other N-2 eigenvalues are exactly 0). Other linear agents: all 2+N of P.
+    P's other N-2 eigenvalues are exactly 0). Other linear agents: all 2+N of P. Nonlinear
+    agents: P of their linearization at the target (``linearized``).
     """
     with torch.no_grad():
-        P, _ = linear_system(agent, env)
+        P, _ = linear_system(linearized(agent), env)
         return _by_modulus(torch.linalg.eigvals(P))
 
 

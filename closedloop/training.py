@@ -68,66 +68,90 @@ class History:
 def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epochs: int = 1000,
                       T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                       beta: float = 0.0, mode: str = "sampled", seed: int = 0,
-                      eig_every: int = 1, snapshot_every: int = 0) -> History:
+                      eig_every: int = 1, snapshot_every: int = 0, monitor=None,
+                      monitor_every: int = 1) -> History:
     """Train ``agent`` in place on the closed-loop control objective; return its History.
 
     ``mode='sampled'``: a fresh batch of ``batch`` initial states each epoch (the paper);
     ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
-    ``seed`` fixes the initial-state draws. A non-finite loss or gradient stops training with
-    a warning; Ctrl-C stops it too; either way the history so far is returned.
-    Introduced in Chapter 2, section "Training".
+    ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
+    evaluated every ``monitor_every`` epochs and recorded under its names (with
+    ``monitor_epoch``), e.g. a test loss from fixed starts (``gains.probe``). A non-finite
+    loss or gradient stops training with a warning; Ctrl-C stops it too; either way the
+    history so far is returned. Introduced in Chapter 2, section "Training".
     """
     env = DoubleIntegrator() if env is None else env
-    epochs = _checks.integer("epochs", epochs, low=0)
     T = _checks.integer("T", T, low=1)
-    lr = _checks.real("lr", lr, low=0.0, low_open=True)
     batch = _checks.integer("batch", batch, low=1)
-    if clip is not None:
-        clip = _checks.real("clip", clip, low=0.0, low_open=True)
     beta = _checks.real("beta", beta, low=0.0)
     _checks.choice("mode", mode, MODES)
-    eig_every = _checks.integer("eig_every", eig_every, low=0)
-    snapshot_every = _checks.integer("snapshot_every", snapshot_every, low=0)
     linear = agent.activation == "identity"
     if mode == "exact" and not linear:
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
                          "use mode='sampled' for tanh")
-    config = dict(agent=repr(agent), env=repr(env), epochs=epochs, T=T, lr=lr, batch=batch,
-                  clip=clip, beta=beta, mode=mode, seed=seed)
     gen = make_generator(seed)
     F = env.x0_factor()
-    rec = _Recorder(agent)
+
+    def objective(e):
+        if mode == "exact":
+            loss = coupled.expected_loss(agent, env, T, beta)
+            return loss, {"expected_loss": loss.detach()}
+        x0 = env.sample_x0(batch, gen)
+        if linear:  # the exact loss rides along: its starts F join the batch
+            costs = coupled.start_costs(agent, env, torch.cat([x0, F]), T, beta)
+            return costs[..., :batch].mean(-1), {"expected_loss": costs[..., batch:].detach().sum(-1)}
+        return coupled.closed_loop_loss(agent, env, x0, T, beta), {}
+
+    config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs, T=T,
+                  lr=lr, batch=batch, clip=clip, beta=beta, mode=mode, seed=seed)
+    return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
+                   eig_every=eig_every, snapshot_every=snapshot_every, monitor=monitor,
+                   monitor_every=monitor_every)
+
+
+def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: float,
+            clip: float | None, eig_every: int = 1, snapshot_every: int = 0, monitor=None,
+            monitor_every: int = 1) -> History:
+    """The training loop shared by closed-loop and open-loop training: SGD with per-member
+    gradient clipping on ``objective(epoch) -> (loss (*K,), {name: extra per-epoch record})``.
+
+    Records, before each update and after the last: the loss, the gradient norm, the
+    overlaps (rank-one agents), eig of the (linearized) coupled system every ``eig_every``
+    epochs, parameter snapshots every ``snapshot_every`` epochs and ``monitor(agent)`` every
+    ``monitor_every`` epochs (0 turns a record off). Stops with a warning on a non-finite
+    loss or gradient and on Ctrl-C, keeping the history so far.
+    """
+    epochs = _checks.integer("epochs", epochs, low=0)
+    lr = _checks.real("lr", lr, low=0.0, low_open=True)
+    if clip is not None:
+        clip = _checks.real("clip", clip, low=0.0, low_open=True)
+    eig_every = _checks.integer("eig_every", eig_every, low=0)
+    snapshot_every = _checks.integer("snapshot_every", snapshot_every, low=0)
+    monitor_every = _checks.integer("monitor_every", monitor_every, low=0)
+    if monitor is not None and not callable(monitor):
+        raise TypeError(f"monitor must be a callable agent -> dict, got {type(monitor).__name__}")
+    strides = dict(eig=eig_every, snapshot=snapshot_every,
+                   monitor=monitor_every if monitor is not None else 0)
+    rec = _Recorder(agent, env, monitor, strides, epochs)
     params = agent.parameters()
-    message, start = "", time.perf_counter()
+    message, start, e = "", time.perf_counter(), 0
     try:
         for e in range(epochs + 1):
-            if mode == "exact":
-                loss = coupled.expected_loss(agent, env, T, beta)
-                expected = loss.detach()
-            else:
-                x0 = env.sample_x0(batch, gen)
-                if linear:  # the exact loss rides along: its starts F join the batch
-                    costs = coupled.start_costs(agent, env, torch.cat([x0, F]), T, beta)
-                    loss = costs[..., :batch].mean(-1)
-                    expected = costs[..., batch:].detach().sum(-1)
-                else:
-                    loss = coupled.closed_loop_loss(agent, env, x0, T, beta)
-            grads = torch.autograd.grad(loss.sum(), params) if e < epochs else None
+            loss, extra = objective(e)
+            finite = bool(torch.isfinite(loss).all())
+            grads = torch.autograd.grad(loss.sum(), params) if finite and e < epochs else None
             gnorm = _member_norm(grads, agent) if grads is not None else None
-            if not (torch.isfinite(loss).all() and (gnorm is None or torch.isfinite(gnorm).all())):
+            if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
                 last = rec.arrays["loss"][-1] if rec.arrays.get("loss") else float("nan")
                 message = (f"training stopped at epoch {e}: the loss or its gradient is not "
                            f"finite (last finite loss {np.max(last):.4g}); history up to epoch "
                            f"{e - 1} kept")
                 break
-            row = {"epoch": e, "loss": loss.detach()}
-            if linear:
-                row["expected_loss"] = expected
+            row = {"epoch": e, "loss": loss.detach(), **extra}
             if gnorm is not None:
                 row["grad_norm"] = gnorm
-            rec.epoch(row, agent, env, e, last=e == epochs, eig_every=eig_every,
-                      snapshot_every=snapshot_every, linear=linear)
+            rec.epoch(row, agent, e)
             if grads is None:
                 break
             scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
@@ -137,34 +161,104 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     except KeyboardInterrupt:
         message = f"training interrupted at epoch {e}; history up to there kept"
     if message:
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     return History(config, rec.finish(), message, time.perf_counter() - start)
 
 
+INPUTS = ("white_noise", "teacher")
+
+
+def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator, teacher=None,
+                     env=None) -> torch.Tensor:
+    """Observation sequences y_1..y_T for open-loop training: (T, batch).
+
+    'white_noise': i.i.d. N(0, 1) positions (the paper's choice); 'teacher': the positions of
+    the teacher's own closed-loop rollouts from x_0 ~ env.x0. Nothing here depends on the
+    student, so what it sees cannot depend on what it does. Introduced in Chapter 1.
+    """
+    _checks.choice("inputs", source, INPUTS)
+    if source == "white_noise":
+        dtype = env.dtype if env is not None else torch.float64
+        return torch.randn(T, batch, generator=generator, dtype=dtype)
+    with torch.no_grad():
+        x = coupled.rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
+    return env.observe(x[1:])
+
+
+def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None = None, *,
+                    epochs: int = 1000, T: int = 50, lr: float = 1e-2, batch: int = 100,
+                    clip: float | None = 1.0, inputs: str = "white_noise", seed: int = 0,
+                    eig_every: int = 1, snapshot_every: int = 0, monitor=None,
+                    monitor_every: int = 1) -> History:
+    """Train ``student`` in place to imitate ``teacher``'s controls open loop; return its History.
+
+    Each epoch both networks receive the same ``batch`` observation sequences of length ``T``
+    (``open_loop_inputs``) and the loss is the mean squared difference of their controls,
+    mean over t = 1..T and the batch. The environment is never driven by the student: only
+    ``monitor`` (e.g. ``gains.probe``) puts it in the closed loop, to measure it.
+    Optimizer, clipping and recording are those of ``train_closed_loop``.
+    Introduced in Chapter 1, section "Open-loop training".
+    """
+    env = DoubleIntegrator() if env is None else env
+    T = _checks.integer("T", T, low=1)
+    batch = _checks.integer("batch", batch, low=1)
+    _checks.choice("inputs", inputs, INPUTS)
+    if not isinstance(teacher, Agent):
+        raise TypeError(f"teacher must be an Agent, got {type(teacher).__name__}")
+    if teacher.batch_shape not in ((), student.batch_shape):
+        raise ValueError(f"teacher.batch_shape must be () or the student's "
+                         f"{student.batch_shape}, got {teacher.batch_shape}")
+    teacher = teacher.detached()
+    gen = make_generator(seed)
+
+    def objective(e):
+        y = open_loop_inputs(inputs, batch, T, gen, teacher, env)
+        with torch.no_grad():
+            target = teacher.drive(y)
+        return ((student.drive(y) - target) ** 2).mean((0, -1)), {}
+
+    config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
+                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed)
+    return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
+                   eig_every=eig_every, snapshot_every=snapshot_every, monitor=monitor,
+                   monitor_every=monitor_every)
+
+
 class _Recorder:
-    def __init__(self, agent):
+    def __init__(self, agent, env, monitor, strides, epochs):
         self.arrays: dict[str, list] = {}
         self.rank_one = isinstance(agent, RankOneAgent)
+        self.env, self.monitor, self.strides, self.epochs = env, monitor, strides, epochs
 
     def add(self, name, value):
         v = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
         self.arrays.setdefault(name, []).append(v)
 
-    def epoch(self, row, agent, env, e, last, eig_every, snapshot_every, linear):
+    def due(self, what, e):
+        every = self.strides[what]
+        return bool(every) and (e % every == 0 or e == self.epochs)
+
+    def epoch(self, row, agent, e):
         for k, v in row.items():
             self.add(k, v)
         if self.rank_one:
             self.add("overlaps", agent.overlaps())
-        if linear and eig_every and (e % eig_every == 0 or last):
-            ev = coupled.spectrum(agent, env)
+        if self.due("eig", e):
+            ev = coupled.spectrum(agent, self.env)
             self.add("eig_epoch", e)
             self.add("eig_P", ev)
             self.add("spectral_radius", ev.abs()[..., 0])
             self.add("eig_W", coupled.recurrent_spectrum(agent))
-        if snapshot_every and (e % snapshot_every == 0 or last):
+        if self.due("snapshot", e):
             self.add("snapshot_epoch", e)
             for k, v in agent.snapshot().items():
                 self.add(f"params/{k}", v)
+        if self.due("monitor", e):
+            with torch.no_grad():
+                values = self.monitor(agent)
+            self.add("monitor_epoch", e)
+            for k, v in values.items():
+                self.add(k, v)
 
     def finish(self):
         return {k: np.stack(v) for k, v in self.arrays.items()}

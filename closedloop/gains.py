@@ -1,0 +1,118 @@
+"""Gain space: a controller summarized as linear state feedback u = k1 x1 + k2 x2 (paper s.6).
+
+A network that observes only the position still acts, over its rollouts, roughly like a
+feedback u_t = k . x_t on the full state. Regressing u_t on x_t gives its *effective gains*
+k = (k1, k2) (with R^2 saying how fair that summary is), which places every epoch of every
+training in one plane. Over that plane sit two maps of the linear feedback itself: the
+episode cost from a fixed start, and whether the closed loop x_{t+1} = (A + B k^T) x_t is
+stable. Shapes: gains k (..., 2); rollouts as in ``coupled.rollout`` (time first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _checks, coupled, theory
+from .agents import make_generator
+
+REGIONS = ("stable", "unstable oscillatory", "unstable real")  # codes 0, 1, 2
+
+
+def effective_gains(x: torch.Tensor, u: torch.Tensor):
+    """Least-squares gains k with u_t ~ k . x_t over t = 1..T and every start, and R^2.
+
+    x (T+1, ..., B, 2) and u (T+1, ..., B) for t = 0..T (``coupled.rollout``); t = 0 is left
+    out because u_0 = 0 is imposed, not chosen. Axes ``...`` (ensemble members) are kept.
+    R^2 = 1 - sum (u - k.x)^2 / sum u^2, uncentred because the feedback has no offset.
+    Returns (k (..., 2), r2 (...)). Introduced in Chapter 1, section "Gain space".
+    """
+    if x.shape[-1:] != (2,) or x.shape[:-1] != u.shape:
+        raise ValueError(f"x must have shape (T+1, ..., B, 2) and u (T+1, ..., B), got "
+                         f"{tuple(x.shape)} and {tuple(u.shape)}")
+    X, U = x[1:].movedim(0, -2).flatten(-3, -2), u[1:].movedim(0, -1).flatten(-2)  # (..., TB, *)
+    gram = X.transpose(-1, -2) @ X
+    k = torch.linalg.solve(gram, (X * U[..., None]).sum(-2))
+    resid = U - (X * k[..., None, :]).sum(-1)
+    r2 = 1 - (resid**2).sum(-1) / (U**2).sum(-1).clamp_min(1e-300)
+    return k, r2
+
+
+def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
+    """A fixed set of ``n`` initial states drawn from ``env.x0`` with their own seed: (n, 2).
+
+    The same set serves every epoch of every training, so test losses are comparable.
+    """
+    n = _checks.integer("n", n, low=1)
+    return env.sample_x0(n, make_generator(seed))
+
+
+def probe(env, x0: torch.Tensor, T: int):
+    """A training monitor: agent -> {'test_loss' (*K,), 'gains' (*K, 2), 'gain_r2' (*K,)}.
+
+    test_loss is the closed-loop state cost (beta = 0, the convention of ``coupled``) from
+    the fixed starts ``x0`` (B, 2); the gains are regressed on the same rollouts.
+    Introduced in Chapter 1, section "Two trainings".
+    """
+    T = _checks.integer("T", T, low=1)
+    _checks.finite_tensor("x0", x0)
+    _checks.shape("x0", x0, (None, 2))
+
+    def measure(agent):
+        traj = coupled.rollout(agent, env, x0, T)
+        k, r2 = effective_gains(traj["x"], traj["u"])
+        cost = coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
+        return {"test_loss": cost, "gains": k, "gain_r2": r2}
+
+    return measure
+
+
+def feedback_matrix(k, env) -> torch.Tensor:
+    """A + B k^T, the closed loop of the feedback u = k . x: k (..., 2) -> (..., 2, 2)."""
+    k = torch.as_tensor(k, dtype=env.dtype)
+    if k.shape[-1:] != (2,):
+        raise ValueError(f"k must have shape (..., 2), got {tuple(k.shape)}")
+    return env.A + env.B[:, None] * k[..., None, :]
+
+
+def feedback_loss(k, env, x0=(1.0, 1.0), T: int = 50, beta: float = 0.0) -> np.ndarray:
+    """Episode cost of the linear feedback u = k . x from one start ``x0``: k (..., 2) -> (...).
+
+    The same cost as the networks' (``coupled.episode_cost``), computed for a whole grid of
+    gains at once by matrix powers.
+    """
+    T = _checks.integer("T", T, low=1)
+    M = feedback_matrix(k, env)
+    k = torch.as_tensor(k, dtype=env.dtype)
+    x = coupled.linear_states(M, torch.as_tensor(x0, dtype=env.dtype).reshape(1, 2), T)[..., 0, :]
+    u = (x * k).sum(-1)
+    return coupled.episode_cost(x, u, beta).numpy()
+
+
+def stability_region(k, env) -> np.ndarray:
+    """Which region of ``REGIONS`` each gain lies in: k (..., 2) -> int codes (...).
+
+    From the trace and determinant of the 2x2 closed loop: complex eigenvalues iff
+    tr^2 < 4 det, with modulus sqrt(det); stable iff |det| < 1 and |tr| < 1 + det (Jury).
+    """
+    M = feedback_matrix(k, env).numpy()
+    tr, det = M[..., 0, 0] + M[..., 1, 1], np.linalg.det(M)
+    stable = (np.abs(det) < 1) & (np.abs(tr) < 1 + det)
+    complex_pair = tr**2 < 4 * det
+    return np.where(stable, 0, np.where(complex_pair, 1, 2))
+
+
+def gain_grid(lim=(-1.2, 0.6), n: int = 201):
+    """A square grid of gains over [lim]^2: (k1 (n,), k2 (n,), k (n, n, 2) indexed [k2, k1])."""
+    n = _checks.integer("n", n, low=2)
+    lo, hi = (_checks.real("lim", v) for v in lim)
+    if not lo < hi:
+        raise ValueError(f"lim must be (low, high) with low < high, got {lim!r}")
+    k1 = np.linspace(lo, hi, n)
+    K1, K2 = np.meshgrid(k1, k1)
+    return k1, k1.copy(), np.stack([K1, K2], -1)
+
+
+def lqr_feedback(env, R: float = 1e-8) -> np.ndarray:
+    """The LQR gains in this module's sign convention (u = k . x, so k = -K): (2,)."""
+    return -theory.lqr_gain(env.A, env.B, R=R)[0]

@@ -56,16 +56,25 @@ def settles(epochs, condition) -> int | None:
 
 
 def detect_stages(history) -> Stages:
-    """Stage boundaries of a single (non-ensemble) rank-one training history.
+    """Stage boundaries of a single (non-ensemble) training history.
 
-    stage1_end: the feedback sign settles (s_zm < 0 from there on);
-    stabilization: rho(P) < 1 from there on (the first epoch after which the coupled system
-    stays stable). Introduced in Chapter 2, section "Three stages".
+    stage1_end: the feedback sign settles - s_zm < 0 from there on (rank-one agents), or the
+    effective position gain k1 < 0 (other agents, from a ``gains.probe`` monitor);
+    stabilization: rho(P) < 1 from there on (the first epoch after which the coupled system,
+    linearized at the target for tanh networks, stays stable).
+    Introduced in Chapter 2, section "Three stages"; used for tanh networks in Chapter 1.
     """
-    s_zm = history.overlaps[..., 0]
-    rho = history.spectral_radius
-    if s_zm.ndim != 1 or rho.ndim != 1:
+    arrays = history.arrays
+    if "overlaps" in arrays:
+        feedback, f_epoch = arrays["overlaps"][..., 0], arrays["epoch"]
+    elif "gains" in arrays:
+        feedback, f_epoch = arrays["gains"][..., 0], arrays["monitor_epoch"]
+    else:
+        raise ValueError("detect_stages needs overlaps (rank-one) or gains (a gains.probe "
+                         "monitor) in the history")
+    rho = arrays["spectral_radius"]
+    if feedback.ndim != 1 or rho.ndim != 1:
         raise ValueError("detect_stages needs a single run; use history.member(k) for ensembles")
-    end1 = settles(history.epoch, s_zm < 0)
-    stab = settles(history.eig_epoch, rho < 1)
+    end1 = settles(f_epoch, feedback < 0)
+    stab = settles(arrays["eig_epoch"], rho < 1)
     return Stages(end1, stab, int(history.epoch[-1]))

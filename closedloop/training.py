@@ -57,6 +57,21 @@ class History:
     def completed(self) -> bool:
         return not self.message
 
+    def agent_at(self, epoch: int, like: Agent) -> Agent:
+        """The network at the recorded snapshot nearest to ``epoch``, rebuilt as an agent of
+        ``like``'s type, activation and trainable set (its ``snapshot_epoch`` says which).
+
+        Introduced in Chapter 1, section "Rollouts".
+        """
+        if "snapshot_epoch" not in self.arrays:
+            raise ValueError("this history has no parameter snapshots (train with "
+                             "snapshot_every > 0)")
+        i = int(np.abs(self.arrays["snapshot_epoch"] - epoch).argmin())
+        tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i]) for k in like.names}
+        agent = like._new(tensors)
+        agent.snapshot_epoch = int(self.arrays["snapshot_epoch"][i])
+        return agent
+
     def member(self, k: int) -> "History":
         """Ensemble member k: every per-member array indexed at axis 1."""
         per_member = {n: a[:, k] for n, a in self.arrays.items() if not n.endswith("epoch")}

@@ -50,3 +50,12 @@ def test_chapter_runs(name):
         assert math.isfinite(final_loss) and final_loss > 0
         # a real run: the final loss is far below the loss of the untrained network
         assert final_loss < 1e3
+    if name == "ch1_open_closed.ipynb":
+        keys = ("closed_final_test_loss", "open_final_test_loss", "open_peak_test_loss",
+                "open_peak_epoch", "final_gain_closed", "final_gain_open")
+        assert set(keys) <= set(values)
+        for key in ("closed_final_test_loss", "open_final_test_loss", "open_peak_test_loss"):
+            assert math.isfinite(float(values[key])) and float(values[key]) > 0
+        # both trainings improve on the untrained network's test loss
+        assert float(values["closed_final_test_loss"]) < float(values["closed_start_test_loss"])
+        assert 1 <= int(values["open_peak_epoch"]) <= PARAMS[name]["epochs"]

@@ -155,3 +155,27 @@ def test_bad_theory_arguments_name_the_parameter():
         theory.lqr_gain(np.eye(2), np.ones(2), R=0.0)
     with pytest.raises(ValueError, match="s_zm"):
         theory.stage1_loss(float("nan"), 10)
+
+
+def test_detect_stages_from_effective_gains():
+    """A tanh history has no overlaps: the sign of the position gain k1 takes their place."""
+    from closedloop.training import History
+    E = np.arange(50)
+    k = np.zeros((50, 2))
+    k[:, 0] = np.where(E < 9, 0.02, -0.05)
+    rho = np.where(E < 30, 1.2, 0.9)
+    h = History({}, {"epoch": E, "eig_epoch": E, "monitor_epoch": E, "gains": k,
+                     "spectral_radius": rho})
+    s = stages.detect_stages(h)
+    assert (s.stage1_end, s.stabilization) == (9, 30)
+    with pytest.raises(ValueError, match="overlaps"):
+        stages.detect_stages(History({}, {"epoch": E, "spectral_radius": rho}))
+
+
+def test_agent_at_rebuilds_the_nearest_snapshot(env):
+    a = RNNAgent(N=8, g=0.3, seed=2)
+    h = train_closed_loop(a, env, epochs=12, snapshot_every=5)
+    b = h.agent_at(11, like=a)
+    assert b.snapshot_epoch == 10 and b.activation == "tanh"
+    np.testing.assert_array_equal(b.tensors["W"].detach().numpy(), h.arrays["params/W"][2])
+    assert h.agent_at(12, like=a).snapshot_epoch == 12

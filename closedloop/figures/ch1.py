@@ -1,0 +1,162 @@
+"""Figures of Chapter 1: the same tanh network trained closed loop and open loop."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import numpy as np
+import torch
+
+from .. import coupled, gains
+from ..plotting import PALETTE, complex_plane, figure, shade_stages
+
+COLORS = {"closed": PALETTE["blue"], "open": PALETTE["red"]}
+REGION_COLORS = ("#CDE8D8", "#F6D9C7", "#E5E5E5")  # stable, unstable oscillatory, unstable real
+
+
+def closed_loop_losses(history, stages):
+    """Closed-loop training: the batch loss it descends and its test loss, stages shaded."""
+    fig, ((ax,),) = figure(height=3.0)
+    ax.plot(history.epoch + 1, history.loss, color=PALETTE["sky"], lw=0.8,
+            label="train loss (batch, with control cost)")
+    ax.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["closed"],
+            label="test loss (fixed starts)")
+    ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="loss")
+    shade_stages(ax, stages, offset=1)
+    ax.legend(loc="center left")
+    return fig
+
+
+def open_loop_losses(history, peak_epoch):
+    """Open-loop training: its imitation loss (left) and its closed-loop test loss (right)."""
+    fig, ((a1, a2),) = figure(2, height=2.9)
+    a1.plot(history.epoch + 1, history.loss, color=PALETTE["orange"])
+    a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="imitation MSE",
+           title="train loss (open loop)")
+    a2.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["open"])
+    i = int(np.searchsorted(history.monitor_epoch, peak_epoch))
+    a2.plot(peak_epoch + 1, history.test_loss[i], "v", color="k", ms=6,
+            label=f"highest after the start (epoch {peak_epoch})")
+    a2.axhline(history.test_loss[0], color="0.5", ls=":", lw=0.8, label="test loss at epoch 0")
+    _shade_unstable(a2, history)
+    a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="closed-loop cost",
+           title="test loss (closed loop)")
+    a2.legend(loc="lower left")
+    return fig
+
+
+def _shade_unstable(ax, history):
+    """Grey where the linearized coupled system is unstable, rho(P) > 1."""
+    e, unstable = history.eig_epoch, history.spectral_radius > 1
+    for start, stop in _runs(e, unstable):
+        ax.axvspan(start + 1, stop + 1, color="0.85", lw=0, zorder=0)
+    ax.text(0.99, 0.98, r"grey: $\rho(P) > 1$", transform=ax.transAxes, ha="right", va="top",
+            fontsize=8, color="0.4")
+
+
+def _runs(epochs, flag):
+    """[(first, last + 1)] epochs of each run of True in ``flag``."""
+    out, start = [], None
+    for e, f in zip(epochs, flag):
+        if f and start is None:
+            start = e
+        if not f and start is not None:
+            out.append((start, e))
+            start = None
+    if start is not None:
+        out.append((start, epochs[-1] + 1))
+    return out
+
+
+def test_losses(h_closed, h_open, peak_epoch):
+    """Both networks' closed-loop test loss on one log-log plot."""
+    fig, ((ax,),) = figure(height=3.0)
+    for h, name in ((h_closed, "closed"), (h_open, "open")):
+        ax.plot(h.monitor_epoch + 1, h.test_loss, color=COLORS[name], label=f"trained {name} loop")
+    ax.axvline(peak_epoch + 1, color=COLORS["open"], ls=":", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="test loss (closed-loop cost)")
+    ax.legend()
+    return fig
+
+
+def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2, 0.6),
+               zoom=0.15, n=301):
+    """Both training paths in the (k1, k2) plane: over the log loss landscape of linear
+    feedback from ``x0`` (left), over the stability regions (middle), and near the origin
+    (right). The LQR gain is the star; the open-loop network at ``peak_epoch`` the triangle.
+    """
+    k1, k2, grid = gains.gain_grid(lim, n)
+    log_loss = np.log10(gains.feedback_loss(grid, env, x0, T))
+    lqr = gains.lqr_feedback(env)
+    fig, ((a1, a2, a3),) = figure(3, height=2.9)
+    im = a1.imshow(np.clip(log_loss, None, 8), origin="lower", extent=(*lim, *lim),
+                   cmap="viridis", aspect="equal")
+    fig.colorbar(im, ax=a1, shrink=0.8, pad=0.02, label="log$_{10}$ cost (clipped at 8)")
+    for ax, lo, hi in ((a2, *lim), (a3, -zoom, zoom)):
+        kz1, _, gz = gains.gain_grid((lo, hi), n)
+        region = gains.stability_region(gz, env)
+        ax.imshow(region, origin="lower", extent=(lo, hi, lo, hi), aspect="equal",
+                  cmap=mpl.colors.ListedColormap(REGION_COLORS), vmin=-0.5, vmax=2.5,
+                  interpolation="nearest")
+    for ax in (a1, a2, a3):
+        for h, name in ((h_closed, "closed"), (h_open, "open")):
+            ax.plot(h.gains[:, 0], h.gains[:, 1], color=COLORS[name], lw=1.0,
+                    label=f"trained {name} loop")
+            ax.plot(*h.gains[0], "o", color=COLORS[name], ms=3)
+            ax.plot(*h.gains[-1], "s", color=COLORS[name], ms=4)
+        i = int(np.searchsorted(h_open.monitor_epoch, peak_epoch))
+        ax.plot(*h_open.gains[i], "v", color="k", ms=6)
+        ax.plot(*lqr, "*", color=PALETTE["yellow"], mec="k", mew=0.5, ms=10)
+        ax.set(xlabel="$k_1$ (position gain)", ylabel="$k_2$ (velocity gain)")
+        ax.grid(False)
+    a1.set(xlim=lim, ylim=lim, title="cost of $u = k \\cdot x$")
+    a2.set(xlim=lim, ylim=lim, title="stability of $A + B k^\\top$")
+    a3.set(xlim=(-zoom, zoom), ylim=(-zoom, zoom), title="near the origin")
+    handles = [mpl.patches.Patch(color=c, label=lab) for c, lab in zip(REGION_COLORS, gains.REGIONS)]
+    handles += [mpl.lines.Line2D([], [], color=COLORS[k], label=f"{k} loop") for k in COLORS]
+    handles += [mpl.lines.Line2D([], [], ls="", marker="*", color=PALETTE["yellow"], mec="k",
+                                 label="LQR"),
+                mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="open-loop peak")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
+    return fig
+
+
+def rollouts(h_closed, h_open, like, env, epochs_closed, epochs_open, x0=(1.0, 1.0), T=50):
+    """Position, velocity and control from ``x0`` for each network at the given epochs,
+    rebuilt from the histories' snapshots (nearest recorded epoch)."""
+    fig, axes = figure(2, 3, height=6.0, sharex=True)
+    start = torch.tensor([x0], dtype=env.dtype)
+    for col, (h, eps, name) in enumerate(((h_closed, epochs_closed, "closed"),
+                                          (h_open, epochs_open, "open"))):
+        shades = mpl.colormaps["viridis"](np.linspace(0, 0.9, len(eps)))
+        for e, c in zip(eps, shades):
+            net = h.agent_at(e, like)
+            with torch.no_grad():
+                traj = coupled.rollout(net, env, start, T)
+            lab = f"epoch {net.snapshot_epoch}"
+            axes[0, col].plot(traj["x"][:, 0, 0], color=c, label=lab)
+            axes[1, col].plot(traj["x"][:, 0, 1], color=c)
+            axes[2, col].plot(traj["u"][:, 0], color=c)
+        axes[0, col].set_title(f"trained {name} loop")
+        axes[0, col].legend(fontsize=7, loc="upper left")
+        for r, lab in enumerate(("position $x_1$", "velocity $x_2$", "control $u$")):
+            axes[r, col].set_yscale("symlog", linthresh=1.0)
+            axes[r, col].set_ylabel(lab)
+        axes[2, col].set_xlabel("time step t")
+    return fig
+
+
+def final_spectra(h_closed, h_open):
+    """eig(P) of both final networks' coupled systems, linearized at the target."""
+    fig, ((a1, a2),) = figure(2, height=3.2)
+    complex_plane(a1, ((-1.1, 1.1), (-1.1, 1.1)))
+    for h, name, mk in ((h_closed, "closed", "o"), (h_open, "open", "x")):
+        ev = h.eig_P[-1]
+        a1.scatter(ev.real, ev.imag, s=14 if mk == "o" else 18, marker=mk, color=COLORS[name],
+                   facecolors="none" if mk == "o" else None, label=f"trained {name} loop")
+        a2.plot(h.eig_epoch + 1, h.spectral_radius, color=COLORS[name], label=f"trained {name} loop")
+    a1.legend(loc="upper left", fontsize=7)
+    a1.set_title("final eig(P)")
+    a2.axhline(1, color="0.4", ls="--", lw=0.8)
+    a2.set(xscale="log", xlabel="epoch + 1", ylabel=r"$\rho(P)$", title="spectral radius")
+    a2.legend()
+    return fig

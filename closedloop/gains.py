@@ -48,10 +48,12 @@ def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
 
 
 def probe(env, x0: torch.Tensor, T: int):
-    """A training monitor: agent -> {'test_loss' (*K,), 'gains' (*K, 2), 'gain_r2' (*K,)}.
+    """A training monitor: agent -> {'test_loss', 'gains' (*K, 2), 'gain_r2', 'instant_gain'}.
 
-    test_loss is the closed-loop state cost (beta = 0, the convention of ``coupled``) from
-    the fixed starts ``x0`` (B, 2); the gains are regressed on the same rollouts.
+    test_loss (*K,) is the closed-loop state cost (beta = 0, the convention of ``coupled``)
+    from the fixed starts ``x0`` (B, 2); the gains and their R^2 are regressed on the same
+    rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the feedback (the overlap
+    s_zm of a rank-one network).
     Introduced in Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
@@ -62,7 +64,8 @@ def probe(env, x0: torch.Tensor, T: int):
         traj = coupled.rollout(agent, env, x0, T)
         k, r2 = effective_gains(traj["x"], traj["u"])
         cost = coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
-        return {"test_loss": cost, "gains": k, "gain_r2": r2}
+        zm = (agent.tensors["z"] * agent.tensors["m"]).sum(-1)
+        return {"test_loss": cost, "gains": k, "gain_r2": r2, "instant_gain": zm}
 
     return measure
 

@@ -58,8 +58,8 @@ def settles(epochs, condition) -> int | None:
 def detect_stages(history) -> Stages:
     """Stage boundaries of a single (non-ensemble) training history.
 
-    stage1_end: the feedback sign settles - s_zm < 0 from there on (rank-one agents), or the
-    effective position gain k1 < 0 (other agents, from a ``gains.probe`` monitor);
+    stage1_end: the feedback sign settles - s_zm = z.m < 0 from there on (recorded as
+    overlaps for rank-one agents, as instant_gain by a ``gains.probe`` monitor otherwise);
     stabilization: rho(P) < 1 from there on (the first epoch after which the coupled system,
     linearized at the target for tanh networks, stays stable).
     Introduced in Chapter 2, section "Three stages"; used for tanh networks in Chapter 1.
@@ -67,11 +67,11 @@ def detect_stages(history) -> Stages:
     arrays = history.arrays
     if "overlaps" in arrays:
         feedback, f_epoch = arrays["overlaps"][..., 0], arrays["epoch"]
-    elif "gains" in arrays:
-        feedback, f_epoch = arrays["gains"][..., 0], arrays["monitor_epoch"]
+    elif "instant_gain" in arrays:
+        feedback, f_epoch = arrays["instant_gain"], arrays["monitor_epoch"]
     else:
-        raise ValueError("detect_stages needs overlaps (rank-one) or gains (a gains.probe "
-                         "monitor) in the history")
+        raise ValueError("detect_stages needs overlaps (rank-one) or instant_gain (a "
+                         "gains.probe monitor) in the history")
     rho = arrays["spectral_radius"]
     if feedback.ndim != 1 or rho.ndim != 1:
         raise ValueError("detect_stages needs a single run; use history.member(k) for ensembles")

@@ -158,13 +158,12 @@ def test_bad_theory_arguments_name_the_parameter():
 
 
 def test_detect_stages_from_effective_gains():
-    """A tanh history has no overlaps: the sign of the position gain k1 takes their place."""
+    """A tanh history has no overlaps: the recorded z.m (instant_gain) takes their place."""
     from closedloop.training import History
     E = np.arange(50)
-    k = np.zeros((50, 2))
-    k[:, 0] = np.where(E < 9, 0.02, -0.05)
+    zm = np.where(E < 9, 0.02, -0.05)
     rho = np.where(E < 30, 1.2, 0.9)
-    h = History({}, {"epoch": E, "eig_epoch": E, "monitor_epoch": E, "gains": k,
+    h = History({}, {"epoch": E, "eig_epoch": E, "monitor_epoch": E, "instant_gain": zm,
                      "spectral_radius": rho})
     s = stages.detect_stages(h)
     assert (s.stage1_end, s.stabilization) == (9, 30)

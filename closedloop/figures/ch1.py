@@ -35,7 +35,7 @@ def open_loop_losses(history, peak_epoch):
     a2.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["open"])
     i = int(np.searchsorted(history.monitor_epoch, peak_epoch))
     a2.plot(peak_epoch + 1, history.test_loss[i], "v", color="k", ms=6,
-            label=f"highest after the start (epoch {peak_epoch})")
+            label=f"largest rise (epoch {peak_epoch})")
     a2.axhline(history.test_loss[0], color="0.5", ls=":", lw=0.8, label="test loss at epoch 0")
     _shade_unstable(a2, history)
     a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="closed-loop cost",
@@ -115,7 +115,7 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
     handles += [mpl.lines.Line2D([], [], color=COLORS[k], label=f"{k} loop") for k in COLORS]
     handles += [mpl.lines.Line2D([], [], ls="", marker="*", color=PALETTE["yellow"], mec="k",
                                  label="LQR"),
-                mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="open-loop peak")]
+                mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="open-loop largest rise")]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
     return fig
 

@@ -71,3 +71,12 @@ def epoch_colorbar(fig, mappable, ax, label="epoch"):
     cb = fig.colorbar(mappable, ax=ax, shrink=0.85, pad=0.02)
     cb.set_label(label)
     return cb
+
+
+def glue_figure(name: str, fig) -> None:
+    """Hand ``fig`` to the book under ``name`` (myst-nb glue) and close it, so that the page
+    shows it once, where the text places it with ``{glue:figure}``, not also under the cell."""
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)

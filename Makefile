@@ -1,5 +1,6 @@
 # make book  - install into .venv and build the HTML book, running every chapter at paper scale
 # make test  - install into .venv and run the unit tests and every chapter at small scale
+# make bench - time the fast paths against plain loops (writes _build/bench/)
 # make clean - remove the build outputs
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CI_NB  := _build/ci
 
-.PHONY: book test unit notebooks clean
+.PHONY: book test unit notebooks bench clean
 
 # pyvenv.cfg (a real file; bin/python is a symlink whose target mtime make would read) is a
 # prerequisite so that a half-deleted .venv (stamp left, python gone)
@@ -39,6 +40,10 @@ notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q tests/notebook_runs.py
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_NB)/*.ipynb
+
+# speed against plain per-step loops; writes _build/bench/results.md and scaling.png
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks --chapters
 
 clean:
 	rm -rf _build

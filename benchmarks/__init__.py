@@ -1,0 +1,1 @@
+"""Speed benchmarks of closedloop against plain per-step loops: ``python -m benchmarks``."""

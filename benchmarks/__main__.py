@@ -1,0 +1,135 @@
+"""Run every benchmark once and write ``_build/bench/results.md`` and ``scaling.png``.
+
+    python -m benchmarks              # epochs, ensemble, scaling in T and N
+    python -m benchmarks --chapters   # also each chapter's wall time at paper scale
+
+Times are medians over repeats after a warm-up; ratios are plain / fast from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from . import cases  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "_build" / "bench"
+
+
+def median_time(f, repeats=7, warmup=2):
+    for _ in range(warmup):
+        f()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def compare(plain, fast, repeats=7):
+    """Interleaved medians, so that a load change on the machine hits both alike."""
+    for f in (plain, fast, plain, fast):
+        f()
+    tp, tf = [], []
+    for _ in range(repeats):
+        for f, acc in ((plain, tp), (fast, tf)):
+            t = time.perf_counter()
+            f()
+            acc.append(time.perf_counter() - t)
+    return statistics.median(tp), statistics.median(tf)
+
+
+def chapter_time(name):
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "papermill", f"book/{name}", str(OUT / name),
+                    "--cwd", "book", "--no-progress-bar"], cwd=ROOT, check=True,
+                   capture_output=True)
+    return time.perf_counter() - t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--chapters", action="store_true", help="time every chapter at paper scale")
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for kind, label, target in (("rank_one", "rank-one epoch (N=100, T=50, batch 100)", 10),
+                                ("tanh", "tanh epoch (N=100, T=50, batch 100)", 2)):
+        tp, tf = compare(*cases.epoch_pair(kind), repeats=args.repeats)
+        rows.append((label, tp, tf, target))
+        print(rows[-1], flush=True)
+    ts, te = compare(*cases.ensemble_pair(), repeats=max(3, args.repeats // 2))
+    rows.append(("10 rank-one trainings of 50 epochs: sequential vs one ensemble", ts, te, 4))
+    print(rows[-1], flush=True)
+
+    scaling = {}
+    for kind in ("rank_one", "tanh"):
+        for axis, values in (("T", (25, 50, 100, 200, 400)), ("N", (50, 100, 200, 400))):
+            pts = []
+            for v in values:
+                tp, tf = compare(*cases.epoch_pair(kind, **{axis: v}), repeats=3)
+                pts.append((v, tp, tf))
+            scaling[kind, axis] = pts
+            print(kind, axis, pts, flush=True)
+
+    chapters = []
+    if args.chapters:
+        for nb in sorted(p.name for p in (ROOT / "book").glob("*.ipynb")):
+            chapters.append((nb, chapter_time(nb)))
+            print(chapters[-1], flush=True)
+
+    write_table(rows, scaling, chapters)
+    plot_scaling(scaling)
+    print(f"wrote {OUT / 'results.md'} and {OUT / 'scaling.png'}")
+
+
+def write_table(rows, scaling, chapters):
+    lines = ["# closedloop benchmarks", "",
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians after "
+             "warm-up, plain and fast interleaved in one run.", "",
+             "| case | plain loop | closedloop | ratio | target |", "|---|---|---|---|---|"]
+    for label, tp, tf, target in rows:
+        ok = "met" if tp / tf >= target else "missed"
+        lines.append(f"| {label} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
+                     f"{tp / tf:.1f}x | >= {target}x ({ok}) |")
+    lines += ["", "## Cost of one epoch against T and N (forward + backward)", "",
+              "| network | axis | value | plain | closedloop | ratio |", "|---|---|---|---|---|---|"]
+    for (kind, axis), pts in scaling.items():
+        for v, tp, tf in pts:
+            lines.append(f"| {kind} | {axis} | {v} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
+                         f"{tp / tf:.1f}x |")
+    if chapters:
+        lines += ["", "## Chapters at paper scale (papermill)", "", "| chapter | wall time |",
+                  "|---|---|"]
+        lines += [f"| {nb} | {t:.0f} s |" for nb, t in chapters]
+        lines.append(f"| all | {sum(t for _, t in chapters):.0f} s |")
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_scaling(scaling):
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3), constrained_layout=True)
+    for ax, axis in zip(axes, ("T", "N")):
+        for kind, color in (("rank_one", "#0072B2"), ("tanh", "#D55E00")):
+            v, tp, tf = zip(*scaling[kind, axis])
+            ax.plot(v, [1e3 * t for t in tp], "--o", color=color, ms=3, label=f"{kind}, plain")
+            ax.plot(v, [1e3 * t for t in tf], "-o", color=color, ms=3, label=f"{kind}, closedloop")
+        ax.set(xscale="log", yscale="log", xlabel=axis, ylabel="ms per epoch")
+    axes[0].legend(fontsize=7)
+    fig.savefig(OUT / "scaling.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

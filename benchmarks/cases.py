@@ -1,0 +1,59 @@
+"""What is timed: each case pairs the package's path with the same math written the usual way
+(a per-time-step loop of small autograd ops), on the same network, batch and dtype."""
+
+from __future__ import annotations
+
+import torch
+
+from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, coupled
+from closedloop.training import train_closed_loop
+
+
+def plain_closed_loop_loss(agent, env, x0, T, beta=0.0):
+    """The closed loop as people usually write it: env step, network step, readout, per t."""
+    W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
+    x, h = x0, x0.new_zeros(x0.shape[0], agent.N)
+    u, cost = x0.new_zeros(x0.shape[0]), 0.0
+    for _ in range(T):
+        cost = cost + beta * u**2
+        x = x @ env.A.T + u[:, None] * env.B
+        h = agent.phi(h @ W.T + (x @ env.C)[:, None] * m)
+        u = h @ z
+        cost = cost + (x**2).sum(-1) / (2 * T)
+    return cost.mean()
+
+
+def epoch_pair(kind: str, N: int = 100, T: int = 50, batch: int = 100):
+    """(plain, fast) callables doing one epoch's forward + backward for ``kind``."""
+    if kind == "rank_one":
+        env, agent, beta = DoubleIntegrator(), RankOneAgent(N=N, seed=0), 0.0
+    elif kind == "tanh":
+        env, agent, beta = DoubleIntegrator(UniformBox(1.0)), RNNAgent(N=N, g=0.1, seed=0), 0.005
+    else:
+        raise ValueError(f"kind must be 'rank_one' or 'tanh', got {kind!r}")
+    gen = torch.Generator().manual_seed(0)
+    x0 = env.sample_x0(batch, gen)
+    params = agent.parameters()
+
+    def plain():
+        torch.autograd.grad(plain_closed_loop_loss(agent, env, x0, T, beta), params)
+
+    def fast():
+        torch.autograd.grad(coupled.closed_loop_loss(agent, env, x0, T, beta), params)
+
+    return plain, fast
+
+
+def ensemble_pair(K: int = 10, epochs: int = 50, N: int = 100):
+    """(sequential, ensemble): K rank-one trainings one after another, or as one ensemble."""
+    env = DoubleIntegrator()
+
+    def sequential():
+        for k in range(K):
+            train_closed_loop(RankOneAgent(N=N, seed=k), env, epochs=epochs, seed=k)
+
+    def ensemble():
+        agents = RankOneAgent.stack([RankOneAgent(N=N, seed=k) for k in range(K)])
+        train_closed_loop(agents, env, epochs=epochs, seed=0)
+
+    return sequential, ensemble

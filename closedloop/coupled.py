@@ -112,8 +112,8 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
     PT = _stacked_matrix(agent, env).transpose(-1, -2)
     S = _ClosedLoop.apply(PT, s0, T, agent.activation == "tanh")
-    h = S[..., 2:]
-    return {"x": S[..., :2], "u": (h @ agent.tensors["z"].unsqueeze(-1)).squeeze(-1), "h": h}
+    x, h = S.split([2, agent.N], -1)  # one gradient concatenation, not two zero-filled slices
+    return {"x": x, "u": (h @ agent.tensors["z"].unsqueeze(-1)).squeeze(-1), "h": h}
 
 
 class _ClosedLoop(torch.autograd.Function):

@@ -53,6 +53,20 @@ OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
 POS = [0, 2]  # x, y among the plant coordinates
 
 
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one thread inside the block (or the decorated function). Matrices of
+    N ~ 100 gain nothing from intra-op threads, and where cores are shared, threads that wait
+    on each other make every product many times slower (measured here: a step-by-step episode
+    25x slower with 2 threads on 2 cores while another process used one of them)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 class PointMass:
     """2-D point mass under acceleration control, state (x, vx, y, vy), explicit Euler step dt.
 
@@ -280,6 +294,7 @@ class TrackingRNN:
 
 
 # -- step by step (any reference, with the clamp) ---------------------------------------------
+@single_thread()
 def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     """The closed loop stepped T times for references r (B, T+1, 2), with the plant's clamp.
 
@@ -305,6 +320,7 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     return {"q": q, "u": agent.readout(h), "inputs": torch.cat([q[..., POS], r], -1)}
 
 
+@single_thread()
 def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor:
     """The agent's controls (B, T+1, 2) when fed ``inputs`` (B, T+1, 4) instead of its plant."""
     a = agent.alpha
@@ -343,6 +359,7 @@ class Response:
     def __init__(self, Y: torch.Tensor, refs: Sinusoids):
         self.Y, self.refs = Y, refs
         self.err = Y[..., POS] - refs.targets()
+        self._worst = None
 
     def probe_losses(self) -> torch.Tensor:
         """Exact per-sinusoid losses (A_k^2/2)(1/T) sum_t ||E_k(t)||^2, (K,)."""
@@ -365,8 +382,11 @@ class Response:
     def worst_state(self) -> float:
         """max over t, plant coordinate and every choice of phases of |q|: sum_k A_k |Y_k|.
         The clamp is inactive for every reference iff this is <= the plant's bound."""
-        with torch.no_grad():
-            return float((self.refs.A[:, None, None] * self.Y[..., :4].abs()).sum(0).max())
+        if self._worst is None:
+            with torch.no_grad():
+                mod = self.Y[..., :4].abs()
+                self._worst = float((self.refs.A[:, None, None] * mod).sum(0).max())
+        return self._worst
 
 
 def _sq(z: torch.Tensor) -> torch.Tensor:
@@ -392,6 +412,7 @@ def _quadratic_losses(c: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
     return ((z @ (V @ V.T / T)) * z).sum(-1)
 
 
+@single_thread()
 def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids) -> Response:
     """The K complex trajectories of the unclamped closed loop (differentiable in W, W_out)."""
     _check_refs(plant, refs)
@@ -469,24 +490,12 @@ class _Teacher:
 
 
 # -- training ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one thread inside the block. These matrices (N ~ 100) gain nothing from
-    intra-op threads, and where cores are shared, threads that wait on each other make every
-    product many times slower (measured: a step-by-step episode 25x slower on 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
+@single_thread()
 def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                    refs: Sinusoids | None = None, *, epochs: int = 5000, lr: float = 1e-3,
                    batch: int = 100, mode: str = "sampled", teacher: TrackingRNN | None = None,
                    seed: int = 0, test_seed: int = 12345, n_test: int = 100,
-                   test_every: int = 10, record_every: int = 10) -> History:
+                   test_every: int = 25, record_every: int = 10) -> History:
     """Train ``agent`` in place with Adam; return its History.
 
     Closed-loop (``teacher=None``): the loss is the tracking loss of the clamped plant, on a
@@ -498,12 +507,13 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     History arrays (row e: the network before update e; epochs + 1 rows when complete):
     ``epoch``; ``loss`` (the train loss the update used); ``expected_loss`` (its phase
     average); ``test_loss`` at ``test_epoch``: closed-loop tracking loss of the clamped plant
-    on ``n_test`` fixed references (drawn from ``test_seed``), at every epoch below
-    10 x ``test_every`` and every ``test_every`` epochs after (a runaway loop must be stepped,
-    which costs far more than an update); ``probe_loss`` (E, K): per-sinusoid exact
+    on ``n_test`` fixed references (drawn from ``test_seed``), at every epoch below 100 and
+    every ``test_every`` epochs after (a runaway loop must be stepped, which costs far more
+    than an update); ``probe_loss`` (E, K): per-sinusoid exact
     closed-loop losses; ``worst_state``: sup over phases of |state| of the unclamped loop;
     ``clamped``: whether the train batch reached the clamp. Every ``record_every`` epochs
-    (and at the end): ``eig_epoch``, ``eig_W`` (R, N) = eig(W - I)/tau, ``snapshot_epoch``,
+    (and at the end): ``eig_epoch``, ``eig_W`` (R, N) = eig(W - I)/tau, ``spectral_radius``
+    (R,) of the unclamped closed loop (max |eig(M)|; > 1: it runs away), ``snapshot_epoch``,
     ``params/W``, ``params/W_out``. Divergence or Ctrl-C stop training with the history so far.
     Introduced in Chapter 4, section "Training".
     """
@@ -527,8 +537,6 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     opt = torch.optim.Adam(agent.parameters(), lr=lr)
     rows: dict[str, list] = {}
     message, start, e = "", time.perf_counter(), 0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in ``single_thread``
     try:
         for e in range(epochs + 1):
             train = e < epochs
@@ -566,13 +574,15 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
             row = {"epoch": e, "loss": loss.item(), "expected_loss": expected.item(),
                    "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
                    "clamped": clamped}
-            if e < 10 * test_every or e % test_every == 0 or not train:
+            if e < 100 or e % test_every == 0 or not train:
                 with torch.no_grad():
                     test = sampled_losses(agent, plant, refs, test_phases, response=resp)
                 row.update(test_epoch=e, test_loss=test.mean().item())
             if e % record_every == 0 or not train:
+                with torch.no_grad():
+                    rho = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).abs().max()
                 row.update({"eig_epoch": e, "eig_W": agent.rate_eigenvalues(),
-                            "snapshot_epoch": e},
+                            "spectral_radius": rho.item(), "snapshot_epoch": e},
                            **{f"params/{k}": v for k, v in agent.snapshot().items()})
             for k, v in row.items():  # all at once, so that Ctrl-C leaves no partial row
                 rows.setdefault(k, []).append(
@@ -581,8 +591,6 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 opt.step()
     except KeyboardInterrupt:
         message = f"training interrupted at epoch {e}; history up to there kept"
-    finally:
-        torch.set_num_threads(threads)
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     arrays = {k: np.stack([np.asarray(x) for x in v]) for k, v in rows.items()}

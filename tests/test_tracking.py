@@ -143,7 +143,8 @@ def test_open_loop_imitation_matches_stepping(refs):
 def test_rate_eigenvalues_read_rotation_frequencies():
     w = 1.7
     W = torch.eye(4, dtype=torch.float64)
-    W[:2, :2] += torch.tensor([[0.0, -w], [w, 0.0]], dtype=torch.float64)  # W - I = rotation at w rad/s
+    # W - I: a rotation at w rad/s, and two modes that do not oscillate
+    W[:2, :2] += torch.tensor([[0.0, -w], [w, 0.0]], dtype=torch.float64)
     a = tr.TrackingRNN.from_tensors(W, torch.zeros(4, 4), torch.zeros(2, 4), tau=1.0)
     ev = a.rate_eigenvalues()
     assert ev[0].imag == pytest.approx(w) and ev[-1].imag == pytest.approx(-w)

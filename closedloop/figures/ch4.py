@@ -40,12 +40,14 @@ def tracking_example(agent, plant, refs, phases):
 
 
 def loss_curves(h_closed, h_open, baseline, acquired=()):
-    """Left: closed-loop test loss of the closed-loop network and of its open-loop twin.
-    Right: what each was trained on. ``baseline``: the loss of doing nothing."""
-    fig, ((a1, a2),) = figure(2, height=3.2)
-    for h, c, lab in ((h_closed, "black", "closed-loop training"),
-                      (h_open, "red", "open-loop twin")):
+    """Closed-loop test loss of the closed-loop network and of its open-loop twin (left), what
+    each was trained on (middle), and the spectral radius of each one's closed loop (right).
+    ``baseline``: the test loss of doing nothing; ``acquired``: epochs marked on the left."""
+    fig, ((a1, a2, a3),) = figure(3, height=3.1)
+    runs = ((h_closed, "black", "closed-loop training"), (h_open, "red", "open-loop twin"))
+    for h, c, lab in runs:
         a1.plot(h.test_epoch + 1, h.test_loss, color=PALETTE[c], label=lab)
+        a3.plot(h.eig_epoch + 1, h.spectral_radius, color=PALETTE[c])
     a1.axhline(baseline, color="0.5", ls=":", lw=1)
     a1.text(1.2, baseline, "doing nothing", va="bottom", fontsize=8, color="0.4")
     for k, e in enumerate(acquired):
@@ -54,18 +56,20 @@ def loss_curves(h_closed, h_open, baseline, acquired=()):
     a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="closed-loop test loss")
     a1.legend(loc="lower left")
     a2.plot(h_closed.epoch + 1, h_closed.loss, color=PALETTE["black"], lw=0.6,
-            label="closed loop: tracking loss")
+            label="tracking loss")
     a2.plot(h_open.epoch + 1, h_open.loss, color=PALETTE["red"], lw=0.6,
-            label="twin: imitation loss")
+            label="imitation loss")
     a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="train loss (batch)")
     a2.legend(loc="lower left")
+    a3.axhline(1, color="0.4", ls="--", lw=0.8)
+    a3.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel=r"$\rho(M)$")
     return fig
 
 
 def probe_grid(history, agent, plant, refs, epochs):
     """Probe responses (one sinusoid at a time, phase 0) of the networks at ``epochs``: a row
-    per epoch, a column per probe; the probed axis only."""
-    rows = [e for e in epochs if e is not None]
+    per epoch, a column per probe; the probed axis only. No epochs: the final network."""
+    rows = [e for e in epochs if e is not None] or [int(history.epoch[-1])]
     fig, axes = figure(refs.K, nrows=len(rows), height=1.25 * len(rows) + 0.5,
                        sharex=True, sharey=True)
     t = np.arange(refs.T + 1) * refs.dt
@@ -94,8 +98,9 @@ def probe_grid(history, agent, plant, refs, epochs):
 
 def spectra(history, refs, epochs):
     """eig(W - I)/tau at ``epochs`` (top), and the positive imaginary parts of all of them
-    against epoch (bottom); dashed: the target angular frequencies."""
-    rows = [e for e in epochs if e is not None]
+    against epoch (bottom); dashed: the target angular frequencies. No epochs: the final
+    network."""
+    rows = [e for e in epochs if e is not None] or [int(history.epoch[-1])]
     fig = plt.figure(figsize=(WIDTH, 5.2))
     top = fig.subfigures(2, 1, height_ratios=[1, 1.1])
     axs = top[0].subplots(1, len(rows), sharey=True, squeeze=False)[0]
@@ -124,22 +129,29 @@ def spectra(history, refs, epochs):
     return fig
 
 
-def acquisition_vs_frequency(freqs, network, human, network_label="network"):
-    """Normalized acquisition time against frequency: the network and the human data."""
+def acquisition_vs_frequency(freqs, human, acquired, learned, others=()):
+    """Normalized acquisition time against frequency: humans, this chapter's run (acquired for
+    good, and first learned) and other seeds (thin). Never acquired: not drawn."""
     fig, ((ax,),) = figure(height=3.0)
-    fig.set_size_inches(WIDTH * 0.6, 3.0)
-    net = np.array([np.nan if v is None else v for v in network], dtype=float)
+    fig.set_size_inches(WIDTH * 0.62, 3.0)
+    as_array = lambda v: np.array([np.nan if x is None else x for x in v], dtype=float)
+    for i, o in enumerate(others):
+        ax.plot(freqs, as_array(o), "-", color="0.7", lw=0.8,
+                label="other seeds (acquired)" if i == 0 else None)
     ax.plot(freqs, human, "o-", color=PALETTE["orange"], label="humans (paper)")
-    ax.plot(freqs, net, "s-", color=PALETTE["blue"], label=network_label)
-    ax.set(xlabel="frequency (Hz)", ylabel="normalized acquisition time", ylim=(0, 1),
+    ax.plot(freqs, as_array(acquired), "s-", color=PALETTE["blue"], label="network: acquired")
+    ax.plot(freqs, as_array(learned), "s--", color=PALETTE["blue"], mfc="white",
+            label="network: first learned")
+    ax.set(xlabel="frequency (Hz)", ylabel="normalized acquisition time", ylim=(0, 1.05),
            xticks=freqs)
     ax.legend(loc="upper left")
     return fig
 
 
-def probe_losses(history, refs, fraction, acquired):
+def probe_losses(history, refs, fraction, acquired, learned=None):
     """The probe losses of all sinusoids over training, relative to their reference power,
-    with the acquisition threshold and epochs."""
+    with the acquisition threshold, the acquisition epochs (dashed) and, where a frequency
+    was first learned earlier, that epoch (dotted)."""
     fig, ((ax,),) = figure(height=3.2)
     pw = refs.reference_power().numpy()
     for k in range(refs.K):
@@ -147,6 +159,8 @@ def probe_losses(history, refs, fraction, acquired):
                 label=_freq_label(refs, k))
         if acquired[k] is not None:
             ax.axvline(acquired[k], color=FREQ_COLORS[k], ls="--", lw=0.8)
+        if learned is not None and learned[k] is not None and learned[k] != acquired[k]:
+            ax.axvline(learned[k], color=FREQ_COLORS[k], ls=":", lw=0.8)
     ax.axhline(fraction, color="0.2", ls=":", lw=1)
     ax.text(history.epoch[-1], fraction, "threshold", ha="right", va="bottom", fontsize=8)
     ax.set(yscale="log", xlabel="epoch", ylabel="probe loss / $(A^2/2)$",

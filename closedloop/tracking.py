@@ -25,9 +25,15 @@ uniform phases, the cross terms vanish and
 
 one term per sinusoid: the k-th is the probe loss of sinusoid k alone. Four complex
 trajectories give the exact loss, the probe losses and (recombined with the phases) the
-sampled loss of any batch. They are computed by convolution with the loop's impulse response
-C M^s G (matrix powers by doubling: no per-step Python loop).
-Introduced in Chapter 4.
+sampled loss of any batch. They are convolutions (one FFT each) with the loop's impulse
+response C M^s G, s < T, whose powers of M take a few matrix products (baby-step giant-step):
+no per-step Python loop.
+
+The clamp. sum_k A_k |Y_k(t)| is the largest |state| over all phases; while it stays within the
+bound the clamp never acts and the linear computation is exact. Otherwise the sampled losses
+step the clamped plant for the references that reach the bound (``rollout``), so sampled
+training always sees the paper's plant; the exact loss and the probe losses are those of the
+unclamped linear loop. Introduced in Chapter 4.
 """
 
 from __future__ import annotations
@@ -352,6 +358,15 @@ def closed_loop_matrix(agent: TrackingRNN, plant: PointMass) -> torch.Tensor:
     return torch.cat([top, bottom], 0)
 
 
+def closed_loop_rates(agent: TrackingRNN, plant: PointMass) -> np.ndarray:
+    """log(eig(M)) / dt (4+N,) complex, in 1/s, least stable first: the continuous-time rates
+    of the unclamped closed loop's modes (real part > 0: the mode grows)."""
+    with torch.no_grad():
+        ev = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).numpy()
+    rates = np.log(ev.astype(complex)) / plant.dt
+    return rates[np.argsort(-rates.real, kind="stable")]
+
+
 class Response:
     """Complex responses Y (K, T, 6) (columns ``OUTPUTS``, rows t = 1..T) of the unclamped loop
     to rho_k on axis a_k, and the errors E (K, T, 2) = Y[pos] - rho_k e_{a_k}."""
@@ -378,6 +393,12 @@ class Response:
     def sampled_losses(self, phases, which=None) -> torch.Tensor:
         """Per-reference losses (B,) of the unclamped loop."""
         return _quadratic_losses(self.refs.coefficients(phases, which), self.err)
+
+    def transient_share(self, seconds: float) -> torch.Tensor:
+        """The fraction of each probe loss incurred at times t dt <= ``seconds``, (K,)."""
+        sq = _sq(self.err).sum(-1)                                      # (K, T)
+        early = torch.arange(1, sq.shape[1] + 1) * self.refs.dt <= seconds
+        return sq[:, early].sum(-1) / sq.sum(-1)
 
     def worst_state(self) -> float:
         """max over t, plant coordinate and every choice of phases of |q|: sum_k A_k |Y_k|.

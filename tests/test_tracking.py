@@ -238,3 +238,15 @@ def test_divergence_stops_with_message_and_keeps_history():
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):
         make()
+
+
+def test_silent_network_rates_and_transient_share(refs):
+    a = net(out_scale=0.0)  # no control: the plant's modes stay at rate 0
+    rates = tr.closed_loop_rates(a, tr.PointMass())
+    mu = torch.linalg.eigvals(torch.eye(12, dtype=torch.float64) + a.alpha * (a.W.detach()
+                                                                            - torch.eye(12)))
+    want = np.concatenate([np.zeros(4), np.log(mu.numpy()) / 0.1])
+    np.testing.assert_allclose(np.sort_complex(rates), np.sort_complex(want), atol=1e-6)
+    share = tr.linear_response(a, tr.PointMass(), refs).transient_share(10.0)
+    power = refs.rho[:, 1:].abs() ** 2  # the error is the reference itself
+    torch.testing.assert_close(share, power[:, :100].sum(-1) / power.sum(-1))

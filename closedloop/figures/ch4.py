@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -11,6 +12,12 @@ from ..plotting import PALETTE, WIDTH, figure
 
 # one colour per sinusoid, low to high frequency
 FREQ_COLORS = [PALETTE[c] for c in ("blue", "orange", "green", "red", "purple", "sky")]
+
+
+def _plain_log_y(ax):
+    """Log y axis labelled 2, 5, 10, ... rather than 2 x 10^0 where it spans few decades."""
+    ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
 
 
 def _freq_label(refs, k):
@@ -49,7 +56,8 @@ def loss_curves(h_closed, h_open, baseline, acquired=()):
         a1.plot(h.test_epoch + 1, h.test_loss, color=PALETTE[c], label=lab)
         a3.plot(h.eig_epoch + 1, h.spectral_radius, color=PALETTE[c])
     a1.axhline(baseline, color="0.5", ls=":", lw=1)
-    a1.text(1.2, baseline, "doing nothing", va="bottom", fontsize=8, color="0.4")
+    a1.text(h_closed.epoch[-1] + 1, baseline * 0.95, "doing nothing", ha="right", va="top",
+            fontsize=8, color="0.4")
     for k, e in enumerate(acquired):
         if e is not None:
             a1.axvline(e + 1, color=FREQ_COLORS[k], lw=0.8, ls="--")
@@ -62,7 +70,7 @@ def loss_curves(h_closed, h_open, baseline, acquired=()):
     a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="train loss (batch)")
     a2.legend(loc="lower left")
     a3.axhline(1, color="0.4", ls="--", lw=0.8)
-    a3.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel=r"$\rho(M)$")
+    a3.set(xscale="log", xlabel="epoch + 1", ylabel=r"$\rho(M)$")
     return fig
 
 
@@ -165,6 +173,7 @@ def probe_losses(history, refs, fraction, acquired, learned=None):
     ax.text(history.epoch[-1], fraction, "threshold", ha="right", va="bottom", fontsize=8)
     ax.set(yscale="log", xlabel="epoch", ylabel="probe loss / $(A^2/2)$",
            ylim=(0.05, max(5.0, 1.5 * fraction)))
+    _plain_log_y(ax)
     ax.legend(loc="upper right", ncols=2)
     return fig
 
@@ -176,6 +185,7 @@ def exact_vs_sampled(h_sampled, h_exact, batch_losses, exact_value, batch):
                       (h_exact, "black", "trained on the exact loss")):
         a1.plot(h.epoch + 1, h.expected_loss, color=PALETTE[c], label=lab)
     a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="expected loss")
+    _plain_log_y(a1)
     a1.legend(loc="lower left")
     a2.hist(batch_losses, bins=40, color=PALETTE["sky"], alpha=0.8)
     a2.axvline(exact_value, color=PALETTE["black"], label="exact expected loss")

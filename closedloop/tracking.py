@@ -231,7 +231,8 @@ class TrackingRNN:
 
     W ~ N(0, g^2/N) entries; W_in (N, 4), fixed, reading (x, y, r_x, r_y), and W_out (2, N)
     ~ U(-1/sqrt(N), 1/sqrt(N)) entries (the paper states this for W_in only; W_out is drawn
-    alike, as a default torch linear layer would be). W and W_out are trained.
+    alike, as a default torch linear layer would be). W and W_out are trained. ``dt`` (the
+    step) and ``tau`` (the time constant) in seconds; ``seed`` fixes the draw.
     Introduced in Chapter 4, section "The task".
     """
 
@@ -278,11 +279,8 @@ class TrackingRNN:
     def parameters(self) -> list[torch.Tensor]:
         return [self.W, self.W_out]
 
-    def step(self, h: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
-        """h (..., N), inp (..., 4) -> h' (..., N)."""
-        return (1 - self.alpha) * h + self.alpha * (h @ self.W.T + inp @ self.W_in.T)
-
     def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """u = W_out h: h (..., N) -> (..., 2), accelerations."""
         return h @ self.W_out.T
 
     def snapshot(self) -> dict:
@@ -396,7 +394,7 @@ class Response:
 
     def transient_share(self, seconds: float) -> torch.Tensor:
         """The fraction of each probe loss incurred at times t dt <= ``seconds``, (K,)."""
-        sq = _sq(self.err).sum(-1)                                      # (K, T)
+        sq = _sq(self.err.detach()).sum(-1)                             # (K, T)
         early = torch.arange(1, sq.shape[1] + 1) * self.refs.dt <= seconds
         return sq[:, early].sum(-1) / sq.sum(-1)
 

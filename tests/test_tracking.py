@@ -40,6 +40,26 @@ def test_plant_clamps_every_state_coordinate():
                                                  dtype=torch.float64))
 
 
+def test_rollout_follows_the_model_equations(refs):
+    """The stepped closed loop against a literal transcription of the plant and RNN updates."""
+    plant, a = tr.PointMass(bound=10.0), net(out_scale=2.0, seed=3)  # reaches the clamp
+    r = refs.signal(refs.sample_phases(2, make_generator(7)))
+    out = tr.rollout(a, plant, r)
+    W, W_in, W_out = a.W.detach(), a.W_in, a.W_out.detach()
+    q, h, u = torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 12, dtype=torch.float64), \
+        torch.zeros(2, 2, dtype=torch.float64)
+    hit = False
+    for t in range(1, refs.T + 1):
+        q = plant.step(q, u)
+        hit |= bool((q.abs() == 10.0).any())
+        inp = torch.cat([q[:, [0, 2]], r[:, t]], -1)
+        h = h + 0.1 * (-h + h @ W.T + inp @ W_in.T)
+        u = h @ W_out.T
+        torch.testing.assert_close(out["q"][:, t].detach(), q, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(out["u"][:, t].detach(), u, rtol=1e-9, atol=1e-9)
+    assert hit  # the clamp was exercised
+
+
 def test_reference_spectrum_has_its_four_peaks(refs):
     r = refs.signal(refs.sample_phases(3, make_generator(1)))[:, 1:]  # 300 samples = 30 s
     spec = np.abs(np.fft.rfft(r.numpy(), axis=1))                       # bins of 1/30 Hz

@@ -56,8 +56,7 @@ def loss_curves(h_closed, h_open, baseline, acquired=()):
         a1.plot(h.test_epoch + 1, h.test_loss, color=PALETTE[c], label=lab)
         a3.plot(h.eig_epoch + 1, h.spectral_radius, color=PALETTE[c])
     a1.axhline(baseline, color="0.5", ls=":", lw=1)
-    a1.text(h_closed.epoch[-1] + 1, baseline * 0.95, "doing nothing", ha="right", va="top",
-            fontsize=8, color="0.4")
+    a1.text(1.2, baseline * 0.95, "doing nothing", va="top", fontsize=8, color="0.4")
     for k, e in enumerate(acquired):
         if e is not None:
             a1.axvline(e + 1, color=FREQ_COLORS[k], lw=0.8, ls="--")

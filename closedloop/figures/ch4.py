@@ -1,0 +1,194 @@
+"""Figures of Chapter 4, the motor tracking task and frequency-ordered learning."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .. import tracking
+from ..plotting import PALETTE, WIDTH, figure
+
+# one colour per sinusoid, low to high frequency
+FREQ_COLORS = [PALETTE[c] for c in ("blue", "orange", "green", "red", "purple", "sky")]
+
+
+def _plain_log_y(ax):
+    """Log y axis labelled 2, 5, 10, ... rather than 2 x 10^0 where it spans few decades."""
+    ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+
+
+def _freq_label(refs, k):
+    return f"{refs.freqs[k]:g} Hz ({'xy'[refs.axes[k]]})"
+
+
+def tracking_example(agent, plant, refs, phases):
+    """The network tracking one reference: the path in the plane, and x, y against time."""
+    r = refs.signal(phases[:1])
+    with torch.no_grad():
+        q = tracking.rollout(agent, plant, r)["q"][0].numpy()
+    r = r[0].numpy()
+    t = np.arange(refs.T + 1) * refs.dt
+    fig = plt.figure(figsize=(WIDTH, 3.6))
+    ax = fig.subplot_mosaic([["plane", "x"], ["plane", "y"]], width_ratios=[1, 1.7])
+    ax["plane"].plot(r[:, 0], r[:, 1], color="0.2", ls="--", lw=1, label="reference $r$")
+    ax["plane"].plot(q[:, 0], q[:, 2], color=PALETTE["blue"], lw=1.2, label="point mass $p$")
+    ax["plane"].set(xlabel="x", ylabel="y", aspect="equal")
+    ax["plane"].legend(loc="upper center", bbox_to_anchor=(0.5, 1.2), ncols=1)
+    for name, i, j in (("x", 0, 0), ("y", 1, 2)):
+        ax[name].plot(t, r[:, i], color="0.2", ls="--", lw=1)
+        ax[name].plot(t, q[:, j], color=PALETTE["blue"], lw=1.2)
+        ax[name].set(ylabel=name)
+    ax["x"].tick_params(labelbottom=False)
+    ax["y"].set(xlabel="time (s)")
+    return fig
+
+
+def loss_curves(h_closed, h_open, baseline, acquired=()):
+    """Closed-loop test loss of the closed-loop network and of its open-loop twin (left), what
+    each was trained on (middle), and the spectral radius of each one's closed loop (right).
+    ``baseline``: the test loss of doing nothing; ``acquired``: epochs marked on the left."""
+    fig, ((a1, a2, a3),) = figure(3, height=3.1)
+    runs = ((h_closed, "black", "closed-loop training"), (h_open, "red", "open-loop twin"))
+    for h, c, lab in runs:
+        a1.plot(h.test_epoch + 1, h.test_loss, color=PALETTE[c], label=lab)
+        a3.plot(h.eig_epoch + 1, h.spectral_radius, color=PALETTE[c])
+    a1.axhline(baseline, color="0.5", ls=":", lw=1)
+    a1.text(1.2, baseline * 0.95, "doing nothing", va="top", fontsize=8, color="0.4")
+    for k, e in enumerate(acquired):
+        if e is not None:
+            a1.axvline(e + 1, color=FREQ_COLORS[k], lw=0.8, ls="--")
+    a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="closed-loop test loss")
+    a1.legend(loc="lower left")
+    a2.plot(h_closed.epoch + 1, h_closed.loss, color=PALETTE["black"], lw=0.6,
+            label="tracking loss")
+    a2.plot(h_open.epoch + 1, h_open.loss, color=PALETTE["red"], lw=0.6,
+            label="imitation loss")
+    a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="train loss (batch)")
+    a2.legend(loc="lower left")
+    a3.axhline(1, color="0.4", ls="--", lw=0.8)
+    a3.set(xscale="log", xlabel="epoch + 1", ylabel=r"$\rho(M)$")
+    return fig
+
+
+def probe_grid(history, agent, plant, refs, epochs):
+    """Probe responses (one sinusoid at a time, phase 0) of the networks at ``epochs``: a row
+    per epoch, a column per probe; the probed axis only. No epochs: the final network."""
+    rows = [e for e in epochs if e is not None] or [int(history.epoch[-1])]
+    fig, axes = figure(refs.K, nrows=len(rows), height=1.25 * len(rows) + 0.5,
+                       sharex=True, sharey=True)
+    t = np.arange(refs.T + 1) * refs.dt
+    zero = torch.zeros(1, refs.K)
+    pw = refs.reference_power().numpy()
+    for i, e in enumerate(rows):
+        e_net, net = tracking.agent_at(history, e, agent)
+        probe = history.probe_loss[e_net] / pw
+        for k in range(refs.K):
+            r = refs.signal(zero, which=[k])
+            with torch.no_grad():
+                q = tracking.rollout(net, plant, r)["q"][0].numpy()
+            ax, a = axes[i, k], refs.axes[k]
+            ax.plot(t, r[0, :, a].numpy(), color="0.3", ls="--", lw=0.8)
+            ax.plot(t, q[:, 2 * a], color=FREQ_COLORS[k], lw=1.1)
+            ax.text(0.98, 0.04, f"{probe[k]:.2f}", transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=7, color="0.3")
+            if i == 0:
+                ax.set_title(_freq_label(refs, k))
+        axes[i, 0].set_ylabel(f"epoch {e_net}")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    axes[0, 0].set_ylim(-5, 5)
+    return fig
+
+
+def spectra(history, refs, epochs):
+    """eig(W - I)/tau at ``epochs`` (top), and the positive imaginary parts of all of them
+    against epoch (bottom); dashed: the target angular frequencies. No epochs: the final
+    network."""
+    rows = [e for e in epochs if e is not None] or [int(history.epoch[-1])]
+    fig = plt.figure(figsize=(WIDTH, 5.2))
+    top = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    axs = top[0].subplots(1, len(rows), sharey=True, squeeze=False)[0]
+    omega = refs.omega.numpy()
+    for ax, e in zip(axs, rows):
+        i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
+        ev = history.eig_W[i]
+        for k, w in enumerate(omega):
+            ax.axhline(w, color=FREQ_COLORS[k], ls="--", lw=0.8)
+            ax.axhline(-w, color=FREQ_COLORS[k], ls="--", lw=0.8)
+        ax.scatter(ev.real, ev.imag, s=6, color="0.15", linewidths=0)
+        ax.set(title=f"epoch {history.eig_epoch[i]}", xlim=(-2.2, 0.6), ylim=(-3, 3),
+               xlabel="Re")
+    axs[0].set_ylabel("Im (rad/s)")
+    ax = top[1].subplots()
+    ep = np.repeat(history.eig_epoch, history.eig_W.shape[1])
+    im = history.eig_W.imag.ravel()
+    keep = im > 0
+    ax.scatter(ep[keep], im[keep], s=1, color="0.3", linewidths=0, rasterized=True)
+    for k, w in enumerate(omega):
+        ax.axhline(w, color=FREQ_COLORS[k], ls="--", lw=0.8, label=_freq_label(refs, k))
+        if epochs[k] is not None:
+            ax.axvline(epochs[k], color=FREQ_COLORS[k], lw=0.8)
+    ax.set(xlabel="epoch", ylabel="Im eig$(W - I)/\\tau$ (rad/s)", ylim=(0, 3.2))
+    ax.legend(loc="upper left", ncols=4)
+    return fig
+
+
+def acquisition_vs_frequency(freqs, human, acquired, learned, others=()):
+    """Normalized acquisition time against frequency: humans, this chapter's run (acquired for
+    good, and first learned) and other seeds (thin). Never acquired: not drawn."""
+    fig, ((ax,),) = figure(height=3.0)
+    fig.set_size_inches(WIDTH * 0.62, 3.0)
+    as_array = lambda v: np.array([np.nan if x is None else x for x in v], dtype=float)
+    for i, o in enumerate(others):
+        ax.plot(freqs, as_array(o), "-", color="0.7", lw=0.8,
+                label="other seeds (acquired)" if i == 0 else None)
+    ax.plot(freqs, human, "o-", color=PALETTE["orange"], label="humans (paper)")
+    ax.plot(freqs, as_array(acquired), "s-", color=PALETTE["blue"], label="network: acquired")
+    ax.plot(freqs, as_array(learned), "s--", color=PALETTE["blue"], mfc="white",
+            label="network: first learned")
+    ax.set(xlabel="frequency (Hz)", ylabel="normalized acquisition time", ylim=(0, 1.05),
+           xticks=freqs)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def probe_losses(history, refs, fraction, acquired, learned=None):
+    """The probe losses of all sinusoids over training, relative to their reference power,
+    with the acquisition threshold, the acquisition epochs (dashed) and, where a frequency
+    was first learned earlier, that epoch (dotted)."""
+    fig, ((ax,),) = figure(height=3.2)
+    pw = refs.reference_power().numpy()
+    for k in range(refs.K):
+        ax.plot(history.epoch, history.probe_loss[:, k] / pw[k], color=FREQ_COLORS[k], lw=1,
+                label=_freq_label(refs, k))
+        if acquired[k] is not None:
+            ax.axvline(acquired[k], color=FREQ_COLORS[k], ls="--", lw=0.8)
+        if learned is not None and learned[k] is not None and learned[k] != acquired[k]:
+            ax.axvline(learned[k], color=FREQ_COLORS[k], ls=":", lw=0.8)
+    ax.axhline(fraction, color="0.2", ls=":", lw=1)
+    ax.text(history.epoch[-1], fraction, "threshold", ha="right", va="bottom", fontsize=8)
+    ax.set(yscale="log", xlabel="epoch", ylabel="probe loss / $(A^2/2)$",
+           ylim=(0.05, max(5.0, 1.5 * fraction)))
+    _plain_log_y(ax)
+    ax.legend(loc="upper right", ncols=2)
+    return fig
+
+
+def exact_vs_sampled(h_sampled, h_exact, batch_losses, exact_value, batch):
+    """Training on sampled batches and on the exact loss; batch losses around the exact one."""
+    fig, ((a1, a2),) = figure(2, height=3.0)
+    for h, c, lab in ((h_sampled, "sky", "trained on sampled batches"),
+                      (h_exact, "black", "trained on the exact loss")):
+        a1.plot(h.epoch + 1, h.expected_loss, color=PALETTE[c], label=lab)
+    a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="expected loss")
+    _plain_log_y(a1)
+    a1.legend(loc="lower left")
+    a2.hist(batch_losses, bins=40, color=PALETTE["sky"], alpha=0.8)
+    a2.axvline(exact_value, color=PALETTE["black"], label="exact expected loss")
+    a2.axvline(np.mean(batch_losses), color=PALETTE["red"], ls="--", label="mean of batches")
+    a2.set(xlabel=f"loss of a batch of {batch}", ylabel="count", title="final network")
+    a2.legend(loc="upper right")
+    return fig

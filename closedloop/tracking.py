@@ -1,0 +1,701 @@
+"""The motor tracking task (paper s.7): a continuous-time linear RNN steers a 2-D point mass
+along a reference made of sinusoids, trained closed-loop or as an open-loop twin.
+
+Units: time in seconds (one step = dt = 0.1 s), frequencies in Hz, angular frequencies in
+rad/s. Shapes: plant states q (..., 4) = (x, vx, y, vy); controls u (..., 2) = (ax, ay);
+references r (B, T+1, 2) at t = 0..T; K sinusoids, N neurons, B references per batch.
+
+One episode, from q_0 = 0, h_0 = 0, u_0 = 0, for t = 0..T-1:
+
+    q_{t+1} = clamp(F q_t + B_p u_t, +/-bound)        explicit Euler: x += dt vx, vx += dt ax
+    in_{t+1} = (x_{t+1}, y_{t+1}, r_x(t+1), r_y(t+1))
+    h_{t+1} = h_t + (dt/tau) (-h_t + W h_t + W_in in_{t+1}),    u_{t+1} = W_out h_{t+1}
+
+Loss of an episode: L = (1/T) sum_{t=1..T} ||p_t - r_t||^2, p = (x, y): the squared distance
+in the plane, averaged over time (summed, not averaged, over the two axes, so that a probe's
+loss when the network does nothing is its reference power A^2/2).
+
+Exact mode. Away from the clamp the loop is linear and time-invariant,
+s_{t+1} = M s_t + G r_{t+1} with s = (q, h). A reference is Re sum_k c_k rho_k(t) e_{a_k}, with
+c_k = A_k e^{i phi_k} and rho_k(t) = ramp(t) e^{i omega_k t dt}, so every trajectory is
+Re sum_k c_k Y_k(t), Y_k the complex response to rho_k on axis a_k. Averaged over independent
+uniform phases, the cross terms vanish and
+
+    E_phi L = sum_k (A_k^2 / 2) (1/T) sum_t ||E_k(t)||^2,    E_k = Y_k[pos] - rho_k e_{a_k},
+
+one term per sinusoid: the k-th is the probe loss of sinusoid k alone. Four complex
+trajectories give the exact loss, the probe losses and (recombined with the phases) the
+sampled loss of any batch. They are convolutions (one FFT each) with the loop's impulse
+response C M^s G, s < T, whose powers of M take a few matrix products (baby-step giant-step):
+no per-step Python loop.
+
+The clamp. sum_k A_k |Y_k(t)| is the largest |state| over all phases; while it stays within the
+bound the clamp never acts and the linear computation is exact. Otherwise the sampled losses
+step the clamped plant for the references that reach the bound (``rollout``), so sampled
+training always sees the paper's plant; the exact loss and the probe losses are those of the
+unclamped linear loop. Introduced in Chapter 4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from . import _checks
+from .agents import make_generator
+from .envs import DTYPE
+from .stages import settles
+from .training import History
+
+MODES = ("sampled", "exact")
+# human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
+HUMAN_ACQUISITION = (2.5 / 20, 4 / 20, 6 / 20, 9.5 / 20)
+OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
+POS = [0, 2]  # x, y among the plant coordinates
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one thread inside the block (or the decorated function). Matrices of
+    N ~ 100 gain nothing from intra-op threads, and where cores are shared, threads that wait
+    on each other make every product many times slower (measured here: a step-by-step episode
+    25x slower with 2 threads on 2 cores while another process used one of them)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+class PointMass:
+    """2-D point mass under acceleration control, state (x, vx, y, vy), explicit Euler step dt.
+
+    ``bound``: every state coordinate is clamped to [-bound, bound] after each step (the paper's
+    +/-10); None: no clamp. Introduced in Chapter 4, section "The task".
+    """
+
+    n_state = 4
+
+    def __init__(self, dt: float = 0.1, bound: float | None = 10.0, dtype=DTYPE):
+        self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
+        self.bound = None if bound is None else _checks.real("bound", bound, low=0.0,
+                                                             low_open=True)
+        self.dtype = dtype
+        block = torch.tensor([[1.0, self.dt], [0.0, 1.0]], dtype=dtype)
+        self.F = torch.block_diag(block, block)                       # (4, 4)
+        self.B = torch.zeros(4, 2, dtype=dtype)                       # (4, 2)
+        self.B[1, 0] = self.B[3, 1] = self.dt
+        self.C = torch.zeros(2, 4, dtype=dtype)                       # positions (x, y)
+        self.C[0, 0] = self.C[1, 2] = 1.0
+
+    def step(self, q: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """q (..., 4), u (..., 2) -> q' (..., 4)."""
+        q = q @ self.F.T + u @ self.B.T
+        return q if self.bound is None else q.clamp(-self.bound, self.bound)
+
+    def __repr__(self):
+        return f"PointMass(dt={self.dt}, bound={self.bound})"
+
+
+class Sinusoids:
+    """References: per axis a sum of sinusoids with random phases, ramped in linearly.
+
+    r(t) = ramp(t) sum_k A_k cos(omega_k t dt + phi_k) e_{a_k},  ramp(t) = min(t dt / ramp, 1),
+    omega_k = 2 pi freqs[k]; t = 0..T. Defaults: the paper's 0.1 and 0.3 Hz on x, 0.2 and
+    0.4 Hz on y (listed low to high), amplitude 2.31, 300 steps of 0.1 s, 1 s ramp.
+    Introduced in Chapter 4, section "The task".
+    """
+
+    def __init__(self, freqs=(0.1, 0.2, 0.3, 0.4), axes=(0, 1, 0, 1), amplitude=2.31,
+                 T: int = 300, dt: float = 0.1, ramp: float = 1.0, dtype=DTYPE):
+        self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
+        self.T = _checks.integer("T", T, low=1)
+        self.ramp = _checks.real("ramp", ramp, low=0.0)
+        nyquist = 1 / (2 * self.dt)
+        self.freqs = tuple(_checks.real(f"freqs[{k}]", f, low=0.0, low_open=True, high=nyquist,
+                                        high_open=True) for k, f in enumerate(freqs))
+        if not self.freqs:
+            raise ValueError("freqs must name at least one frequency")
+        if len(axes) != len(self.freqs):
+            raise ValueError(f"axes must give one axis per frequency ({len(self.freqs)}), got "
+                             f"{len(axes)}")
+        self.axes = tuple(int(_checks.choice(f"axes[{k}]", a, (0, 1))) for k, a in enumerate(axes))
+        amp = amplitude if isinstance(amplitude, (tuple, list)) else [amplitude] * len(freqs)
+        if len(amp) != len(self.freqs):
+            raise ValueError(f"amplitude must be a number or one per frequency, got {amplitude!r}")
+        self.amplitude = tuple(_checks.real(f"amplitude[{k}]", a, low=0.0, low_open=True)
+                               for k, a in enumerate(amp))
+        self.dtype = dtype
+        self.omega = torch.tensor([2 * math.pi * f for f in self.freqs], dtype=dtype)  # rad/s
+        self.A = torch.tensor(self.amplitude, dtype=dtype)
+        t = torch.arange(self.T + 1, dtype=dtype) * self.dt
+        env = (t / self.ramp).clamp(max=1.0) if self.ramp > 0 else torch.ones_like(t)
+        self.rho = env * torch.exp(1j * self.omega[:, None] * t)      # (K, T+1) complex
+        self._targets_fft = None
+
+    @property
+    def K(self) -> int:
+        return len(self.freqs)
+
+    def reference_power(self) -> torch.Tensor:
+        """A_k^2 / 2 (K,): a probe's loss when the network does nothing (after the ramp)."""
+        return self.A ** 2 / 2
+
+    def silent_losses(self) -> torch.Tensor:
+        """(A_k^2/2)(1/T) sum_{t=1..T} ramp(t)^2 (K,): each probe's exact loss when the mass
+        stays at the origin (a little below A_k^2/2 because of the ramp)."""
+        return self.reference_power() * (self.rho[:, 1:].abs() ** 2).mean(-1)
+
+    def sample_phases(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """phi ~ U(-pi, pi), (batch, K)."""
+        batch = _checks.integer("batch", batch, low=1)
+        return (2 * torch.rand(batch, self.K, generator=generator, dtype=self.dtype) - 1) * math.pi
+
+    def coefficients(self, phases: torch.Tensor, which=None) -> torch.Tensor:
+        """c_k = A_k e^{i phi_k} (B, K) complex; sinusoids not in ``which`` get c_k = 0."""
+        phases = torch.as_tensor(phases, dtype=self.dtype)
+        _checks.shape("phases", phases, (None, self.K))
+        c = self.A * torch.exp(1j * phases)
+        if which is not None:
+            keep = torch.zeros(self.K, dtype=torch.bool)
+            keep[list(which)] = True
+            c = torch.where(keep, c, torch.zeros_like(c))
+        return c
+
+    def signal(self, phases: torch.Tensor, which=None) -> torch.Tensor:
+        """The references (B, T+1, 2) for phases (B, K); ``which``: indices of the sinusoids
+        to include (default all; ``[k]`` is the probe of sinusoid k)."""
+        c = self.coefficients(phases, which)
+        per = (c[:, :, None] * self.rho).real                         # (B, K, T+1)
+        r = torch.zeros(c.shape[0], self.T + 1, 2, dtype=self.dtype)
+        for k, a in enumerate(self.axes):
+            r[..., a] += per[:, k]
+        return r
+
+    def targets(self) -> torch.Tensor:
+        """rho_k(t) e_{a_k} for t = 1..T: (K, T, 2) complex."""
+        out = torch.zeros(self.K, self.T, 2, dtype=self.rho.dtype)
+        for k, a in enumerate(self.axes):
+            out[k, :, a] = self.rho[k, 1:]
+        return out
+
+    def targets_fft(self) -> torch.Tensor:
+        """``targets()`` Fourier-transformed over time with 2T points (cached): the input side
+        of every closed-loop response (see ``_causal_conv``)."""
+        if self._targets_fft is None:
+            self._targets_fft = torch.fft.fft(self.targets(), n=2 * self.T, dim=1)
+        return self._targets_fft
+
+    def __repr__(self):
+        return (f"Sinusoids(freqs={self.freqs}, axes={self.axes}, amplitude={self.amplitude}, "
+                f"T={self.T}, dt={self.dt}, ramp={self.ramp})")
+
+
+def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
+                      baby: int = 16) -> torch.Tensor:
+    """H_s = C M^s G for s = 0..T-1: C (o, d), M (d, d), G (d, c) -> (T, o, c).
+
+    Baby steps M^i G (i < baby, a power of two) by doubling, then giant steps C M^{j baby}:
+    log2(baby) products of d x d matrices and T/baby small ones, instead of T sequential steps
+    or log2(T) products of a T-long stack with d x d matrices.
+    """
+    babies, Mb = G[None], M
+    while babies.shape[0] < min(baby, T):
+        babies = torch.cat([babies, Mb @ babies], 0)
+        Mb = Mb @ Mb
+    b = babies.shape[0]
+    giants = [C]
+    for _ in range(-(-T // b) - 1):
+        giants.append(giants[-1] @ Mb)
+    H = torch.einsum("jod,idc->jioc", torch.stack(giants), babies)
+    return H.reshape(-1, *H.shape[2:])[:T]
+
+
+def _causal_conv(H: torch.Tensor, seq_fft: torch.Tensor) -> torch.Tensor:
+    """y[i] = sum_{s <= i} H_s seq[i - s] for i < T (the response at t = i + 1 to inputs
+    seq[j] entering at t = j + 1): H (T, o, c) real, ``seq_fft`` the FFT over time, with 2T
+    points, of seq (K, T, c) complex -> y (K, T, o) complex."""
+    T = H.shape[0]
+    Hf = torch.fft.fft(H, n=2 * T, dim=0)
+    return torch.fft.ifft(torch.einsum("loc,klc->klo", Hf, seq_fft), dim=1)[:, :T]
+
+
+class TrackingRNN:
+    """Linear continuous-time RNN controller, h <- h + (dt/tau)(-h + W h + W_in in), u = W_out h.
+
+    W ~ N(0, g^2/N) entries; W_in (N, 4), fixed, reading (x, y, r_x, r_y), and W_out (2, N)
+    ~ U(-1/sqrt(N), 1/sqrt(N)) entries (the paper states this for W_in only; W_out is drawn
+    alike, as a default torch linear layer would be). W and W_out are trained. ``dt`` (the
+    step) and ``tau`` (the time constant) in seconds; ``seed`` fixes the draw.
+    Introduced in Chapter 4, section "The task".
+    """
+
+    def __init__(self, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0,
+                 seed: int = 0, dtype=DTYPE):
+        N = _checks.integer("N", N, low=1)
+        g = _checks.real("g", g, low=0.0)
+        gen = make_generator(seed)
+        W = torch.randn(N, N, generator=gen, dtype=dtype) * (g / math.sqrt(N))
+        W_in = (2 * torch.rand(N, 4, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
+        W_out = (2 * torch.rand(2, N, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
+        self._set(W, W_in, W_out, dt, tau)
+
+    def _set(self, W, W_in, W_out, dt, tau):
+        self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
+        self.tau = _checks.real("tau", tau, low=0.0, low_open=True)
+        for name, t in (("W", W), ("W_in", W_in), ("W_out", W_out)):
+            _checks.finite_tensor(name, t)
+        N = W.shape[-1]
+        _checks.shape("W", W, (N, N))
+        _checks.shape("W_in", W_in, (N, 4))
+        _checks.shape("W_out", W_out, (2, N))
+        self.W = W.detach().clone().requires_grad_(True)
+        self.W_out = W_out.detach().clone().requires_grad_(True)
+        self.W_in = W_in.detach().clone()
+
+    @classmethod
+    def from_tensors(cls, W, W_in, W_out, dt: float = 0.1, tau: float = 1.0) -> "TrackingRNN":
+        obj = cls.__new__(cls)
+        obj._set(*(torch.as_tensor(x, dtype=DTYPE) for x in (W, W_in, W_out)), dt, tau)
+        return obj
+
+    def copy(self) -> "TrackingRNN":
+        return self.from_tensors(self.W, self.W_in, self.W_out, self.dt, self.tau)
+
+    @property
+    def N(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def alpha(self) -> float:
+        return self.dt / self.tau
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.W, self.W_out]
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """u = W_out h: h (..., N) -> (..., 2), accelerations."""
+        return h @ self.W_out.T
+
+    def snapshot(self) -> dict:
+        return {"W": self.W.detach().numpy().copy(), "W_out": self.W_out.detach().numpy().copy()}
+
+    def rate_eigenvalues(self) -> np.ndarray:
+        """eig(W - I)/tau (N,) complex, in 1/s: the modes of dh/dt = (W - I) h / tau. A pair
+        a +/- i b oscillates at b rad/s. Sorted by decreasing imaginary part."""
+        W = self.W.detach()
+        ev = torch.linalg.eigvals(W - torch.eye(self.N, dtype=W.dtype)).numpy() / self.tau
+        return ev[np.argsort(-ev.imag, kind="stable")]
+
+    def __repr__(self):
+        return f"TrackingRNN(N={self.N}, dt={self.dt}, tau={self.tau})"
+
+
+# -- step by step (any reference, with the clamp) ---------------------------------------------
+@single_thread()
+def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
+    """The closed loop stepped T times for references r (B, T+1, 2), with the plant's clamp.
+
+    Returns {'q': (B, T+1, 4), 'u': (B, T+1, 2), 'inputs': (B, T+1, 4)} at t = 0..T.
+    Differentiable; the per-step work is two products with N x N and 4 x N matrices.
+    """
+    _check_pair(agent, plant)
+    _checks.shape("r", r, (None, None, 2))
+    B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
+    A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype) + a * agent.W).T
+    Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
+    BuT = (plant.B @ agent.W_out).T                   # (N, 4): u = W_out h moves v
+    drive = r @ (a * agent.W_in[:, 2:]).T             # (B, T+1, N): the reference enters h
+    q, h = r.new_zeros(B, 4), r.new_zeros(B, agent.N)
+    qs, hs = [q], [h]
+    for t in range(1, T + 1):
+        q = q @ plant.F.T + h @ BuT
+        if plant.bound is not None:
+            q = q.clamp(-plant.bound, plant.bound)
+        h = h @ A_hT + q @ Pq + drive[:, t]
+        qs.append(q), hs.append(h)
+    q, h = torch.stack(qs, 1), torch.stack(hs, 1)
+    return {"q": q, "u": agent.readout(h), "inputs": torch.cat([q[..., POS], r], -1)}
+
+
+@single_thread()
+def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor:
+    """The agent's controls (B, T+1, 2) when fed ``inputs`` (B, T+1, 4) instead of its plant."""
+    a = agent.alpha
+    A_hT = ((1 - a) * torch.eye(agent.N, dtype=inputs.dtype) + a * agent.W).T
+    drive = inputs @ (a * agent.W_in).T
+    h = inputs.new_zeros(inputs.shape[0], agent.N)
+    hs = [h]
+    for t in range(1, inputs.shape[1]):
+        h = h @ A_hT + drive[:, t]
+        hs.append(h)
+    return agent.readout(torch.stack(hs, 1))
+
+
+def tracking_loss(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """(1/T) sum_{t=1..T} ||p_t - r_t||^2 per reference: q (B, T+1, 4), r (B, T+1, 2) -> (B,)."""
+    return ((q[:, 1:, POS] - r[:, 1:]) ** 2).sum(-1).mean(-1)
+
+
+# -- linear (unclamped) responses, exact and sampled losses -----------------------------------
+def closed_loop_matrix(agent: TrackingRNN, plant: PointMass) -> torch.Tensor:
+    """M (4+N, 4+N) with s_{t+1} = M s_t + G r_{t+1}, s = (q, h), away from the clamp."""
+    _check_pair(agent, plant)
+    a, N = agent.alpha, agent.N
+    W_pos = agent.W_in[:, :2]
+    top = torch.cat([plant.F, plant.B @ agent.W_out], -1)
+    A_h = (1 - a) * torch.eye(N, dtype=agent.W.dtype) + a * agent.W
+    bottom = torch.cat([a * W_pos @ plant.C @ plant.F,
+                        A_h + a * W_pos @ plant.C @ plant.B @ agent.W_out], -1)
+    return torch.cat([top, bottom], 0)
+
+
+def closed_loop_rates(agent: TrackingRNN, plant: PointMass) -> np.ndarray:
+    """log(eig(M)) / dt (4+N,) complex, in 1/s, least stable first: the continuous-time rates
+    of the unclamped closed loop's modes (real part > 0: the mode grows)."""
+    with torch.no_grad():
+        ev = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).numpy()
+    rates = np.log(ev.astype(complex)) / plant.dt
+    return rates[np.argsort(-rates.real, kind="stable")]
+
+
+class Response:
+    """Complex responses Y (K, T, 6) (columns ``OUTPUTS``, rows t = 1..T) of the unclamped loop
+    to rho_k on axis a_k, and the errors E (K, T, 2) = Y[pos] - rho_k e_{a_k}."""
+
+    def __init__(self, Y: torch.Tensor, refs: Sinusoids):
+        self.Y, self.refs = Y, refs
+        self.err = Y[..., POS] - refs.targets()
+        self._worst = None
+
+    def probe_losses(self) -> torch.Tensor:
+        """Exact per-sinusoid losses (A_k^2/2)(1/T) sum_t ||E_k(t)||^2, (K,)."""
+        return self.refs.reference_power() * _sq(self.err).sum(-1).mean(-1)
+
+    def expected_loss(self) -> torch.Tensor:
+        """The loss averaged over random phases: the sum of the probe losses."""
+        return self.probe_losses().sum()
+
+    def combine(self, phases, which=None, part="err") -> torch.Tensor:
+        """Real trajectories Re sum_k c_k Y_k for phases (B, K): 'err' -> errors (B, T, 2),
+        'all' -> every output (B, T, 6)."""
+        return _recombine(self.refs.coefficients(phases, which),
+                          self.err if part == "err" else self.Y)
+
+    def sampled_losses(self, phases, which=None) -> torch.Tensor:
+        """Per-reference losses (B,) of the unclamped loop."""
+        return _quadratic_losses(self.refs.coefficients(phases, which), self.err)
+
+    def transient_share(self, seconds: float) -> torch.Tensor:
+        """The fraction of each probe loss incurred at times t dt <= ``seconds``, (K,)."""
+        sq = _sq(self.err.detach()).sum(-1)                             # (K, T)
+        early = torch.arange(1, sq.shape[1] + 1) * self.refs.dt <= seconds
+        return sq[:, early].sum(-1) / sq.sum(-1)
+
+    def worst_state(self) -> float:
+        """max over t, plant coordinate and every choice of phases of |q|: sum_k A_k |Y_k|.
+        The clamp is inactive for every reference iff this is <= the plant's bound."""
+        if self._worst is None:
+            with torch.no_grad():
+                mod = self.Y[..., :4].abs()
+                self._worst = float((self.refs.A[:, None, None] * mod).sum(0).max())
+        return self._worst
+
+
+def _sq(z: torch.Tensor) -> torch.Tensor:
+    return z.real ** 2 + z.imag ** 2
+
+
+def _recombine(c: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Re sum_k c_bk Y_k: c (B, K) complex, Y (K, T, o) complex -> (B, T, o) real."""
+    K, T, o = Y.shape
+    out = c.real @ Y.real.reshape(K, -1) - c.imag @ Y.imag.reshape(K, -1)
+    return out.reshape(-1, T, o)
+
+
+def _quadratic_losses(c: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+    """(1/T) sum_t ||Re sum_k c_bk E_k(t)||^2 for every b, c (B, K), E (K, T, o) complex.
+
+    With z_b = (Re c_b, Im c_b) and V = (Re E; -Im E) flattened to (2K, T o), the loss is the
+    quadratic form z_b (V V^T / T) z_b^T: one 2K x 2K Gram matrix instead of B trajectories.
+    """
+    K, T = E.shape[:2]
+    V = torch.cat([E.real.reshape(K, -1), -E.imag.reshape(K, -1)])
+    z = torch.cat([c.real, c.imag], -1)
+    return ((z @ (V @ V.T / T)) * z).sum(-1)
+
+
+@single_thread()
+def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids) -> Response:
+    """The K complex trajectories of the unclamped closed loop (differentiable in W, W_out)."""
+    _check_refs(plant, refs)
+    M = closed_loop_matrix(agent, plant)
+    N, z = agent.N, lambda *shape: torch.zeros(*shape, dtype=M.dtype)
+    C = torch.cat([torch.cat([torch.eye(4, dtype=M.dtype), z(4, N)], -1),
+                   torch.cat([z(2, 4), agent.W_out], -1)])           # (6, d): q and u = W_out h
+    G = torch.cat([z(4, 2), agent.alpha * agent.W_in[:, 2:]])         # (d, 2): r enters h
+    H = _impulse_response(C, M, G, refs.T)                            # (T, 6, 2)
+    return Response(_causal_conv(H, refs.targets_fft()), refs)
+
+
+def sampled_losses(agent, plant, refs, phases, which=None, response=None) -> torch.Tensor:
+    """Per-reference losses (B,) of the clamped plant for the phases (B, K).
+
+    Computed from the linear response when no state of the batch reaches the clamp (then it
+    is the same number), by stepping the clamped loop otherwise.
+    """
+    return _sampled(agent, plant, refs, phases, which, response)[0]
+
+
+def _sampled(agent, plant, refs, phases, which=None, response=None):
+    """(losses (B,), whether the clamp acted on any reference). Only the references whose
+    unclamped trajectory reaches the bound are stepped."""
+    resp = linear_response(agent, plant, refs) if response is None else response
+    losses = resp.sampled_losses(phases, which)
+    if plant.bound is None or resp.worst_state() <= plant.bound:
+        return losses, False
+    with torch.no_grad():
+        states = resp.combine(phases, which, part="all")[..., :4]
+        hit = (states.abs() > plant.bound).flatten(1).any(-1)
+    if not hit.any():
+        return losses, False
+    r = refs.signal(torch.as_tensor(phases)[hit], which)
+    losses = losses.clone()
+    losses[hit] = tracking_loss(rollout(agent, plant, r)["q"], r)
+    return losses, True
+
+
+def student_response(student: TrackingRNN, inputs_fft: torch.Tensor) -> torch.Tensor:
+    """Controls (K, T, 2) complex of ``student`` driven open-loop by complex inputs (K, T, 4)
+    at t = 1..T, given as their FFT over time with 2T points."""
+    a, N = student.alpha, student.N
+    A_h = (1 - a) * torch.eye(N, dtype=student.W.dtype) + a * student.W
+    H = _impulse_response(student.W_out, A_h, a * student.W_in, inputs_fft.shape[1] // 2)
+    return _causal_conv(H, inputs_fft)
+
+
+class _Teacher:
+    """What the open-loop student sees and imitates: the teacher's inputs and controls."""
+
+    def __init__(self, teacher, plant, refs):
+        with torch.no_grad():
+            resp = linear_response(teacher, plant, refs)
+            self.worst = resp.worst_state()
+            inputs = torch.cat([resp.Y[..., POS], refs.targets()], -1)   # (x, y, r_x, r_y)
+            self.inputs_fft = torch.fft.fft(inputs, n=2 * refs.T, dim=1)
+            self.u = resp.Y[..., 4:]
+        self.teacher, self.plant, self.refs = teacher, plant, refs
+
+    def losses(self, student, phases=None):
+        """Imitation loss: (exact phase average, False) if phases is None, else (per-reference
+        losses (B,), whether the clamp acted on the teacher's plant)."""
+        d = student_response(student, self.inputs_fft) - self.u
+        if phases is None:
+            return (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum(), False
+        if self.plant.bound is not None and self.worst > self.plant.bound:
+            r = self.refs.signal(phases)
+            with torch.no_grad():
+                out = rollout(self.teacher, self.plant, r)
+            if out["q"].abs().max() >= self.plant.bound:  # the clamp acted: step the student
+                u = open_loop_controls(student, out["inputs"])
+                return ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1), True
+        return _quadratic_losses(self.refs.coefficients(phases), d), False
+
+
+# -- training ---------------------------------------------------------------------------------
+@single_thread()
+def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
+                   refs: Sinusoids | None = None, *, epochs: int = 5000, lr: float = 1e-3,
+                   batch: int = 100, mode: str = "sampled", teacher: TrackingRNN | None = None,
+                   seed: int = 0, test_seed: int = 12345, n_test: int = 100,
+                   test_every: int = 25, record_every: int = 10) -> History:
+    """Train ``agent`` in place with Adam; return its History.
+
+    Closed-loop (``teacher=None``): the loss is the tracking loss of the clamped plant, on a
+    fresh batch of ``batch`` random-phase references per epoch (``mode='sampled'``, the paper)
+    or its exact phase average (``mode='exact'``: the linear loop, deterministic gradient).
+    Open-loop twin (``teacher`` given): the agent imitates the teacher's controls (squared
+    error summed over the two axes, averaged over time) while the teacher drives the plant.
+
+    History arrays (row e: the network before update e; epochs + 1 rows when complete):
+    ``epoch``; ``loss`` (the train loss the update used); ``expected_loss`` (its phase
+    average); ``test_loss`` at ``test_epoch``: closed-loop tracking loss of the clamped plant
+    on ``n_test`` fixed references (drawn from ``test_seed``), at every epoch below 100 and
+    every ``test_every`` epochs after (a runaway loop must be stepped, which costs far more
+    than an update); ``probe_loss`` (E, K): per-sinusoid exact
+    closed-loop losses; ``worst_state``: sup over phases of |state| of the unclamped loop;
+    ``clamped``: whether the train batch reached the clamp. Every ``record_every`` epochs
+    (and at the end): ``eig_epoch``, ``eig_W`` (R, N) = eig(W - I)/tau, ``spectral_radius``
+    (R,) of the unclamped closed loop (max |eig(M)|; > 1: it runs away), ``snapshot_epoch``,
+    ``params/W``, ``params/W_out``. Divergence or Ctrl-C stop training with the history so far.
+    Introduced in Chapter 4, section "Training".
+    """
+    plant = PointMass() if plant is None else plant
+    refs = Sinusoids() if refs is None else refs
+    epochs = _checks.integer("epochs", epochs, low=0)
+    lr = _checks.real("lr", lr, low=0.0, low_open=True)
+    batch = _checks.integer("batch", batch, low=1)
+    n_test = _checks.integer("n_test", n_test, low=1)
+    record_every = _checks.integer("record_every", record_every, low=1)
+    test_every = _checks.integer("test_every", test_every, low=1)
+    _checks.choice("mode", mode, MODES)
+    _check_refs(plant, refs)
+    _check_pair(agent, plant)
+    config = dict(agent=repr(agent), plant=repr(plant), refs=repr(refs), epochs=epochs, lr=lr,
+                  batch=batch, mode=mode, open_loop=teacher is not None, seed=seed,
+                  test_seed=test_seed, n_test=n_test)
+    gen = make_generator(seed)
+    test_phases = refs.sample_phases(n_test, make_generator(test_seed))
+    teach = None if teacher is None else _Teacher(teacher, plant, refs)
+    opt = torch.optim.Adam(agent.parameters(), lr=lr)
+    rows: dict[str, list] = {}
+    message, start, e = "", time.perf_counter(), 0
+    try:
+        for e in range(epochs + 1):
+            train = e < epochs
+            with torch.set_grad_enabled(train and teach is None):
+                resp = linear_response(agent, plant, refs)
+            clamped = False
+            if teach is not None:
+                with torch.set_grad_enabled(train):
+                    expected, _ = teach.losses(agent)
+                    if mode == "exact":
+                        loss = expected
+                    else:
+                        per, clamped = teach.losses(agent, refs.sample_phases(batch, gen))
+                        loss = per.mean()
+            else:
+                expected = resp.expected_loss()
+                if mode == "exact":
+                    loss = expected
+                else:
+                    with torch.set_grad_enabled(train):
+                        per, clamped = _sampled(agent, plant, refs,
+                                                refs.sample_phases(batch, gen), response=resp)
+                    loss = per.mean()
+            if train:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grads = [p.grad for p in agent.parameters()]
+            if not (torch.isfinite(loss) and (not train or all(torch.isfinite(g).all()
+                                                                for g in grads))):
+                last = rows["loss"][-1] if rows.get("loss") else float("nan")
+                message = (f"training stopped at epoch {e}: the loss or its gradient is not "
+                           f"finite (last finite loss {last:.4g}); history up to epoch {e - 1} "
+                           f"kept")
+                break
+            row = {"epoch": e, "loss": loss.item(), "expected_loss": expected.item(),
+                   "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
+                   "clamped": clamped}
+            if e < 100 or e % test_every == 0 or not train:
+                with torch.no_grad():
+                    test = sampled_losses(agent, plant, refs, test_phases, response=resp)
+                row.update(test_epoch=e, test_loss=test.mean().item())
+            if e % record_every == 0 or not train:
+                with torch.no_grad():
+                    rho = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).abs().max()
+                row.update({"eig_epoch": e, "eig_W": agent.rate_eigenvalues(),
+                            "spectral_radius": rho.item(), "snapshot_epoch": e},
+                           **{f"params/{k}": v for k, v in agent.snapshot().items()})
+            for k, v in row.items():  # all at once, so that Ctrl-C leaves no partial row
+                rows.setdefault(k, []).append(
+                    v.detach().numpy().copy() if torch.is_tensor(v) else v)
+            if train:
+                opt.step()
+    except KeyboardInterrupt:
+        message = f"training interrupted at epoch {e}; history up to there kept"
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    arrays = {k: np.stack([np.asarray(x) for x in v]) for k, v in rows.items()}
+    return History(config, arrays, message, time.perf_counter() - start)
+
+
+# -- reading a history ------------------------------------------------------------------------
+def running_median(x, window: int) -> np.ndarray:
+    """Centred running median of x (E,) over ``window`` (odd) epochs, truncated at the ends."""
+    window = _checks.integer("window", window, low=1)
+    if window % 2 == 0:
+        raise ValueError(f"window must be odd, got {window}")
+    x = np.asarray(x, dtype=float)
+    half = window // 2
+    padded = np.pad(x, half, constant_values=np.nan)
+    return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, window), axis=-1)
+
+
+def acquisition_epoch(epochs, loss, threshold: float, window: int = 51) -> int | None:
+    """First epoch from which the running median of ``loss`` stays below ``threshold``.
+
+    The median over ``window`` epochs ignores excursions shorter than half the window (a
+    lucky dip before acquisition, a noisy spike after it); None: never acquired.
+    Introduced in Chapter 4, section "Acquisition".
+    """
+    threshold = _checks.real("threshold", threshold, low=0.0, low_open=True)
+    return settles(epochs, running_median(loss, window) < threshold)
+
+
+def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
+                       window: int = 51, first: bool = False) -> list:
+    """Acquisition epoch of every sinusoid (in the order of ``refs``): the first epoch from
+    which its probe loss stays below ``fraction`` x its reference power A_k^2/2 (the loss of
+    doing nothing). ``first=True``: the first epoch at which it gets there, even if it is
+    lost again later (the two differ when a frequency is forgotten for a while).
+    Introduced in Chapter 4, section "Acquisition".
+    """
+    fraction = _checks.real("fraction", fraction, low=0.0, low_open=True, high=1.0)
+    thr = fraction * refs.reference_power().numpy()
+    out = []
+    for k in range(refs.K):
+        if first:
+            below = running_median(history.probe_loss[:, k], window) < thr[k]
+            out.append(int(history.epoch[np.argmax(below)]) if below.any() else None)
+        else:
+            out.append(acquisition_epoch(history.epoch, history.probe_loss[:, k], thr[k],
+                                         window))
+    return out
+
+
+def largest_frequency(history: History, epochs) -> list:
+    """The largest imaginary part of eig(W - I)/tau (rad/s) at the first recorded epoch at or
+    after each of ``epochs`` (None stays None)."""
+    out = []
+    for e in epochs:
+        if e is None:
+            out.append(None)
+            continue
+        i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
+        out.append(float(history.eig_W[i].imag.max()))
+    return out
+
+
+def agent_at(history: History, epoch: int, agent: TrackingRNN) -> tuple[int, TrackingRNN]:
+    """The network of the first snapshot at or after ``epoch`` (W_in and dt, tau from
+    ``agent``): returns (its epoch, the network)."""
+    i = min(int(np.searchsorted(history.snapshot_epoch, epoch)), len(history.snapshot_epoch) - 1)
+    net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), agent.W_in,
+                                   torch.tensor(history.arrays["params/W_out"][i]),
+                                   agent.dt, agent.tau)
+    return int(history.snapshot_epoch[i]), net
+
+
+def frequency_match(rate_eigs, omega) -> np.ndarray:
+    """|omega_k - Im lambda| for the eigenvalue lambda of eig(W - I)/tau (given, complex) whose
+    imaginary part is closest to each target omega_k (rad/s): (K,)."""
+    im = np.abs(np.asarray(rate_eigs).imag)
+    omega = np.asarray(omega, dtype=float)
+    return np.abs(im[None, :] - omega[:, None]).min(-1)
+
+
+def _check_pair(agent, plant):
+    if not math.isclose(agent.dt, plant.dt):
+        raise ValueError(f"agent dt={agent.dt} and plant dt={plant.dt} must agree")
+
+
+def _check_refs(plant, refs):
+    if not math.isclose(refs.dt, plant.dt):
+        raise ValueError(f"refs dt={refs.dt} and plant dt={plant.dt} must agree")

@@ -57,3 +57,24 @@ def ensemble_pair(K: int = 10, epochs: int = 50, N: int = 100):
         train_closed_loop(agents, env, epochs=epochs, seed=0)
 
     return sequential, ensemble
+
+
+def tracking_pair(N: int = 100, batch: int = 100):
+    """(plain, fast) forward + backward of one tracking epoch (T = 300, no clamp, so that
+    both compute the same number): the stepped loop against the linear-response path."""
+    from closedloop import tracking
+
+    plant, refs = tracking.PointMass(bound=None), tracking.Sinusoids()
+    agent = tracking.TrackingRNN(N=N, seed=0)
+    phases = refs.sample_phases(batch, torch.Generator().manual_seed(0))
+    params = agent.parameters()
+
+    def plain():
+        r = refs.signal(phases)
+        loss = tracking.tracking_loss(tracking.rollout(agent, plant, r)["q"], r).mean()
+        torch.autograd.grad(loss, params)
+
+    def fast():
+        torch.autograd.grad(tracking.sampled_losses(agent, plant, refs, phases).mean(), params)
+
+    return plain, fast

@@ -109,7 +109,8 @@ def write_table(rows, scaling, chapters):
         lines.append(f"| {label} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
                      f"{tp / tf:.1f}x | >= {target}x ({ok}) |")
     lines += ["", "## Cost of one epoch against T and N (forward + backward)", "",
-              "| network | axis | value | plain | closedloop | ratio |", "|---|---|---|---|---|---|"]
+              "| network | axis | value | plain | closedloop | ratio |",
+              "|---|---|---|---|---|---|"]
     for (kind, axis), pts in scaling.items():
         for v, tp, tf in pts:
             lines.append(f"| {kind} | {axis} | {v} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "

@@ -85,9 +85,9 @@ def feedback_loss(k, env, x0=(1.0, 1.0), T: int = 50, beta: float = 0.0) -> np.n
     gains at once by matrix powers.
     """
     T = _checks.integer("T", T, low=1)
-    M = feedback_matrix(k, env)
     k = torch.as_tensor(k, dtype=env.dtype)
-    x = coupled.linear_states(M, torch.as_tensor(x0, dtype=env.dtype).reshape(1, 2), T)[..., 0, :]
+    start = torch.as_tensor(x0, dtype=env.dtype).reshape(1, 2)
+    x = coupled.linear_states(feedback_matrix(k, env), start, T)[..., 0, :]
     u = (x * k).sum(-1)
     return coupled.episode_cost(x, u, beta).numpy()
 

@@ -73,6 +73,24 @@ def epoch_colorbar(fig, mappable, ax, label="epoch"):
     return cb
 
 
+def sampled_vs_exact(h_sampled, h_exact, batch_losses, exact_value, batch):
+    """Training in the two loss modes (left: each history's ``expected_loss``), and the spread
+    of ``batch_losses`` of the final network around ``exact_value`` (right). Used by the
+    chapters with an exact loss mode (2 and 4)."""
+    fig, ((a1, a2),) = figure(2, height=3.0)
+    for h, c, lab in ((h_sampled, "sky", "trained on sampled batches"),
+                      (h_exact, "black", "trained on the exact loss")):
+        a1.plot(h.epoch + 1, h.expected_loss, color=PALETTE[c], label=lab)
+    a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="expected loss")
+    a1.legend(loc="lower left")
+    a2.hist(batch_losses, bins=40, color=PALETTE["sky"], alpha=0.8)
+    a2.axvline(exact_value, color=PALETTE["black"], label="exact expected loss")
+    a2.axvline(np.mean(batch_losses), color=PALETTE["red"], ls="--", label="mean of batches")
+    a2.set(xlabel=f"loss of a batch of {batch}", ylabel="count", title="final network")
+    a2.legend(loc="upper right")
+    return fig
+
+
 def glue_figure(name: str, fig) -> None:
     """Hand ``fig`` to the book under ``name`` (myst-nb glue) and close it, so that the page
     shows it once, where the text places it with ``{glue:figure}``, not also under the cell."""

@@ -7,7 +7,6 @@ own norm. The history is a set of numpy arrays indexed by epoch, never copies of
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -115,7 +114,8 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
         x0 = env.sample_x0(batch, gen)
         if linear:  # the exact loss rides along: its starts F join the batch
             costs = coupled.start_costs(agent, env, torch.cat([x0, F]), T, beta)
-            return costs[..., :batch].mean(-1), {"expected_loss": costs[..., batch:].detach().sum(-1)}
+            expected = costs[..., batch:].detach().sum(-1)
+            return costs[..., :batch].mean(-1), {"expected_loss": expected}
         return coupled.closed_loop_loss(agent, env, x0, T, beta), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs, T=T,
@@ -183,8 +183,8 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
 INPUTS = ("white_noise", "teacher")
 
 
-def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator, teacher=None,
-                     env=None) -> torch.Tensor:
+def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator, teacher,
+                     env) -> torch.Tensor:
     """Observation sequences y_1..y_T for open-loop training: (T, batch).
 
     'white_noise': i.i.d. N(0, 1) positions (the paper's choice); 'teacher': the positions of
@@ -193,8 +193,7 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
     """
     _checks.choice("inputs", source, INPUTS)
     if source == "white_noise":
-        dtype = env.dtype if env is not None else torch.float64
-        return torch.randn(T, batch, generator=generator, dtype=dtype)
+        return torch.randn(T, batch, generator=generator, dtype=env.dtype)
     with torch.no_grad():
         x = coupled.rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
     return env.observe(x[1:])

@@ -1,5 +1,7 @@
 """Chapter 1's tools: effective gains, gain-space maps, open-loop training."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,8 @@ def test_regression_is_least_squares_and_r2_drops_with_noise():
     u = x @ torch.tensor([0.3, -1.2], dtype=torch.float64)
     u = u + 0.5 * torch.randn(u.shape, generator=g, dtype=torch.float64)
     k, r2 = gains.effective_gains(x, u)
-    X, U = x[1:].permute(1, 0, 2, 3).reshape(3, -1, 2).numpy(), u[1:].permute(1, 0, 2).reshape(3, -1).numpy()
+    X = x[1:].permute(1, 0, 2, 3).reshape(3, -1, 2).numpy()
+    U = u[1:].permute(1, 0, 2).reshape(3, -1).numpy()
     for j in range(3):
         ref = np.linalg.lstsq(X[j], U[j], rcond=None)[0]
         np.testing.assert_allclose(k[j].numpy(), ref, rtol=1e-10)
@@ -85,21 +88,13 @@ def test_open_loop_inputs_never_depend_on_the_student():
         s.tag = tag
         if poisoned:
             s.readout = lambda h: torch.full(h.shape[:-1], float("nan"), dtype=h.dtype)
-        with pytest.warns(RuntimeWarning) if poisoned else _nothing():
+        with pytest.warns(RuntimeWarning) if poisoned else contextlib.nullcontext():
             train_open_loop(s, teacher, env, epochs=2, T=6, batch=5, inputs="teacher",
                             seed=4, eig_every=0)
     n = min(len(seen["healthy"]), len(seen["poisoned"]))
     assert n >= 6
     for a, b in zip(seen["healthy"][:n], seen["poisoned"][:n]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_teacher_inputs_are_its_own_closed_loop_trajectories():

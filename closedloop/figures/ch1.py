@@ -111,11 +111,13 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
     a1.set(xlim=lim, ylim=lim, title="cost of $u = k \\cdot x$")
     a2.set(xlim=lim, ylim=lim, title="stability of $A + B k^\\top$")
     a3.set(xlim=(-zoom, zoom), ylim=(-zoom, zoom), title="near the origin")
-    handles = [mpl.patches.Patch(color=c, label=lab) for c, lab in zip(REGION_COLORS, gains.REGIONS)]
+    handles = [mpl.patches.Patch(color=c, label=lab)
+               for c, lab in zip(REGION_COLORS, gains.REGIONS)]
     handles += [mpl.lines.Line2D([], [], color=COLORS[k], label=f"{k} loop") for k in COLORS]
     handles += [mpl.lines.Line2D([], [], ls="", marker="*", color=PALETTE["yellow"], mec="k",
                                  label="LQR"),
-                mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="open-loop largest rise")]
+                mpl.lines.Line2D([], [], ls="", marker="v", color="k",
+                                 label="open-loop largest rise")]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
     return fig
 
@@ -153,7 +155,8 @@ def final_spectra(h_closed, h_open):
         ev = h.eig_P[-1]
         a1.scatter(ev.real, ev.imag, s=14 if mk == "o" else 18, marker=mk, color=COLORS[name],
                    facecolors="none" if mk == "o" else None, label=f"trained {name} loop")
-        a2.plot(h.eig_epoch + 1, h.spectral_radius, color=COLORS[name], label=f"trained {name} loop")
+        a2.plot(h.eig_epoch + 1, h.spectral_radius, color=COLORS[name],
+                label=f"trained {name} loop")
     a1.legend(loc="upper left", fontsize=7)
     a1.set_title("final eig(P)")
     a2.axhline(1, color="0.4", ls="--", lw=0.8)

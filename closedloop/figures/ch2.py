@@ -8,6 +8,7 @@ import torch
 
 from .. import coupled
 from ..plotting import PALETTE, complex_plane, eig_scatter, epoch_colorbar, figure, shade_stages
+from ..plotting import sampled_vs_exact  # noqa: F401  (the chapter calls it from here)
 
 
 def loss_with_stages(history, stages):
@@ -93,22 +94,6 @@ def s_zm_sweep(history, s_zm0, epochs=None):
     ax.set(xlabel="epoch", ylabel="$s_{zm} = z \\cdot m$")
     cb = fig.colorbar(mpl.cm.ScalarMappable(norm, cmap), ax=ax, shrink=0.85, pad=0.02)
     cb.set_label("$s_{zm}(0)$")
-    return fig
-
-
-def sampled_vs_exact(h_sampled, h_exact, batch_losses, exact_value, batch):
-    """Training in the two loss modes, and the spread of batch losses around the exact one."""
-    fig, ((a1, a2),) = figure(2, height=3.0)
-    for h, c, lab in ((h_sampled, "sky", "trained on sampled batches"),
-                      (h_exact, "black", "trained on the exact loss")):
-        a1.plot(h.epoch + 1, h.expected_loss, color=PALETTE[c], label=lab)
-    a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="expected loss")
-    a1.legend(loc="lower left")
-    a2.hist(batch_losses, bins=40, color=PALETTE["sky"], alpha=0.8)
-    a2.axvline(exact_value, color=PALETTE["black"], label="exact expected loss")
-    a2.axvline(np.mean(batch_losses), color=PALETTE["red"], ls="--", label="mean of batches")
-    a2.set(xlabel=f"loss of a batch of {batch}", ylabel="count", title="final network")
-    a2.legend(loc="upper right")
     return fig
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import tracking
-from ..plotting import PALETTE, WIDTH, figure
+from ..plotting import PALETTE, WIDTH, figure, sampled_vs_exact
 
 # one colour per sinusoid, low to high frequency
 FREQ_COLORS = [PALETTE[c] for c in ("blue", "orange", "green", "red", "purple", "sky")]
@@ -179,16 +179,6 @@ def probe_losses(history, refs, fraction, acquired, learned=None):
 
 def exact_vs_sampled(h_sampled, h_exact, batch_losses, exact_value, batch):
     """Training on sampled batches and on the exact loss; batch losses around the exact one."""
-    fig, ((a1, a2),) = figure(2, height=3.0)
-    for h, c, lab in ((h_sampled, "sky", "trained on sampled batches"),
-                      (h_exact, "black", "trained on the exact loss")):
-        a1.plot(h.epoch + 1, h.expected_loss, color=PALETTE[c], label=lab)
-    a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="expected loss")
-    _plain_log_y(a1)
-    a1.legend(loc="lower left")
-    a2.hist(batch_losses, bins=40, color=PALETTE["sky"], alpha=0.8)
-    a2.axvline(exact_value, color=PALETTE["black"], label="exact expected loss")
-    a2.axvline(np.mean(batch_losses), color=PALETTE["red"], ls="--", label="mean of batches")
-    a2.set(xlabel=f"loss of a batch of {batch}", ylabel="count", title="final network")
-    a2.legend(loc="upper right")
+    fig = sampled_vs_exact(h_sampled, h_exact, batch_losses, exact_value, batch)
+    _plain_log_y(fig.axes[0])
     return fig

@@ -129,7 +129,8 @@ class Agent:
             raise ValueError(f"stack needs a non-empty list of {cls.__name__}")
         a0 = agents[0]
         if any(a.trainable != a0.trainable or a.activation != a0.activation
-               or a.tensors["z"].shape != a0.tensors["z"].shape for a in agents):
+               or any(a.tensors[n].shape != a0.tensors[n].shape for n in cls.names)
+               for a in agents):
             raise ValueError("stacked agents must share N, batch_shape, activation and trainable")
         tensors = {n: torch.stack([a.tensors[n].detach() for a in agents]) for n in cls.names}
         return cls._from(tensors, a0.trainable, a0.activation)
@@ -209,6 +210,91 @@ class RankOneAgent(Agent):
         u, v, z, m = (self.tensors[k] for k in ("u", "v", "z", "m"))
         dot = lambda a, b: (a * b).sum(-1)
         return torch.stack([dot(z, m), dot(z, u), dot(v, m), dot(v, u)], dim=-1)
+
+    def overlap_metric(self) -> torch.Tensor:
+        """G (*batch_shape, 4, 4): a gradient step on u, v, z moves the overlaps by
+        -lr G grad_q(loss) + O(lr^2), with m fixed.
+
+        Since grad_z = g_zm m + g_zu u, grad_u = g_zu z + g_vu v, grad_v = g_vm m + g_vu u,
+        G is made of the vectors' norms and mutual overlaps (and the full gradient's squared
+        norm is g^T G g). G = I only if |m| = 1, |u|^2 + |z|^2 = |u|^2 + |v|^2 = 1 and m.u =
+        z.v = 0. Introduced in Chapter 3, section "Stage 3".
+        """
+        u, v, z, m = (self.tensors[k].detach() for k in ("u", "v", "z", "m"))
+        dot = lambda a, b: (a * b).sum(-1)
+        mm, mu, zv = dot(m, m), dot(m, u), dot(z, v)
+        zero = torch.zeros_like(mm)
+        rows = [[mm, mu, zero, zero],
+                [mu, dot(u, u) + dot(z, z), zero, zv],
+                [zero, zero, mm, mu],
+                [zero, zv, mu, dot(u, u) + dot(v, v)]]
+        return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+class OverlapAgent(Agent):
+    """The reduced model of a rank-one network: its four overlaps alone (paper s.5, stage 3).
+
+    The state is q = (s_zm, s_zu, s_vm, s_vu), (*batch_shape, 4), and the closed loop runs
+    through the 4x4 P_eff of ``coupled.effective_matrix``, so a RankOneAgent and the
+    OverlapAgent of its overlaps have the same loss. What differs is the gradient step.
+    Trained are coordinates w with q = q0 + L w (w = 0 at the start), so a step of size lr
+    moves the overlaps by -lr G grad_q(loss) with G = L L^T:
+
+    - ``metric=None``: G = I, plain gradient descent on the overlaps (the paper's model);
+    - ``metric`` (*batch_shape, 4, 4) symmetric positive definite: G, e.g. the metric of the
+      full network at the start (``RankOneAgent.overlap_metric``), with which the first step
+      equals the full network's to first order in lr, clipping included (the gradient norm
+      is sqrt(g^T G g) in both).
+
+    Introduced in Chapter 3, section "Stage 3".
+    """
+
+    names = ("q0", "L", "w")
+
+    def __init__(self, overlaps, metric=None, dtype=DTYPE):
+        q0 = torch.as_tensor(overlaps, dtype=dtype)
+        _checks.finite_tensor("overlaps", q0)
+        if q0.dim() < 1 or q0.shape[-1] != 4:
+            raise ValueError(f"overlaps must have shape (*batch_shape, 4), got {tuple(q0.shape)}")
+        if metric is None:
+            L = torch.eye(4, dtype=dtype).expand(*q0.shape[:-1], 4, 4)
+        else:
+            G = torch.as_tensor(metric, dtype=dtype)
+            _checks.shape("metric", G, q0.shape[:-1] + (4, 4))
+            L, info = torch.linalg.cholesky_ex(G)
+            if not torch.allclose(G, G.transpose(-1, -2)) or (info != 0).any():
+                raise ValueError("metric must be symmetric positive definite")
+        super().__init__({"q0": q0, "L": L, "w": torch.zeros_like(q0)}, ("w",), "identity")
+
+    def _check_shapes(self):
+        _checks.shape("w", self.tensors["w"], self.tensors["q0"].shape)
+
+    @property
+    def N(self) -> int:
+        """The hidden state lives in span{m, u}: two coordinates (a, b)."""
+        return 2
+
+    @property
+    def batch_shape(self) -> tuple:
+        return tuple(self.tensors["q0"].shape[:-1])
+
+    def overlaps(self) -> torch.Tensor:
+        """(s_zm, s_zu, s_vm, s_vu) = q0 + L w, shape (*batch_shape, 4); differentiable."""
+        t = self.tensors
+        return t["q0"] + (t["L"] @ t["w"].unsqueeze(-1)).squeeze(-1)
+
+    @classmethod
+    def of(cls, agent: "RankOneAgent", metric: bool = True) -> "OverlapAgent":
+        """The reduced model of ``agent``: its overlaps, with its metric unless ``metric=False``."""
+        if not isinstance(agent, RankOneAgent):
+            raise TypeError(f"agent must be a RankOneAgent, got {type(agent).__name__}")
+        with torch.no_grad():
+            return cls(agent.overlaps(), agent.overlap_metric() if metric else None)
+
+
+def has_overlaps(agent) -> bool:
+    """Whether the agent's closed loop is the 4-dim P_eff of its overlaps."""
+    return isinstance(agent, (RankOneAgent, OverlapAgent))
 
 
 def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N):

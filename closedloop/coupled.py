@@ -17,10 +17,11 @@ the authors' reported values (Chapter 2 discusses this).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import _checks
-from .agents import Agent, RankOneAgent
+from .agents import Agent, has_overlaps
 
 
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:
@@ -87,10 +88,10 @@ def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
 def linear_system(agent: Agent, env):
     """(P, u_row): the matrix the linear closed loop iterates and the row with u_t = u_row . s_t.
 
-    For a RankOneAgent this is the 4-dim (P_eff, (0, 0, s_zm, s_zu)); otherwise the full
-    (P, (0, 0, z)).
+    For a RankOneAgent (or its reduced OverlapAgent) this is the 4-dim
+    (P_eff, (0, 0, s_zm, s_zu)); otherwise the full (P, (0, 0, z)).
     """
-    if isinstance(agent, RankOneAgent):
+    if has_overlaps(agent):
         q = agent.overlaps()
         zeros = torch.zeros(*q.shape[:-1], 2, dtype=q.dtype)
         return effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
@@ -157,31 +158,78 @@ class _ClosedLoop(torch.autograd.Function):
         return dPT, ds0, None, None
 
 
-def episode_cost(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tensor:
-    """Cost per start from x (T+1, ..., 2) and u (T+1, ...) for t = 0..T: returns (...)."""
-    return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
+def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor:
+    """Cost per start from x (T+1, ..., 2) and u (T+1, ...) for t = 0..T: returns (...).
+
+    ``T`` and ``beta`` are numbers or per-member tensors (*K,) that align with the leading
+    axes of ``...`` (an ensemble whose members differ in horizon or control cost). A member
+    with horizon T_k below the rollout's counts only its steps t <= T_k.
+    """
+    if torch.is_tensor(beta):
+        beta = _align(beta.to(x.dtype), u.dim() - 1)
+    if T is None:
+        return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
+    t = torch.arange(1, x.shape[0], dtype=x.dtype, device=x.device)
+    Tk = _align(torch.as_tensor(T, dtype=x.dtype), u.dim() - 1)
+    t = t.reshape(-1, *([1] * (u.dim() - 1)))
+    state = ((x[1:] ** 2).mean(-1) * (t <= Tk)).sum(0) / Tk  # mean over each own horizon
+    control = ((u[:-1] ** 2) * (t - 1 < Tk)).sum(0)
+    return state + beta * control
 
 
-def start_costs(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0) -> torch.Tensor:
+def _align(v: torch.Tensor, dims: int) -> torch.Tensor:
+    """A per-member value (*K,) viewed against a tensor with ``dims`` axes that start with K."""
+    return v.reshape(*v.shape, *([1] * (dims - v.dim())))
+
+
+def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0) -> torch.Tensor:
     """Episode cost of every start: x0 (..., B, 2) -> (*batch_shape, ..., B).
 
     Linear agents use matrix powers, the tanh agent the step loop; both give the same number
-    for the same network.
+    for the same network. ``T`` (steps) and ``beta`` (control cost) are numbers, or sequences
+    with one value per member of a 1-axis ensemble (``per_member``).
     """
-    T = _checks.integer("T", T, low=1)
-    beta = _checks.real("beta", beta, low=0.0)
+    T, T_max = per_member("T", T, agent, integer=True, low=1)
+    beta, _ = per_member("beta", beta, agent, low=0.0)
+    horizon = None if isinstance(T, int) else T
     _checks.finite_tensor("x0", x0)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
     if agent.activation == "identity":
         P, u_row = linear_system(agent, env)
         s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
-        s = linear_states(P, s0, T)
+        s = linear_states(P, s0, T_max)
         x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
     else:
-        traj = rollout(agent, env, x0, T)
+        traj = rollout(agent, env, x0, T_max)
         x, u = traj["x"], traj["u"]
-    return episode_cost(x, u, beta)
+    return episode_cost(x, u, beta, horizon)
+
+
+def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=None):
+    """A number, or one value per ensemble member: returns (value, largest value).
+
+    A number comes back as a Python int/float; a list, array or tensor must have shape
+    ``agent.batch_shape`` and comes back as an int64 or float64 tensor. Introduced in Chapter 3, where
+    networks that differ only in T or beta train as one ensemble.
+    """
+    check = _checks.integer if integer else _checks.real
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        shape, items = tuple(value.shape), value.reshape(-1).tolist()
+    elif isinstance(value, (list, tuple)):
+        shape, items = (len(value),), list(value)
+    else:
+        v = check(name, value, low=low)
+        return v, v
+    if not shape:
+        v = check(name, items[0], low=low)
+        return v, v
+    items = [check(f"{name}[{i}]", v, low=low) for i, v in enumerate(items)]
+    if shape != agent.batch_shape:
+        raise ValueError(f"{name} with one value per member must have the ensemble's shape "
+                         f"{agent.batch_shape}, got {shape}")
+    dtype = torch.int64 if integer else torch.float64
+    return torch.tensor(items, dtype=dtype).reshape(shape), max(items)
 
 
 def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,
@@ -234,9 +282,9 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
 def recurrent_spectrum(agent: Agent) -> torch.Tensor:
     """Eigenvalues of W, (*K, N), sorted by decreasing modulus (for rank one: v.u and zeros)."""
     with torch.no_grad():
-        if isinstance(agent, RankOneAgent):
+        if has_overlaps(agent):
             s_vu = agent.overlaps()[..., 3]
-            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128)
+            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128)  # W = u v^T
             ev[..., 0] = s_vu
             return ev
         return _by_modulus(torch.linalg.eigvals(agent.recurrent_matrix()))

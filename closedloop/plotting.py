@@ -58,7 +58,11 @@ def eig_scatter(ax, eigs, epochs, cmap="viridis", norm=None, s=8, **kw):
 
 def shade_stages(ax, stages, offset=0, labels=True):
     """Shade the stage spans of a ``Stages`` (x = epoch + offset) with a label at the top."""
+    lo, hi = (-np.inf, np.inf) if ax.get_autoscalex_on() else ax.get_xlim()
     for label, start, stop in stages.spans():
+        start, stop = max(start, lo - offset), min(stop, hi - offset)  # only what is in view
+        if stop <= start:
+            continue
         ax.axvspan(start + offset, stop + offset, color=STAGE_COLORS[label], alpha=0.12, lw=0)
         if labels:
             ax.text(np.sqrt(max(start + offset, 1e-9) * (stop + offset))

@@ -98,3 +98,112 @@ def stage1_simulated_loss(s_zm, env, T: int, N: int = 100, seed: int = 0,
                          uv_scale=uv_scale, z_perp_scale=uv_scale)
     with torch.no_grad():
         return expected_loss(agent, env, T).numpy()
+
+
+# Stage 2: the perturbative theory (paper s.5) -----------------------------------------------
+# These work on numpy arrays and on torch tensors alike (torch keeps the graph), so the same
+# formulas draw the theory curves of Chapter 3 and define the loss of the alpha-model.
+
+def perturbative_lambda3(overlaps):
+    """The RNN's eigenvalue to first order in s_vm s_zu: (..., 4) -> (...).
+
+        lambda_3 ~ s_vu + s_vm s_zu / (s_vu^2 - 2 s_vu - s_zm + 1)
+
+    Exact when s_vm s_zu = 0 (then the cubic factors as (lambda - s_vu)(lambda^2 - 2 lambda
+    + 1 - s_zm)). Introduced in Chapter 3, section "Stage 2 in closed form".
+    """
+    s_zm, s_zu, s_vm, s_vu = _unbind(overlaps)
+    return s_vu + s_vm * s_zu / (s_vu ** 2 - 2 * s_vu - s_zm + 1)
+
+
+def pair_modulus_sq(overlaps, lambda3=None):
+    """|lambda_1|^2 = lambda_1 lambda_2 = c + b lambda_3 + lambda_3^2 (Vieta), (...).
+
+    b = -(s_vu + 2), c = 2 s_vu - s_zm + 1. Exact for the exact real root ``lambda3``;
+    by default the perturbative lambda_3 is used. For a complex pair this is the squared
+    modulus of both; the loop grows along the pair when it exceeds 1.
+    """
+    s_zm, _, _, s_vu = _unbind(overlaps)
+    lam3 = perturbative_lambda3(overlaps) if lambda3 is None else lambda3
+    return (2 * s_vu - s_zm + 1) - (s_vu + 2) * lam3 + lam3 ** 2
+
+
+def short_term_loss(overlaps):
+    """L_0: the sum of squares of the position/velocity block of P_eff^3, (..., 4) -> (...).
+
+        L_0 = (s_zm+1)^2 + (s_zm+3)^2 + (s_vm s_zu + 2 s_zm)^2 + (s_vm s_zu + 3 s_zm + 1)^2
+
+    How far three steps of the loop carry a unit state: the myopic part of the alpha-model.
+    """
+    s_zm, s_zu, s_vm, _ = _unbind(overlaps)
+    k = s_vm * s_zu
+    return (s_zm + 1) ** 2 + (s_zm + 3) ** 2 + (k + 2 * s_zm) ** 2 + (k + 3 * s_zm + 1) ** 2
+
+
+def exact_lambda3(overlaps):
+    """The RNN's eigenvalue, exactly: the real root of the cubic nearest the perturbative one.
+
+    (..., 4) -> (...). For torch input the value is differentiable: one Newton step from the
+    exact root adds zero to the value and carries the implicit-function gradient
+    -(df/dq) / (df/dlambda).
+    """
+    exact = labelled_roots(overlaps)[..., 2].real
+    if not hasattr(overlaps, "requires_grad"):
+        return exact
+    lam = torch.as_tensor(exact, dtype=overlaps.dtype)
+    c2, c1, c0 = _cubic_terms(overlaps)
+    f = lam ** 3 + c2 * lam ** 2 + c1 * lam + c0
+    return lam - f / (3 * lam ** 2 + 2 * c2 * lam + c1)
+
+
+def pair_growth(overlaps):
+    """|lambda_1|^2, the squared modulus of the larger of the environment's pair, exactly.
+
+    With the exact lambda_3, the pair has sum S = s_vu + 2 - lambda_3 and product
+    p = c + b lambda_3 + lambda_3^2. A complex pair has |lambda_1|^2 = p (Vieta,
+    ``pair_modulus_sq``); a real pair has |lambda_1| = (|S| + sqrt(S^2 - 4p)) / 2, which can
+    exceed 1 while p < 1 (a product is not a growth rate). Differentiable for torch input.
+    """
+    s_zm, _, _, s_vu = _unbind(overlaps)
+    lam3 = exact_lambda3(overlaps)
+    S = s_vu + 2 - lam3
+    p = pair_modulus_sq(overlaps, lam3)
+    disc = S ** 2 - 4 * p
+    lib = torch if hasattr(overlaps, "requires_grad") else np
+    root = lib.sqrt(lib.clip(disc, 1e-300, None))  # clipped so the unused branch stays finite
+    return lib.where(disc < 0, p, ((abs(S) + root) / 2) ** 2)
+
+
+def long_term_loss(overlaps, T_prime: int = 15):
+    """L_inf = (|lambda_1|^2)^T': growth along the environment's pair over T' steps, (...)."""
+    T_prime = _checks.integer("T_prime", T_prime, low=1)
+    return pair_growth(overlaps) ** T_prime
+
+
+def _cubic_terms(overlaps):
+    """(c2, c1, c0) of lambda^3 + c2 lambda^2 + c1 lambda + c0, keeping torch graphs."""
+    s_zm, s_zu, s_vm, s_vu = _unbind(overlaps)
+    return -(s_vu + 2), 2 * s_vu - s_zm + 1, s_vu * s_zm - s_vu - s_vm * s_zu
+
+
+def labelled_roots(overlaps) -> np.ndarray:
+    """The exact roots of the cubic as (lambda_1, lambda_2, lambda_3), (..., 3) complex.
+
+    lambda_3 is the root nearest the perturbative one (the RNN's eigenvalue); of the other two
+    (the environment's pair) lambda_1 is the one with Im >= 0 (for a real pair, the larger).
+    """
+    q = _as_overlaps(overlaps)
+    roots = cubic_roots(q)
+    i3 = np.abs(roots - perturbative_lambda3(q)[..., None]).argmin(-1)
+    lam3 = np.take_along_axis(roots, i3[..., None], -1)[..., 0]
+    rest = roots[np.arange(3) != i3[..., None]].reshape(*roots.shape[:-1], 2)
+    key = np.where(np.abs(rest.imag).max(-1, keepdims=True) > 0, rest.imag, rest.real)
+    order = np.argsort(-key, axis=-1, kind="stable")
+    pair = np.take_along_axis(rest, order, -1)
+    return np.concatenate([pair, lam3[..., None]], -1)
+
+
+def _unbind(overlaps):
+    if overlaps.shape[-1:] != (4,):
+        raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
+    return tuple(overlaps[..., k] for k in range(4))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import _checks, coupled
-from .agents import Agent, RankOneAgent, make_generator
+from .agents import Agent, has_overlaps, make_generator
 from .envs import DoubleIntegrator
 
 MODES = ("sampled", "exact")
@@ -86,7 +86,8 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
                       monitor_every: int = 1) -> History:
     """Train ``agent`` in place on the closed-loop control objective; return its History.
 
-    ``mode='sampled'``: a fresh batch of ``batch`` initial states each epoch (the paper);
+    ``T`` (steps) and ``beta`` (control cost) may give one value per member of a 1-axis
+    ensemble (see ``sweep``). ``mode='sampled'``: a fresh batch of ``batch`` initial states each epoch (the paper);
     ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
     ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
@@ -96,9 +97,9 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     history so far is returned. Introduced in Chapter 2, section "Training".
     """
     env = DoubleIntegrator() if env is None else env
-    T = _checks.integer("T", T, low=1)
+    T, _ = coupled.per_member("T", T, agent, integer=True, low=1)
+    beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
     batch = _checks.integer("batch", batch, low=1)
-    beta = _checks.real("beta", beta, low=0.0)
     _checks.choice("mode", mode, MODES)
     linear = agent.activation == "identity"
     if mode == "exact" and not linear:
@@ -118,8 +119,9 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
             return costs[..., :batch].mean(-1), {"expected_loss": expected}
         return coupled.closed_loop_loss(agent, env, x0, T, beta), {}
 
-    config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs, T=T,
-                  lr=lr, batch=batch, clip=clip, beta=beta, mode=mode, seed=seed)
+    config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
+                  T=_plain(T), lr=lr, batch=batch, clip=clip, beta=_plain(beta), mode=mode,
+                  seed=seed)
     return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
                    eig_every=eig_every, snapshot_every=snapshot_every, monitor=monitor,
                    monitor_every=monitor_every)
@@ -178,6 +180,73 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     return History(config, rec.finish(), message, time.perf_counter() - start)
+
+
+PER_MEMBER = ("T", "beta")
+
+
+def sweep(setting: str, values, agent, env: DoubleIntegrator | None = None, *,
+          progress: bool = True, **train_kwargs) -> History:
+    """K closed-loop trainings that differ in one setting: one History with a leading K axis.
+
+    - ``setting`` 'T' or 'beta' with ``agent`` an Agent: K copies of that network train as
+      one ensemble, member k with ``values[k]``;
+    - any ``setting`` with ``agent`` a callable value -> Agent (a seed, an initial overlap
+      s_zm(0), ...): the K networks it builds train as one ensemble;
+    - any other ``train_closed_loop`` keyword (``lr``, ``batch``, ``mode``, ...): one run per
+      value in a loop (with a progress bar unless ``progress=False``); runs that stopped
+      early are padded with NaN to the longest.
+
+    ``train_kwargs`` go to ``train_closed_loop``; ``config['sweep']`` records the setting and
+    values. Introduced in Chapter 3, section "Episode length plays alpha".
+    """
+    values = list(values)
+    if not values:
+        raise ValueError("values must name at least one setting")
+    if setting in train_kwargs:
+        raise ValueError(f"{setting!r} is swept: do not also pass it as a keyword")
+    if callable(agent) and not isinstance(agent, Agent):
+        members = [agent(v) for v in values]
+        if not all(isinstance(m, Agent) for m in members):
+            raise TypeError("agent(value) must return an Agent")
+        history = train_closed_loop(type(members[0]).stack(members), env, **train_kwargs)
+    elif not isinstance(agent, Agent):
+        raise TypeError(f"agent must be an Agent or a callable value -> Agent, got "
+                        f"{type(agent).__name__}")
+    elif setting in PER_MEMBER:
+        if agent.batch_shape:
+            raise ValueError("sweep copies a single network: pass one without ensemble axes")
+        ensemble = type(agent).stack([agent.detached() for _ in values])
+        history = train_closed_loop(ensemble, env, **{setting: values}, **train_kwargs)
+    else:
+        import inspect
+        if setting not in inspect.signature(train_closed_loop).parameters:
+            raise ValueError(f"setting must be 'T', 'beta' or a train_closed_loop keyword, "
+                             f"got {setting!r}")
+        from tqdm.auto import tqdm
+        runs = [train_closed_loop(agent.detached(), env, **{setting: v}, **train_kwargs)
+                for v in tqdm(values, desc=f"sweep over {setting}", disable=not progress)]
+        history = _stack_runs(runs)
+    history.config["sweep"] = {"setting": setting, "values": [_plain(v) for v in values]}
+    return history
+
+
+def _stack_runs(runs: list[History]) -> History:
+    """Histories of separate runs as one with a member axis 1 (NaN past a run's end)."""
+    longest = max(runs, key=lambda h: len(h.epoch))
+    arrays = {}
+    for name, ref in longest.arrays.items():
+        if name.endswith("epoch"):
+            arrays[name] = ref
+            continue
+        rows = []
+        for h in runs:
+            a = h.arrays[name].astype(np.result_type(h.arrays[name], np.float64))
+            pad = np.full((len(ref) - len(a),) + a.shape[1:], np.nan, dtype=a.dtype)
+            rows.append(np.concatenate([a, pad]))
+        arrays[name] = np.stack(rows, 1)
+    message = "; ".join(f"run {k}: {h.message}" for k, h in enumerate(runs) if h.message)
+    return History(dict(longest.config), arrays, message, sum(h.seconds for h in runs))
 
 
 INPUTS = ("white_noise", "teacher")
@@ -241,11 +310,12 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
 class _Recorder:
     def __init__(self, agent, env, monitor, strides, epochs):
         self.arrays: dict[str, list] = {}
-        self.rank_one = isinstance(agent, RankOneAgent)
+        self.rank_one = has_overlaps(agent)
         self.env, self.monitor, self.strides, self.epochs = env, monitor, strides, epochs
 
     def add(self, name, value):
-        v = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+        # a copy: a recorded tensor may be a parameter that the next update changes in place
+        v = value.detach().cpu().numpy().copy() if torch.is_tensor(value) else np.asarray(value)
         self.arrays.setdefault(name, []).append(v)
 
     def due(self, what, e):
@@ -276,6 +346,11 @@ class _Recorder:
 
     def finish(self):
         return {k: np.stack(v) for k, v in self.arrays.items()}
+
+
+def _plain(v):
+    """A config value as plain Python (per-member tensors become lists)."""
+    return v.tolist() if torch.is_tensor(v) else v
 
 
 def _member_norm(grads, agent):

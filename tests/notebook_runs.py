@@ -71,3 +71,11 @@ def test_chapter_runs(name):
             assert math.isfinite(float(values[key])) and float(values[key]) >= 0
         # a real run: even 30 epochs take the closed loop below its runaway start
         assert float(values["final_test_loss_closed"]) < float(values["initial_test_loss"])
+    if name == "ch3_tradeoff.ipynb":
+        for key in ("stage3_loss_rel_error", "stage3_final_eig_gap", "alpha_values", "T_values"):
+            assert key in values
+        assert ast.literal_eval(values["T_values"]) == PARAMS[name]["T_values"]
+        assert len(ast.literal_eval(values["alpha_values"])) >= 5
+        # the reduced model starts on the full one: their losses are the same order
+        assert 0 <= float(values["stage3_loss_rel_error"]) < 1
+        assert 0 <= float(values["stage3_final_eig_gap"]) < 1

@@ -1,0 +1,159 @@
+"""Figures of Chapter 3: short-term improvement against long-term stability, and stage 3."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import numpy as np
+
+from .. import theory
+from ..plotting import PALETTE, complex_plane, figure, shade_stages
+
+def stage2_theory(history, stages, margin=20):
+    """|lambda_1..3| of the full model over stage 2 against the perturbative theory (left) and
+    |lambda_1|^2 against c + b lambda_3 + lambda_3^2 (right)."""
+    lo = max(stages.stage1_end - margin, 0)
+    hi = min(stages.stabilization + margin, len(history.epoch) - 1)
+    sel = slice(lo, hi + 1)
+    ep, q = history.epoch[sel], history.overlaps[sel]
+    roots = theory.labelled_roots(q)
+    lam3 = theory.perturbative_lambda3(q)
+    pair = theory.pair_modulus_sq(q)
+    fig, ((a1, a2),) = figure(2, height=3.2)
+    a1.plot(ep, np.abs(roots[:, 0]), color=PALETTE["blue"], label=r"$|\lambda_{1,2}|$ exact")
+    a1.plot(ep, np.sqrt(np.abs(pair)), color=PALETTE["sky"], ls="--", label="theory")
+    a1.plot(ep, np.abs(roots[:, 2]), color=PALETTE["red"], label=r"$|\lambda_3|$ exact")
+    a1.plot(ep, np.abs(lam3), color=PALETTE["orange"], ls="--", label="theory")
+    a1.axhline(1, color="0.4", lw=0.8, ls=":")
+    a1.set(xlabel="epoch", ylabel="modulus", yscale="log")
+    a1.legend(loc="center right", ncols=2)
+    a2.plot(ep, np.abs(roots[:, 0]) ** 2, color=PALETTE["blue"], label=r"$|\lambda_1|^2$ exact")
+    a2.plot(ep, pair, color=PALETTE["red"], ls="--",
+            label=r"$c + b\lambda_3 + \lambda_3^2$, perturbative $\lambda_3$")
+    a2.axhline(1, color="0.4", lw=0.8, ls=":")
+    a2.set(xlabel="epoch", ylabel=r"$|\lambda_1|^2$")
+    a2.legend(loc="lower left")
+    for ax in (a1, a2):
+        ax.set_xlim(ep[0], ep[-1])
+        shade_stages(ax, stages, labels=ax is a2)
+    return fig
+
+
+def zigzag(histories, labels, stages):
+    """lambda_1 over stage 2 on the zoomed complex plane, one panel per history (e.g. sampled
+    and exact training from the same network), coloured by epoch."""
+    fig, axes = figure(len(histories), height=3.4)
+    span = slice(stages.stage1_end, stages.stabilization + 1)
+    paths = [theory.labelled_roots(h.overlaps[span])[:, 0] for h in histories]
+    box = _square_box(np.concatenate(paths))
+    norm = mpl.colors.Normalize(stages.stage1_end, stages.stabilization)
+    for ax, lam, lab in zip(axes[0], paths, labels):
+        complex_plane(ax, box)
+        ax.plot(lam.real, lam.imag, color="0.75", lw=0.6, zorder=1)
+        sc = ax.scatter(lam.real, lam.imag, c=np.arange(len(lam)) + stages.stage1_end,
+                        norm=norm, s=6, zorder=2)
+        ax.set_title(lab)
+    cb = fig.colorbar(sc, ax=list(axes[0]), shrink=0.85, pad=0.02)
+    cb.set_label("epoch")
+    return fig
+
+
+def alpha_paths(paths, network_path=None):
+    """The alpha-model: lambda_1 paths on the complex plane, one per alpha (left; grey: the
+    network's own path over stage 2), and |lambda_1| against the step (right)."""
+    fig, ((a1, a2),) = figure(2, height=3.6)
+    cmap, norm = mpl.colormaps["viridis"], mpl.colors.Normalize(0, 1)
+    pts = paths.lambda1 if network_path is None else np.concatenate(
+        [paths.lambda1.ravel(), network_path])
+    complex_plane(a1, _square_box(pts))
+    if network_path is not None:
+        a1.plot(network_path.real, network_path.imag, color="0.6", lw=1.5, label="the network")
+    for k, a in enumerate(paths.alpha):
+        lam, c = paths.lambda1[:, k], cmap(norm(a))
+        a1.plot(lam.real, lam.imag, color=c, lw=1.5)
+        a1.plot(lam.real[-1], lam.imag[-1], "o", color=c, ms=4)
+        a2.plot(np.abs(lam), color=c, label=f"{a:g}")
+    a1.plot(paths.lambda1[0, 0].real, paths.lambda1[0, 0].imag, "k*", ms=9, label="start")
+    a1.legend(loc="upper left")
+    a2.axhline(1, color="0.4", lw=0.8, ls="--")
+    a2.set(xlabel="gradient step", ylabel=r"$|\lambda_1|$")
+    a2.legend(title=r"$\alpha$", loc="upper left", ncols=2)
+    return fig
+
+
+def horizon_paths(history, T_values, start_epoch):
+    """lambda_1 of networks trained from one stage-2 network with different episode lengths T
+    (an ensemble history, one member per T): paths on the complex plane (left) and |lambda_1|
+    against epoch (right)."""
+    fig, ((a1, a2),) = figure(2, height=3.6)
+    cmap = mpl.colormaps["viridis"]
+    norm = mpl.colors.LogNorm(min(T_values), max(T_values))
+    lam = theory.labelled_roots(history.overlaps)[..., 0]
+    complex_plane(a1, _square_box(lam[np.abs(lam) > 0.9]))  # where the paths cross the circle
+    x = history.epoch + start_epoch
+    for k, T in enumerate(T_values):
+        c = cmap(1 - norm(T))  # dark = long horizon, as large alpha
+        a1.plot(lam[:, k].real, lam[:, k].imag, color=c, lw=1)
+        a2.plot(x, np.abs(lam[:, k]), color=c, lw=1, label=f"{T}")
+    a1.plot(lam[0, 0].real, lam[0, 0].imag, "k*", ms=9, label=f"start (epoch {start_epoch})")
+    a1.legend(loc="upper left")
+    a2.axhline(1, color="0.4", lw=0.8, ls="--")
+    a2.set(xlabel="epoch", ylabel=r"$|\lambda_1|$")
+    a2.legend(title="T (steps)", loc="upper right", ncols=2)
+    return fig
+
+
+def _square_box(z, pad=0.1):
+    """Limits ((re0, re1), (im0, im1)) around complex points z with equal spans (for an
+    equal-aspect plot), padded by ``pad`` of the span."""
+    z = np.asarray(z).ravel()
+    re, im = (z.real.min(), z.real.max()), (z.imag.min(), z.imag.max())
+    half = max(re[1] - re[0], im[1] - im[0], 1e-3) * (1 + 2 * pad) / 2
+    cx, cy = sum(re) / 2, sum(im) / 2
+    return (cx - half, cx + half), (cy - half, cy + half)
+
+
+def stage3(full, reduced, start_epoch, member=0, label=None):
+    """Loss of the full and the reduced model from the stabilization epoch (log-log, left)
+    and their final nonzero eigenvalues (right)."""
+    fig, ((a1, a2),) = figure(2, height=3.2)
+    x = full.epoch + 1
+    a1.plot(x, full.expected_loss[:, member], color=PALETTE["black"], label="full network")
+    a1.plot(x, reduced.expected_loss[:, member], color=PALETTE["orange"], ls="--",
+            label="reduced (4 overlaps)")
+    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {start_epoch}, + 1",
+           ylabel="expected loss", title=label)
+    a1.legend(loc="lower left")
+    _final_spectra(a2, [full.eig_P[-1, member]], [reduced.eig_P[-1, member]], ["black"])
+    return fig
+
+
+def stage3_beta(full, reduced, betas, start_epoch):
+    """Stage 3 for several control costs beta (one ensemble member each): loss curves of the
+    full (solid) and reduced (dashed) models, and their final spectra."""
+    fig, ((a1, a2),) = figure(2, height=3.4)
+    x = full.epoch + 1
+    colors = [PALETTE[c] for c in ("black", "blue", "green", "red", "purple", "orange")]
+    for k, b in enumerate(betas):
+        c = colors[k % len(colors)]
+        a1.plot(x, full.expected_loss[:, k], color=c, label=f"$\\beta$ = {b:g}")
+        a1.plot(x, reduced.expected_loss[:, k], color=c, ls="--")
+    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {start_epoch}, + 1",
+           ylabel="expected loss (with cost)")
+    a1.legend(loc="lower left", title="solid: full, dashed: reduced", ncols=2)
+    _final_spectra(a2, full.eig_P[-1], reduced.eig_P[-1], [colors[k % len(colors)]
+                                                            for k in range(len(betas))])
+    return fig
+
+
+def _final_spectra(ax, full_eigs, reduced_eigs, colors):
+    complex_plane(ax, ((-0.2, 1.1), (-0.8, 0.8)))
+    for ef, er, c in zip(full_eigs, reduced_eigs, colors):
+        c = PALETTE.get(c, c)
+        ef, er = np.asarray(ef), np.asarray(er)
+        ef, er = ef[np.abs(ef) > 1e-9], er[np.abs(er) > 1e-9]
+        ax.plot(ef.real, ef.imag, "o", mfc="none", mec=c, ms=8)
+        ax.plot(er.real, er.imag, "x", color=c, ms=6)
+    ax.plot([], [], "o", mfc="none", mec="0.3", label="full network")
+    ax.plot([], [], "x", color="0.3", label="reduced model")
+    ax.legend(loc="upper left")
+    ax.set_title("final nonzero eigenvalues")

@@ -1,0 +1,179 @@
+"""Chapter 3: the perturbative theory of stage 2, the alpha-model, the reduced stage-3 model,
+per-member horizons and control costs, and sweeps. Checked against independent math: the
+eigenvalues of P_eff, matrix powers, finite differences and separate runs."""
+
+import numpy as np
+import pytest
+import torch
+
+from closedloop import DoubleIntegrator, RankOneAgent, coupled, reduced, theory
+from closedloop.agents import OverlapAgent
+from closedloop.training import sweep, train_closed_loop
+
+
+@pytest.fixture
+def env():
+    return DoubleIntegrator()
+
+
+def eig_eff(q, env):
+    """Nonzero eigenvalues of P_eff (independent of the cubic): (..., 3)."""
+    ev = torch.linalg.eigvals(coupled.effective_matrix(torch.as_tensor(q), env)).numpy()
+    idx = np.argsort(np.abs(ev), -1)[..., 1:]  # drop the structural zero
+    return np.take_along_axis(ev, idx, -1)
+
+
+def test_perturbative_lambda3_converges_to_the_exact_root(env):
+    base = np.array([-0.05, 0.3, 0.2, 0.15])  # (s_zm, s_zu, s_vm, s_vu)
+    errors = []
+    for eps in (0.1, 0.05, 0.025, 0.0125):
+        q = base * np.array([1, eps, eps, 1])  # s_vm s_zu ~ eps^2
+        exact = eig_eff(q, env)
+        lam3 = exact[np.argmin(np.abs(exact - q[3]))].real
+        errors.append(abs(theory.perturbative_lambda3(q) - lam3))
+    errors = np.array(errors)
+    assert np.all(np.diff(errors) < 0)
+    # first order in p = s_vm s_zu ~ eps^2: the error is O(p^2) = O(eps^4)
+    assert np.allclose(errors[:-1] / errors[1:], 16, rtol=0.15)
+    q0 = base * np.array([1, 0, 0, 1])
+    assert theory.perturbative_lambda3(q0) == pytest.approx(q0[3])
+
+
+def test_vieta_gives_the_product_of_the_exact_complex_pair(env):
+    rng = np.random.default_rng(0)
+    q = rng.normal(0, 0.1, (200, 4)) + np.array([-0.3, 0, 0, 0])
+    ev = eig_eff(q, env)
+    complex_pair = np.abs(ev.imag).max(-1) > 1e-6
+    assert complex_pair.sum() > 100
+    for qi, e in zip(q[complex_pair], ev[complex_pair]):
+        lam3 = e[np.argmin(np.abs(e.imag))].real
+        pair = e[np.abs(e.imag) > 1e-9]
+        assert theory.pair_modulus_sq(qi, lam3) == pytest.approx(np.prod(pair).real, abs=1e-10)
+        assert theory.pair_growth(qi) == pytest.approx(np.abs(pair[0]) ** 2, abs=1e-10)
+
+
+def test_pair_growth_is_the_larger_real_root_for_a_real_pair(env):
+    q = np.array([0.05, 0.02, 0.01, 0.2])  # positive feedback: the pair is real, one above 1
+    e = eig_eff(q, env)
+    assert np.abs(e.imag).max() < 1e-12
+    lam3 = theory.exact_lambda3(q)
+    pair = np.sort(np.delete(e.real, np.argmin(np.abs(e.real - lam3))))
+    assert pair[1] > 1 > pair[0] * pair[1]  # a product below 1 hides the growth
+    assert theory.pair_growth(q) == pytest.approx(pair[1] ** 2, rel=1e-12)
+
+
+def test_labelled_roots_order(env):
+    q = np.array([[-0.2, 0.1, 0.1, 0.3], [0.1, 0.01, 0.02, -0.4]])
+    r = theory.labelled_roots(q)
+    for qi, ri in zip(q, r):
+        assert np.allclose(np.sort_complex(ri), np.sort_complex(eig_eff(qi, env)))
+        assert ri[0].imag >= 0
+    assert abs(r[0, 2] - theory.perturbative_lambda3(q[0])) < 0.05
+
+
+def test_short_term_loss_is_the_state_block_of_p_eff_cubed(env):
+    q = torch.randn(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    block = torch.linalg.matrix_power(coupled.effective_matrix(q, env), 3)[..., :2, :2]
+    assert torch.allclose(theory.short_term_loss(q), (block ** 2).sum((-1, -2)), atol=1e-12)
+
+
+@pytest.mark.parametrize("q", [[-0.05, -0.2, -0.1, 0.2], [-0.3, -0.5, -0.4, 0.3],
+                               [0.04, -0.03, 0.01, 0.1]])
+def test_long_term_loss_gradient_matches_finite_differences(q):
+    q = torch.tensor(q, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: theory.long_term_loss(x, 7), (q,), eps=1e-7,
+                                    atol=1e-5)
+
+
+def test_batched_alpha_model_equals_one_alpha_at_a_time():
+    q0 = [-0.02, -0.03, 0.004, 0.12]
+    alphas = [0.0, 0.3, 0.7, 1.0]
+    batched = reduced.alpha_model(q0, alphas, lr=1e-3, steps=60)
+    for k, a in enumerate(alphas):
+        single = reduced.alpha_model(q0, [a], lr=1e-3, steps=60)
+        np.testing.assert_allclose(batched.overlaps[:, k], single.overlaps[:, 0], rtol=0,
+                                   atol=1e-14)
+        np.testing.assert_allclose(batched.lambda1[:, k], single.lambda1[:, 0], atol=1e-12)
+
+
+def test_alpha_model_descends_its_loss_and_rejects_bad_alpha():
+    paths = reduced.alpha_model([-0.1, -0.2, -0.1, 0.2], [0.0, 0.5], lr=1e-3, steps=20,
+                                clip=None)
+    assert np.all(np.diff(paths.loss, axis=0) < 0)
+    for bad in ([1.5], [-0.1], [], [[0.5]]):
+        with pytest.raises(ValueError, match="alphas"):
+            reduced.alpha_model([0, 0, 0, 0], bad)
+
+
+def test_reduced_and_full_model_have_the_same_loss_at_the_start(env):
+    full = RankOneAgent(N=30, seed=3)  # g = 0: W = u v^T only; m is not trained
+    assert "m" not in full.trainable
+    for metric in (True, False):
+        red = OverlapAgent.of(full, metric=metric)
+        kw = dict(epochs=0, T=20, batch=16, seed=5)
+        hf = train_closed_loop(full.detached(), env, **kw)
+        hr = train_closed_loop(red, env, **kw)
+        assert hr.loss[0] == pytest.approx(hf.loss[0], rel=1e-12)
+        assert hr.expected_loss[0] == pytest.approx(hf.expected_loss[0], rel=1e-12)
+        np.testing.assert_allclose(hr.eig_P[0], hf.eig_P[0], atol=1e-10)
+
+
+def test_the_metric_reproduces_the_full_step_to_first_order(env):
+    full = RankOneAgent(N=40, seed=4, s_zm0=-0.2)  # a moderate loss: small steps
+    q0 = full.overlaps().detach().numpy()
+    errors = []
+    for lr in (1e-3, 5e-4):
+        kw = dict(epochs=1, T=5, mode="exact", lr=lr, clip=None)
+        hf = train_closed_loop(full.detached(), env, **kw)
+        hr = train_closed_loop(OverlapAgent.of(full), env, **kw)
+        hp = train_closed_loop(OverlapAgent.of(full, metric=False), env, **kw)
+        dq_full, dq_red = hf.overlaps[1] - q0, hr.overlaps[1] - q0
+        errors.append(np.abs(dq_red - dq_full).max())
+        # without the metric the first step is wrong already at first order
+        assert np.abs(hp.overlaps[1] - q0 - dq_full).max() > 10 * errors[-1]
+        # the gradient norms agree exactly: |grad_params|^2 = g^T G g
+        assert hr.grad_norm[0] == pytest.approx(hf.grad_norm[0], rel=1e-10)
+    assert errors[0] / errors[1] == pytest.approx(4, rel=0.05)  # O(lr^2)
+
+
+def test_overlap_agent_checks_its_metric():
+    with pytest.raises(ValueError, match="positive definite"):
+        OverlapAgent([0.1, 0, 0, 0], metric=-torch.eye(4))
+    with pytest.raises(ValueError, match="overlaps"):
+        OverlapAgent([0.1, 0, 0])
+
+
+@pytest.mark.parametrize("setting, values", [("T", [7, 20, 13]), ("beta", [0.0, 0.3, 2.0])])
+def test_per_member_settings_equal_separate_runs(env, setting, values):
+    agent = RankOneAgent(N=12, seed=6)
+    common = dict(epochs=4, lr=1e-2, batch=8, seed=1, T=11, beta=0.1)
+    common.pop(setting)
+    h = sweep(setting, values, agent, env, **common)
+    assert h.config["sweep"] == {"setting": setting, "values": values}
+    for k, v in enumerate(values):
+        single = train_closed_loop(agent.detached(), env, **{setting: v}, **common)
+        np.testing.assert_allclose(h.member(k).loss, single.loss, rtol=1e-12)
+        np.testing.assert_allclose(h.member(k).expected_loss, single.expected_loss, rtol=1e-12)
+        np.testing.assert_allclose(h.member(k).overlaps, single.overlaps, rtol=1e-10,
+                                   atol=1e-14)
+
+
+def test_sweep_over_networks_and_over_other_settings(env):
+    make = lambda s: RankOneAgent(N=10, seed=s)
+    h = sweep("seed", [0, 1], make, env, epochs=3, batch=4)
+    single = train_closed_loop(make(1), env, epochs=3, batch=4)
+    np.testing.assert_allclose(h.member(1).loss, single.loss, rtol=1e-12)
+    h_lr = sweep("lr", [1e-3, 1e-2], make(0), env, epochs=3, batch=4, progress=False)
+    single = train_closed_loop(make(0), env, epochs=3, batch=4, lr=1e-2)
+    np.testing.assert_allclose(h_lr.member(1).loss, single.loss, rtol=1e-12)
+    with pytest.raises(ValueError, match="setting"):
+        sweep("colour", [1, 2], make(0), env, epochs=1)
+    with pytest.raises(ValueError, match="T per member|ensemble's shape"):
+        train_closed_loop(make(0), env, epochs=1, T=[5, 6])
+
+
+def test_matched_eig_gap():
+    a = np.array([0.5 + 0.2j, 0.5 - 0.2j, 0.3, 0.0])
+    assert reduced.matched_eig_gap(a, a[::-1]) == 0
+    b = a + np.array([0.01, 0, 0.03, 0])
+    assert reduced.matched_eig_gap(a, b[[2, 0, 1, 3]]) == pytest.approx(0.03)

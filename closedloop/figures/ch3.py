@@ -71,7 +71,8 @@ def alpha_paths(paths, network_path=None):
         lam, c = paths.lambda1[:, k], cmap(norm(a))
         a1.plot(lam.real, lam.imag, color=c, lw=1.5)
         a1.plot(lam.real[-1], lam.imag[-1], "o", color=c, ms=4)
-        a2.plot(np.abs(lam), color=c, label=f"{a:g}")
+        # thin lines, larger alpha drawn below: a path that chatters step by step fills a band
+        a2.plot(np.abs(lam), color=c, lw=0.7, zorder=3 - a, label=f"{a:g}")
     a1.plot(paths.lambda1[0, 0].real, paths.lambda1[0, 0].imag, "k*", ms=9, label="start")
     a1.legend(loc="upper left")
     a2.axhline(1, color="0.4", lw=0.8, ls="--")

@@ -210,8 +210,8 @@ def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=Non
     """A number, or one value per ensemble member: returns (value, largest value).
 
     A number comes back as a Python int/float; a list, array or tensor must have shape
-    ``agent.batch_shape`` and comes back as an int64 or float64 tensor. Introduced in Chapter 3, where
-    networks that differ only in T or beta train as one ensemble.
+    ``agent.batch_shape`` and comes back as an int64 or float64 tensor. Introduced in
+    Chapter 3, where networks that differ only in T or beta train as one ensemble.
     """
     check = _checks.integer if integer else _checks.real
     if torch.is_tensor(value) or isinstance(value, np.ndarray):

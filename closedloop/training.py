@@ -7,12 +7,14 @@ own norm. The history is a set of numpy arrays indexed by epoch, never copies of
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import _checks, coupled
 from .agents import Agent, has_overlaps, make_generator
@@ -219,11 +221,9 @@ def sweep(setting: str, values, agent, env: DoubleIntegrator | None = None, *,
         ensemble = type(agent).stack([agent.detached() for _ in values])
         history = train_closed_loop(ensemble, env, **{setting: values}, **train_kwargs)
     else:
-        import inspect
         if setting not in inspect.signature(train_closed_loop).parameters:
             raise ValueError(f"setting must be 'T', 'beta' or a train_closed_loop keyword, "
                              f"got {setting!r}")
-        from tqdm.auto import tqdm
         runs = [train_closed_loop(agent.detached(), env, **{setting: v}, **train_kwargs)
                 for v in tqdm(values, desc=f"sweep over {setting}", disable=not progress)]
         history = _stack_runs(runs)

@@ -1,0 +1,37 @@
+"""Every chapter carries an explorer (one call into closedloop.widgets) and a box that tells how
+to run it with other parameters, whose papermill command names real parameters."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHAPTERS = sorted((ROOT / "book").glob("ch*.ipynb"))
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_has_an_explorer_and_a_run_box(path):
+    nb = cells(path)
+    code = ["".join(c["source"]) for c in nb if c["cell_type"] == "code"]
+    prose = "\n".join("".join(c["source"]) for c in nb if c["cell_type"] == "markdown")
+    explorers = [c for c in code if re.search(r"from closedloop\.widgets import \w+_explorer", c)]
+    assert explorers, "each chapter has an explorer cell (closedloop.widgets)"
+    for cell in explorers:  # one call: the logic lives in the package
+        body = [line for line in cell.splitlines() if line and not line.startswith("from ")]
+        assert len(body) == 1, cell
+    assert "Run this chapter with other parameters" in prose
+    params = next(c for c in nb if "parameters" in c["metadata"].get("tags", []))
+    names = set(re.findall(r"^(\w+)\s*=", "".join(params["source"]), re.MULTILINE))
+    commands = re.findall(r"papermill book/(\S+)\.ipynb\s+\S+((?:\s+-p \S+ \S+)+)", prose)
+    assert commands, "the box shows a papermill command"
+    for nb_name, args in commands:
+        assert nb_name == path.stem, f"the command runs {nb_name}, not this chapter"
+        used = set(re.findall(r"-p (\S+)", args))
+        assert used <= names, f"not in the parameters cell: {used - names}"

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_chapters import pending
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_NB = ROOT / "_build" / "ci"
@@ -118,9 +119,10 @@ ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
 class Browser:
-    """Headless Chromium through chromedriver's W3C WebDriver endpoints."""
+    """Headless Chromium through chromedriver's W3C WebDriver endpoints. ``offline``: no host
+    name resolves (127.0.0.1 neither), so nothing can be fetched from a network."""
 
-    def __init__(self):
+    def __init__(self, offline: bool = True):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -142,7 +144,7 @@ class Browser:
             "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
             "--window-size=1280,1600", "--hide-scrollbars",
             # offline: no host name resolves, so anything fetched from the network fails
-            "--host-resolver-rules=MAP * ~NOTFOUND"]}
+            *(["--host-resolver-rules=MAP * ~NOTFOUND"] if offline else [])]}
         caps = {"browserName": "chrome", "goog:chromeOptions": options,
                 "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"}}
         value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})
@@ -288,7 +290,8 @@ def test_page_works_offline(book, browser, page):
         assert math["math"] > 0, "a chapter without a single equation"
 
 
-@pytest.mark.parametrize("page", CHAPTERS)
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pending(f"{Path(p).name}.ipynb"))
+                                  for p in CHAPTERS])
 def test_static_explorer_scrubs(book, browser, page):
     browser.get((book / f"{page}.html").as_uri())
     sliders = browser.find_all(".cl-explorer input[type=range]")

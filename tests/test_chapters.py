@@ -9,14 +9,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHAPTERS = sorted((ROOT / "book").glob("ch*.ipynb"))
+# Chapters whose explorer and run box are still to be written (issue #7), with what is
+# missing. Their tests are expected to fail (strict): once a chapter has both, its test
+# passes, which fails the run until it is taken off this list.
+PENDING = {"ch3_tradeoff.ipynb": "Chapter 3's explorer (alpha and T sliders moving the "
+                                 "lambda_1 path, a beta selector for stage 3) is not written yet"}
+
+
+
+def pending(name: str) -> list:
+    """The marks of a chapter notebook ``name``: a strict xfail while it is PENDING."""
+    return [pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else []
+
+
+CHAPTERS = [pytest.param(p, id=p.name, marks=pending(p.name))
+            for p in sorted((ROOT / "book").glob("ch*.ipynb"))]
 
 
 def cells(path):
     return json.loads(path.read_text())["cells"]
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS)
 def test_chapter_has_an_explorer_and_a_run_box(path):
     nb = cells(path)
     code = ["".join(c["source"]) for c in nb if c["cell_type"] == "code"]

@@ -14,7 +14,12 @@ all), and checks on each page:
 - on a chapter: at least one static explorer, and pressing an arrow key on its slider changes
   the frame shown (another image, one visible at a time) and its label.
 
-Screenshots go to _build/browser/screenshots/: the top of each page, and each explorer.
+And the live form in a real front end: a JupyterLab server on 127.0.0.1 runs a small notebook
+with Chapter 2's explorer; moving its slider redraws the figure, and its train button is
+disabled while it trains, shows a progress bar and ends with a status.
+
+Screenshots go to _build/browser/screenshots/: the top of each page, each explorer, and the
+live explorer in JupyterLab after training.
 Kept out of the default test collection (the name does not start with test_); `make browser`
 runs it after `make notebooks`. Skipped, saying why, where chromium or chromedriver is
 missing (Debian packages chromium and chromium-driver; .ci/run installs them).
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -311,3 +317,121 @@ def test_static_explorer_scrubs(book, browser, page):
         assert after["src"] != before["src"], "the frame shown did not change"
         assert after["label"] != before["label"], "the frame's label did not change"
         browser.screenshot(SHOTS / f"{Path(page).name}-explorer-{i}.png", element=ex)
+
+
+# -- the live form, in JupyterLab -------------------------------------------------------------
+LIVE_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "from closedloop import DoubleIntegrator, RankOneAgent\n"
+                   "from closedloop.plotting import use_style\n"
+                   "from closedloop.training import train_closed_loop\n"
+                   "from closedloop.widgets import stage1_explorer\n"
+                   "use_style()\n"
+                   "env = DoubleIntegrator()\n"
+                   "agent = RankOneAgent(N=20, seed=2)\n"
+                   "history = train_closed_loop(agent, env, epochs=20, T=20)"},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "stage1_explorer(env, 20, history, N=20, seed=2, n_frames=3, "
+                   "train_epochs=400)"}],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5}
+
+STATUS = ("return Array.from(document.querySelectorAll('.jp-OutputArea .widget-label'))"
+          ".map(function (e) { return e.innerText; }).join(' | ');")
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 serving one notebook; yields its URL."""
+    lab = Path(sys.executable).with_name("jupyter-lab")
+    if not lab.exists():
+        pytest.skip("JupyterLab is not installed in this environment")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    (root / "live.ipynb").write_text(json.dumps(LIVE_NOTEBOOK))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = base64.b16encode(os.urandom(8)).decode()
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path,  # a fresh Jupyter setup
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_DATA_DIR=str(tmp_path / "data"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    server = subprocess.Popen(
+        [str(lab), "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
+                break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("JupyterLab did not start within 60 s")
+            time.sleep(0.5)
+    yield f"{base}/lab/tree/live.ipynb?token={token}"
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def _wait(browser, script, what, timeout=120, *args):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if browser.js(script, *args):
+            return
+        time.sleep(0.5)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(SHOTS / "jupyterlab-timeout.png")
+    pytest.fail(f"JupyterLab: timed out waiting for {what} (screenshot jupyterlab-timeout.png)")
+
+
+def test_live_explorer_in_jupyterlab(jupyterlab):
+    """The live form in a real front end: the figure is shown, a slider redraws it, and the
+    train button trains once, disabled meanwhile, with a progress bar and a final status."""
+    b = Browser(offline=False)  # the page talks to the local server
+    try:
+        b.get(jupyterlab)
+        _wait(b, "return document.querySelectorAll('.jp-Notebook .jp-Cell .cm-content')"
+                 ".length >= 2", "the notebook")
+        time.sleep(3)  # the kernel starts
+        for i in range(2):  # run both cells: Shift+Enter in each editor
+            editor = b.find_all(".jp-Notebook .jp-Cell .cm-content")[i]
+            b.cmd("POST", f"/element/{editor}/click", {})
+            b.keys(editor, "\ue008\ue007")
+            time.sleep(1)
+        _wait(b, "return !!document.querySelector('.jp-OutputArea .widget-image')",
+              "the explorer's figure")
+        image = "return document.querySelector('.jp-OutputArea .widget-image').src;"
+        first = b.js(image)
+        handle = b.find_all(".jp-OutputArea .noUi-handle")[0]  # the s_zm slider
+        b.js("arguments[0].scrollIntoView({block: 'center'});", {ELEMENT: handle})
+        b.cmd("POST", f"/element/{handle}/click", {})
+        b.keys(handle, "\ue014\ue014")
+        _wait(b, f"return document.querySelector('.jp-OutputArea .widget-image').src "
+                 f"!== {json.dumps(first)};", "the figure to follow the slider", 60)
+        button = next(e for e in b.find_all(".jp-OutputArea button")
+                      if b.cmd("GET", f"/element/{e}/text") == "train")
+        b.js("arguments[0].scrollIntoView({block: 'center'});", {ELEMENT: button})
+        b.cmd("POST", f"/element/{button}/click", {})
+        _wait(b, "return arguments[0].disabled;", "the button to be disabled while training",
+              30, {ELEMENT: button})
+        assert "training..." in b.js(STATUS)
+        _wait(b, "return !!document.querySelector('.jp-OutputArea .progress-bar');",
+              "a progress bar", 30)
+        _wait(b, STATUS.replace(".join(' | ');", ".join(' | ').indexOf('done in') >= 0;"),
+              "the training to finish", 120)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        b.screenshot(SHOTS / "jupyterlab-live-explorer.png")
+        assert not b.js("return arguments[0].disabled;", {ELEMENT: button})
+        assert b.js(image) != first
+    finally:
+        b.close()

@@ -100,6 +100,7 @@ def main(dest: Path) -> None:
     stamp = dest / "versions.json"
     want = {name: version for name, version, _, _ in PACKAGES}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
+        stamp.touch()  # up to date: tell make so
         return
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -376,6 +376,12 @@ def epoch_progress(epochs: int, report: Callable):
     return monitor
 
 
+def _epochs_note(shown: int, recorded: int) -> str:
+    if shown >= recorded:
+        return f"all {recorded} recorded epochs"
+    return f"{shown} of {recorded} recorded epochs; run the notebook to scrub all of them"
+
+
 # -- Chapter 1 --------------------------------------------------------------------------------
 def gain_space_explorer(h_closed, h_open, like, env, *, T: int = 50, x0=(1.0, 1.0),
                         lim=(-1.8, 0.6), n_grid: int = 201, n_frames: int = MAX_FRAMES,
@@ -452,8 +458,7 @@ def gain_space_explorer(h_closed, h_open, like, env, *, T: int = 50, x0=(1.0, 1.
     ex = Explorer(fig, draw, {"epoch": control}, [{"epoch": e} for e in frames],
                   label=lambda v: f"epoch {v['epoch']}", start=len(frames) - 1,
                   name="epoch of both trainings",
-                  note=f"{len(frames)} of {len(epochs)} recorded epochs; run the notebook to "
-                       f"scrub all of them")
+                  note=_epochs_note(len(frames), len(epochs)))
     ex.artists = art
     return ex
 
@@ -686,8 +691,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
     ex = Explorer(fig, draw, {"epoch": control}, [{"epoch": e} for e in frames],
                   label=lambda v: f"epoch {v['epoch']}", start=len(frames) - 1,
                   name="training epoch",
-                  note=f"{len(frames)} of {len(epochs)} recorded epochs; run the notebook to "
-                       f"scrub all of them")
+                  note=_epochs_note(len(frames), len(epochs)))
     ex.artists = art
     return ex
 

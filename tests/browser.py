@@ -153,7 +153,11 @@ class Browser:
             *(["--host-resolver-rules=MAP * ~NOTFOUND"] if offline else [])]}
         caps = {"browserName": "chrome", "goog:chromeOptions": options,
                 "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"}}
-        value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})
+        try:
+            value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})
+        except BaseException:
+            self.proc.kill()  # no browser: leave no driver behind
+            raise
         self.session = f"/session/{value['sessionId']}"
         self._call("POST", f"{self.session}/timeouts", {"script": 60000, "pageLoad": 60000})
 

@@ -1,5 +1,6 @@
 # make book  - install into .venv and build the HTML book, running every chapter at paper scale
-# make test  - install into .venv and run the unit tests and every chapter at small scale
+# make test  - install into .venv and run the unit tests, every chapter at small scale, and the
+#              book built from those in headless Chromium, offline (make browser)
 # make bench - time the fast paths against plain loops (writes _build/bench/)
 # make clean - remove the build outputs
 
@@ -8,8 +9,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CI_NB  := _build/ci
+VENDOR := _vendor/versions.json
 
-.PHONY: book test unit notebooks bench clean
+.PHONY: book test unit notebooks browser bench clean
 
 # pyvenv.cfg (a real file; bin/python is a symlink whose target mtime make would read) is a
 # prerequisite so that a half-deleted .venv (stamp left, python gone)
@@ -23,13 +25,18 @@ $(STAMP): $(VENV)/pyvenv.cfg requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# MathJax, require.js and the ipywidgets HTML manager, from the npm registry (pinned, checked),
+# so that the book works offline; Python's standard library only
+$(VENDOR): tools/fetch_assets.py
+	$(PYTHON) tools/fetch_assets.py _vendor
+
 # --all: re-run every notebook even if Sphinx thinks it unchanged; -W -n --keep-going: any
 # warning (a broken reference, a failed cell) fails the build after reporting all of them
-book: $(STAMP)
+book: $(STAMP) $(VENDOR)
 	$(BIN)/jupyter-book build --all -W -n --keep-going .
 	@echo "The book is in _build/html/index.html"
 
-test: unit notebooks
+test: unit notebooks browser
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
@@ -40,6 +47,12 @@ notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q tests/notebook_runs.py
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_NB)/*.ipynb
+
+# the book built from the notebooks of `make notebooks` (no re-execution), opened in headless
+# Chromium from _build/browser/ without network; screenshots in _build/browser/screenshots/.
+# Skipped, with the reason, where chromium or chromedriver is missing
+browser: $(STAMP) $(VENDOR) notebooks
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/browser.py
 
 # speed against plain per-step loops; writes _build/bench/results.md and scaling.png
 bench: $(STAMP)

@@ -120,7 +120,7 @@ def spectra(history, refs, epochs):
             ax.axhline(-w, color=FREQ_COLORS[k], ls="--", lw=0.8)
         ax.scatter(ev.real, ev.imag, s=6, color="0.15", linewidths=0)
         ax.set(title=f"epoch {history.eig_epoch[i]}", xlim=(-2.2, 0.6), ylim=(-3, 3),
-               xlabel="Re")
+               xlabel="Re (1/s)")
     axs[0].set_ylabel("Im (rad/s)")
     ax = top[1].subplots()
     ep = np.repeat(history.eig_epoch, history.eig_W.shape[1])

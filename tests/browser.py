@@ -1,0 +1,441 @@
+"""The built book in headless Chromium: offline, from the local build folder, as a reader opens it.
+
+Builds the book from the chapters that `make notebooks` executed at small scale (_build/ci/),
+with execution off, into _build/browser/ (the same _config.yml and _toc.yml as `make book`;
+only the notebooks and `execute_notebooks` differ). Then opens every page of the table of
+contents as a file:// URL in headless Chromium in which no host name resolves (no network at
+all), and checks on each page:
+
+- no failed resource load and no request to the network (Chromium's network events);
+- no error in the console (SEVERE log entries: JavaScript errors, failed loads);
+- every <img> loaded (complete, naturalWidth > 0), figures and explorer frames alike;
+- every equation rendered by MathJax (each `.math` element holds an `mjx-container`, no
+  `mjx-merror`);
+- on a chapter: at least one static explorer, and pressing an arrow key on its slider changes
+  the frame shown (another image, one visible at a time) and its label.
+
+And the live form in a real front end: a JupyterLab server on 127.0.0.1 runs a small notebook
+with Chapter 2's explorer; moving its slider redraws the figure, and its train button is
+disabled while it trains, shows a progress bar and ends with a status.
+
+Screenshots go to _build/browser/screenshots/: the top of each page, each explorer, and the
+live explorer in JupyterLab after training.
+Kept out of the default test collection (the name does not start with test_); `make browser`
+runs it after `make notebooks`. Skipped, saying why, where chromium or chromedriver is
+missing (Debian packages chromium and chromium-driver; .ci/run installs them).
+
+The browser is driven through chromedriver's W3C WebDriver HTTP interface with the standard
+library (urllib), which is all this needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from test_chapters import pending
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_NB = ROOT / "_build" / "ci"
+OUT = ROOT / "_build" / "browser"
+SRC = OUT / "src"
+HTML = OUT / "_build" / "html"
+SHOTS = OUT / "screenshots"
+JB = Path(sys.executable).with_name("jupyter-book")
+
+
+def _find(*names):
+    return next((shutil.which(n) for n in names if shutil.which(n)), None)
+
+
+CHROMIUM = _find("chromium", "chromium-browser", "google-chrome")
+CHROMEDRIVER = _find("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="the browser test needs headless Chromium and its driver: chromium "
+           f"{'found' if CHROMIUM else 'not found'}, chromedriver "
+           f"{'found' if CHROMEDRIVER else 'not found'} (Debian: apt-get install chromium "
+           "chromium-driver; .ci/run installs them)")
+
+
+def toc_pages() -> list[str]:
+    """Every page of _toc.yml, as paths without suffix (book/intro, book/ch1_open_closed...)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                pages.append(e["file"])
+            walk(e.get("sections")), walk(e.get("chapters"))
+            for part in e.get("parts", []):
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters")), walk(toc.get("parts"))
+    return pages
+
+
+PAGES = toc_pages()
+CHAPTERS = [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()]
+
+
+# -- the book ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def book() -> Path:
+    """Build the book from the small-scale executed notebooks, once; returns the html folder."""
+    missing = [p for p in CHAPTERS if not (CI_NB / f"{Path(p).name}.ipynb").exists()]
+    if missing:
+        pytest.fail(f"no executed notebook in {CI_NB} for {missing}: run `make notebooks` first")
+    shutil.rmtree(OUT, ignore_errors=True)
+    SRC.mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"  # already executed, at the CI parameters
+    static = config["sphinx"]["config"].get("html_static_path", [])
+    config["sphinx"]["config"]["html_static_path"] = [str(ROOT / p) for p in static]
+    local = config["sphinx"].get("local_extensions") or {}
+    config["sphinx"]["local_extensions"] = {k: str(ROOT / p) for k, p in local.items()}
+    (SRC / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(ROOT / "_toc.yml", SRC / "_toc.yml")
+    shutil.copytree(ROOT / "book", SRC / "book", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+    for p in CHAPTERS:
+        shutil.copy(CI_NB / f"{Path(p).name}.ipynb", SRC / f"{p}.ipynb")
+    for p in static:
+        assert (ROOT / p).is_dir(), f"{p}/ is missing: run `python tools/fetch_assets.py`"
+    run = subprocess.run([str(JB), "build", "--all", "-W", "-n", "--keep-going",
+                          "--path-output", str(OUT), str(SRC)],
+                         check=False, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, (f"the book did not build:\n{run.stdout[-6000:]}\n"
+                                 f"{run.stderr[-3000:]}")
+    return HTML
+
+
+# -- a minimal WebDriver client ---------------------------------------------------------------
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+
+class Browser:
+    """Headless Chromium through chromedriver's W3C WebDriver endpoints. ``offline``: no host
+    name resolves (127.0.0.1 neither), so nothing can be fetched from a network."""
+
+    def __init__(self, offline: bool = True):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while True:
+            try:
+                if self._call("GET", "/status")["ready"]:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                self.proc.kill()
+                raise RuntimeError("chromedriver did not start within 30 s")
+            time.sleep(0.2)
+        options = {"binary": CHROMIUM, "args": [
+            "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+            "--window-size=1280,1600", "--hide-scrollbars",
+            # offline: no host name resolves, so anything fetched from the network fails
+            *(["--host-resolver-rules=MAP * ~NOTFOUND"] if offline else [])]}
+        caps = {"browserName": "chrome", "goog:chromeOptions": options,
+                "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"}}
+        try:
+            value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})
+        except BaseException:
+            self.proc.kill()  # no browser: leave no driver behind
+            raise
+        self.session = f"/session/{value['sessionId']}"
+        self._call("POST", f"{self.session}/timeouts", {"script": 60000, "pageLoad": 60000})
+
+    def _call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return json.loads(r.read())["value"]
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"WebDriver {method} {path}: {exc.read()[:500]!r}") from None
+
+    def cmd(self, method, path="", body=None):
+        return self._call(method, self.session + path, body)
+
+    def get(self, url):
+        self.cmd("POST", "/url", {"url": url})
+
+    def js(self, script, *args):
+        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def js_async(self, script, *args):
+        return self.cmd("POST", "/execute/async", {"script": script, "args": list(args)})
+
+    def log(self, kind):
+        return self.cmd("POST", "/se/log", {"type": kind})
+
+    def find_all(self, css):
+        found = self.cmd("POST", "/elements", {"using": "css selector", "value": css})
+        return [e[ELEMENT] for e in found]
+
+    def keys(self, element, text):
+        self.cmd("POST", f"/element/{element}/value", {"text": text})
+
+    def screenshot(self, path, element=None):
+        data = self.cmd("GET", f"/element/{element}/screenshot" if element else "/screenshot")
+        path.write_bytes(base64.b64decode(data))
+
+    def close(self):
+        try:
+            self.cmd("DELETE")
+        finally:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = Browser()
+    yield b
+    b.close()
+
+
+# -- the checks -------------------------------------------------------------------------------
+WAIT_FOR_MATHJAX = """
+var done = arguments[arguments.length - 1], t0 = Date.now();
+function report() {
+  var math = Array.from(document.querySelectorAll('.math'));
+  return {math: math.length,
+          unrendered: math.filter(function (m) { return !m.querySelector('mjx-container'); })
+                          .map(function (m) { return m.textContent.slice(0, 60); }),
+          errors: document.querySelectorAll('mjx-merror').length,
+          mathjax: !!(window.MathJax && window.MathJax.startup)};
+}
+(function wait() {
+  if (document.readyState === 'complete' && window.MathJax && MathJax.startup
+      && MathJax.startup.promise) {
+    MathJax.startup.promise.then(function () { done(report()); },
+                                 function (e) { done({failed: String(e)}); });
+  } else if ((document.readyState === 'complete' && !document.querySelector('.math'))
+             || Date.now() - t0 > 30000) {
+    done(report());  // a page without math loads no MathJax
+  } else { setTimeout(wait, 100); }
+})();
+"""
+
+BROKEN_IMAGES = """
+return Array.from(document.images)
+  .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+  .map(function (i) { return (i.getAttribute('src') || '').slice(0, 80); });
+"""
+
+EXPLORER_STATE = """
+var ex = document.querySelectorAll('.cl-explorer')[arguments[0]];
+var frames = Array.from(ex.querySelectorAll('img.cl-frame'));
+var shown = frames.filter(function (f) { return f.style.display !== 'none'; });
+var s = ex.querySelector('input[type=range]');
+return {frames: frames.length, declared: +ex.getAttribute('data-frames'),
+        shown: shown.map(function (f) { return frames.indexOf(f); }),
+        src: shown.length ? shown[0].src.length + ':' + shown[0].src.slice(-64) : '',
+        label: ex.querySelector('.cl-explorer-label').textContent,
+        value: +s.value, max: +s.max};
+"""
+
+
+def network_problems(entries) -> list[str]:
+    """Failed loads and network requests among Chromium's performance-log events."""
+    urls, problems = {}, []
+    for entry in entries:
+        msg = json.loads(entry["message"])["message"]
+        method, params = msg["method"], msg.get("params", {})
+        if method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            urls[params["requestId"]] = url
+            if url.startswith(("http://", "https://")):
+                problems.append(f"request to the network: {url}")
+        elif method == "Network.loadingFailed":
+            url = urls.get(params["requestId"], "?")
+            problems.append(f"failed to load {url[:120]}: {params.get('errorText')}")
+        elif method == "Network.responseReceived" and params["response"].get("status", 0) >= 400:
+            problems.append(f"HTTP {params['response']['status']}: {params['response']['url']}")
+    return sorted(set(problems))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_works_offline(book, browser, page):
+    html = book / f"{page}.html"
+    assert html.exists(), f"{html} was not built"
+    browser.log("performance"), browser.log("browser")  # drop what earlier pages left
+    browser.get(html.as_uri())
+    math = browser.js_async(WAIT_FOR_MATHJAX)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(SHOTS / f"{Path(page).name}.png")
+    problems = network_problems(browser.log("performance"))
+    console = [f"{e['level']}: {e['message'][:300]}" for e in browser.log("browser")
+               if e["level"] == "SEVERE"]
+    broken = browser.js(BROKEN_IMAGES)
+    n_images = browser.js("return document.images.length;")
+
+    assert not problems, "failed or network loads:\n" + "\n".join(problems)
+    assert not console, "console errors:\n" + "\n".join(console)
+    assert not broken, f"{len(broken)} of {n_images} images did not load: {broken}"
+    assert math.get("mathjax") or not math["math"], "MathJax did not load"
+    assert "failed" not in math, f"MathJax failed: {math['failed']}"
+    assert not math["unrendered"], f"equations left as TeX: {math['unrendered'][:5]}"
+    assert math["errors"] == 0, f"{math['errors']} equations have TeX errors (mjx-merror)"
+    if page in CHAPTERS:
+        assert n_images > 0, "a chapter without a single figure"
+        assert math["math"] > 0, "a chapter without a single equation"
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pending(f"{Path(p).name}.ipynb"))
+                                  for p in CHAPTERS])
+def test_static_explorer_scrubs(book, browser, page):
+    browser.get((book / f"{page}.html").as_uri())
+    sliders = browser.find_all(".cl-explorer input[type=range]")
+    explorers = browser.find_all(".cl-explorer")
+    assert explorers, "every chapter has an explorer in its static form (closedloop.widgets)"
+    assert len(sliders) == len(explorers)
+    for i, (ex, slider) in enumerate(zip(explorers, sliders)):
+        before = browser.js(EXPLORER_STATE, i)
+        assert before["frames"] == before["declared"] >= 2, before
+        assert len(before["shown"]) == 1, f"one frame at a time, got {before['shown']}"
+        browser.js("arguments[0].scrollIntoView({block: 'center'});", {ELEMENT: slider})
+        key = "\ue012" if before["value"] == before["max"] else "\ue014"  # left or right arrow
+        browser.keys(slider, key)
+        after = browser.js(EXPLORER_STATE, i)
+        assert after["value"] != before["value"], "the slider did not move"
+        assert len(after["shown"]) == 1 and after["shown"] != before["shown"], (before, after)
+        assert after["src"] != before["src"], "the frame shown did not change"
+        assert after["label"] != before["label"], "the frame's label did not change"
+        browser.screenshot(SHOTS / f"{Path(page).name}-explorer-{i}.png", element=ex)
+
+
+# -- the live form, in JupyterLab -------------------------------------------------------------
+LIVE_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "from closedloop import DoubleIntegrator, RankOneAgent\n"
+                   "from closedloop.plotting import use_style\n"
+                   "from closedloop.training import train_closed_loop\n"
+                   "from closedloop.widgets import stage1_explorer\n"
+                   "use_style()\n"
+                   "env = DoubleIntegrator()\n"
+                   "agent = RankOneAgent(N=20, seed=2)\n"
+                   "history = train_closed_loop(agent, env, epochs=20, T=20)"},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "stage1_explorer(env, 20, history, N=20, seed=2, n_frames=3, "
+                   "train_epochs=400)"}],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5}
+
+STATUS = ("return Array.from(document.querySelectorAll('.jp-OutputArea .widget-label'))"
+          ".map(function (e) { return e.innerText; }).join(' | ');")
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 serving one notebook; yields its URL."""
+    lab = Path(sys.executable).with_name("jupyter-lab")
+    if not lab.exists():
+        pytest.skip("JupyterLab is not installed in this environment")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    (root / "live.ipynb").write_text(json.dumps(LIVE_NOTEBOOK))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = base64.b16encode(os.urandom(8)).decode()
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path,  # a fresh Jupyter setup
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_DATA_DIR=str(tmp_path / "data"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    server = subprocess.Popen(
+        [str(lab), "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
+                break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("JupyterLab did not start within 60 s")
+            time.sleep(0.5)
+    yield f"{base}/lab/tree/live.ipynb?token={token}"
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def _wait(browser, script, what, timeout=120, *args):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if browser.js(script, *args):
+            return
+        time.sleep(0.5)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(SHOTS / "jupyterlab-timeout.png")
+    pytest.fail(f"JupyterLab: timed out waiting for {what} (screenshot jupyterlab-timeout.png)")
+
+
+def test_live_explorer_in_jupyterlab(jupyterlab):
+    """The live form in a real front end: the figure is shown, a slider redraws it, and the
+    train button trains once, disabled meanwhile, with a progress bar and a final status."""
+    b = Browser(offline=False)  # the page talks to the local server
+    try:
+        b.get(jupyterlab)
+        _wait(b, "return document.querySelectorAll('.jp-Notebook .jp-Cell .cm-content')"
+                 ".length >= 2", "the notebook")
+        time.sleep(3)  # the kernel starts
+        for i in range(2):  # run both cells: Shift+Enter in each editor
+            editor = b.find_all(".jp-Notebook .jp-Cell .cm-content")[i]
+            b.cmd("POST", f"/element/{editor}/click", {})
+            b.keys(editor, "\ue008\ue007")
+            time.sleep(1)
+        _wait(b, "return !!document.querySelector('.jp-OutputArea .widget-image')",
+              "the explorer's figure")
+        image = "return document.querySelector('.jp-OutputArea .widget-image').src;"
+        first = b.js(image)
+        handle = b.find_all(".jp-OutputArea .noUi-handle")[0]  # the s_zm slider
+        b.js("arguments[0].scrollIntoView({block: 'center'});", {ELEMENT: handle})
+        b.cmd("POST", f"/element/{handle}/click", {})
+        b.keys(handle, "\ue014\ue014")
+        _wait(b, f"return document.querySelector('.jp-OutputArea .widget-image').src "
+                 f"!== {json.dumps(first)};", "the figure to follow the slider", 60)
+        button = next(e for e in b.find_all(".jp-OutputArea button")
+                      if b.cmd("GET", f"/element/{e}/text") == "train")
+        b.js("arguments[0].scrollIntoView({block: 'center'});", {ELEMENT: button})
+        b.cmd("POST", f"/element/{button}/click", {})
+        _wait(b, "return arguments[0].disabled;", "the button to be disabled while training",
+              30, {ELEMENT: button})
+        assert "training..." in b.js(STATUS)
+        _wait(b, "return !!document.querySelector('.jp-OutputArea .progress-bar');",
+              "a progress bar", 30)
+        _wait(b, STATUS.replace(".join(' | ');", ".join(' | ').indexOf('done in') >= 0;"),
+              "the training to finish", 120)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        b.screenshot(SHOTS / "jupyterlab-live-explorer.png")
+        assert not b.js("return arguments[0].disabled;", {ELEMENT: button})
+        assert b.js(image) != first
+    finally:
+        b.close()

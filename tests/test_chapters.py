@@ -1,0 +1,51 @@
+"""Every chapter carries an explorer (one call into closedloop.widgets) and a box that tells how
+to run it with other parameters, whose papermill command names real parameters."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Chapters whose explorer and run box are still to be written (issue #7), with what is
+# missing. Their tests are expected to fail (strict): once a chapter has both, its test
+# passes, which fails the run until it is taken off this list.
+PENDING = {"ch3_tradeoff.ipynb": "Chapter 3's explorer (alpha and T sliders moving the "
+                                 "lambda_1 path, a beta selector for stage 3) is not written yet"}
+
+
+
+def pending(name: str) -> list:
+    """The marks of a chapter notebook ``name``: a strict xfail while it is PENDING."""
+    return [pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else []
+
+
+CHAPTERS = [pytest.param(p, id=p.name, marks=pending(p.name))
+            for p in sorted((ROOT / "book").glob("ch*.ipynb"))]
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_chapter_has_an_explorer_and_a_run_box(path):
+    nb = cells(path)
+    code = ["".join(c["source"]) for c in nb if c["cell_type"] == "code"]
+    prose = "\n".join("".join(c["source"]) for c in nb if c["cell_type"] == "markdown")
+    explorers = [c for c in code if re.search(r"from closedloop\.widgets import \w+_explorer", c)]
+    assert explorers, "each chapter has an explorer cell (closedloop.widgets)"
+    for cell in explorers:  # one call: the logic lives in the package
+        body = [line for line in cell.splitlines() if line and not line.startswith("from ")]
+        assert len(body) == 1, cell
+    assert "Run this chapter with other parameters" in prose
+    params = next(c for c in nb if "parameters" in c["metadata"].get("tags", []))
+    names = set(re.findall(r"^(\w+)\s*=", "".join(params["source"]), re.MULTILINE))
+    commands = re.findall(r"papermill book/(\S+)\.ipynb\s+\S+((?:\s+-p \S+ \S+)+)", prose)
+    assert commands, "the box shows a papermill command"
+    for nb_name, args in commands:
+        assert nb_name == path.stem, f"the command runs {nb_name}, not this chapter"
+        used = set(re.findall(r"-p (\S+)", args))
+        assert used <= names, f"not in the parameters cell: {used - names}"

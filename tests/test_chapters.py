@@ -12,9 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Chapters whose explorer and run box are still to be written (issue #7), with what is
 # missing. Their tests are expected to fail (strict): once a chapter has both, its test
 # passes, which fails the run until it is taken off this list.
-PENDING = {"ch3_tradeoff.ipynb": "Chapter 3's explorer (alpha and T sliders moving the "
-                                 "lambda_1 path, a beta selector for stage 3) is not written yet"}
-
+PENDING: dict = {}
 
 
 def pending(name: str) -> list:

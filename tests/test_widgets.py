@@ -203,3 +203,32 @@ def test_tracking_explorer():
     assert not np.allclose(ex.artists["path"].get_ydata(), path)
     assert not np.allclose(ex.artists["probe0"].get_ydata(), probe)
     assert check_static(ex) == ["epoch 0", "epoch 10"]
+
+
+# -- Chapter 3 --------------------------------------------------------------------------------
+def test_tradeoff_explorer():
+    from closedloop import DoubleIntegrator, RankOneAgent
+    from closedloop.agents import OverlapAgent
+    from closedloop.reduced import alpha_model
+    from closedloop.training import sweep
+
+    env = DoubleIntegrator()
+    agent = RankOneAgent(N=10, seed=2, s_zm0=-0.05)
+    paths = alpha_model(agent.overlaps().detach(), [0.0, 0.5, 1.0], steps=10)
+    h_T = sweep("T", [5, 20], agent, env, epochs=4, batch=4)
+    h_full = sweep("beta", [0.0, 2.0], agent, env, epochs=4, batch=4)
+    h_red = sweep("beta", [0.0, 2.0], OverlapAgent.of(agent), env, epochs=4, batch=4)
+    ex = widgets.tradeoff_explorer(paths, h_T, [5, 20], 0, h_full, h_red, [0.0, 2.0])
+    ex.set(alpha=0.0, T=5, beta=0.0)
+    alpha_path = ex.artists["alpha-model"].get_xydata().copy()
+    T_path = ex.artists["networks, by T"].get_xydata().copy()
+    np.testing.assert_allclose(alpha_path[:, 1], paths.lambda1[:, 0].imag)
+    ex.set(alpha=1.0)
+    np.testing.assert_allclose(ex.artists["alpha-model"].get_ydata(), paths.lambda1[:, 2].imag)
+    assert np.allclose(ex.artists["networks, by T"].get_xydata(), T_path)  # T did not move
+    ex.set(T=20)
+    assert not np.allclose(ex.artists["networks, by T"].get_xydata(), T_path)
+    ex.set(beta=2.0)
+    np.testing.assert_allclose(ex.artists["full"].get_ydata(), h_full.expected_loss[:, 1])
+    np.testing.assert_allclose(ex.artists["reduced"].get_ydata(), h_red.expected_loss[:, 1])
+    assert len(check_static(ex)) == 3 + 2 + 2 - 2  # the middle frame is not repeated

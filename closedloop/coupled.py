@@ -46,8 +46,15 @@ def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
     eigenvalues of the full P. P_eff is affine in the overlaps, P_eff = P_0 + sum_k q_k E_k,
     which is how it is built (one contraction). Returns (..., 4, 4).
     """
+    overlaps = _checks.real_tensor("overlaps", overlaps, env.dtype)
     if overlaps.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
+    return _effective_matrix(overlaps, env)
+
+
+def _effective_matrix(overlaps, env):
+    """``effective_matrix`` unchecked: training calls it with overlaps that may have
+    overflowed, which its divergence check, not an argument error, must catch."""
     base, basis = _effective_basis(env, overlaps.dtype, overlaps.device)
     return base + torch.einsum("...k,kij->...ij", overlaps, basis)
 
@@ -73,6 +80,18 @@ def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
     P (*K, d, d); s0 (..., B, d) with leading axes that broadcast against K.
     Returns (T+1, *broadcast(K, ...), B, d).
     """
+    T = _checks.integer("T", T, low=0)
+    _checks.finite_tensor("P", P)
+    _checks.finite_tensor("s0", s0, P.dtype)
+    d = P.shape[-1] if P.dim() >= 2 else 0
+    _checks.shape("P", P, P.shape[:-2] + (d, d))
+    _checks.shape("s0", s0, tuple(s0.shape[:-2]) + (None, d))
+    _broadcast("P", P.shape[:-2], "s0", s0.shape[:-2])
+    return _linear_states(P, s0, T)
+
+
+def _linear_states(P, s0, T):
+    """``linear_states`` unchecked (for callers whose P may legitimately have overflowed)."""
     s0 = s0.expand(*torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
     states, PkT, n = s0[None], P.transpose(-1, -2), 1
     while n < T + 1:
@@ -93,7 +112,7 @@ def linear_system(agent: Agent, env):
     if isinstance(agent, RankOneAgent):
         q = agent.overlaps()
         zeros = torch.zeros(*q.shape[:-1], 2, dtype=q.dtype)
-        return effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
+        return _effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
     z = agent.tensors["z"]
     zeros = torch.zeros(*z.shape[:-1], 2, dtype=z.dtype)
     return coupled_matrix(agent, env), torch.cat([zeros, z], -1)
@@ -106,8 +125,10 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     'h': (T+1, *K, B, N)} for t = 0..T.
     """
     T = _checks.integer("T", T, low=1)
-    _checks.shape("x0", x0, x0.shape[:-1] + (2,))
+    check_pair(agent, env)
+    _checks.finite_tensor("x0", x0, env.dtype)
     K = agent.batch_shape
+    _checks.shape("x0", x0, (None, 2) if x0.dim() <= 2 else tuple(K) + (None, 2))
     x = x0.expand(*K, *x0.shape[-2:]) if x0.dim() == 2 else x0
     s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
     PT = _stacked_matrix(agent, env).transpose(-1, -2)
@@ -170,13 +191,15 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0) 
     """
     T = _checks.integer("T", T, low=1)
     beta = _checks.real("beta", beta, low=0.0)
-    _checks.finite_tensor("x0", x0)
+    check_pair(agent, env)
+    _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
+    _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
     if agent.activation == "identity":
         P, u_row = linear_system(agent, env)
         s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
-        s = linear_states(P, s0, T)
+        s = _linear_states(P, s0, T)
         x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
     else:
         traj = rollout(agent, env, x0, T)
@@ -193,6 +216,8 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
     costs = start_costs(agent, env, x0, T, beta)
     if weights is None:
         return costs.mean(-1)
+    _checks.finite_tensor("weights", weights, env.dtype)
+    _checks.shape("weights", weights, (x0.shape[-2],))
     return (costs * weights).sum(-1)
 
 
@@ -247,6 +272,27 @@ def _by_modulus(ev):
     return torch.gather(ev, -1, idx)
 
 
+def check_pair(agent: Agent, env) -> None:
+    """TypeError unless ``agent`` is an Agent and ``env`` an environment of the same dtype."""
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent must be an Agent (RNNAgent, RankOneAgent), got "
+                        f"{_checks.short(agent)}")
+    if not all(hasattr(env, k) for k in ("A", "B", "C", "dtype", "sample_x0", "x0_factor")):
+        raise TypeError(f"env must be an environment like DoubleIntegrator, got "
+                        f"{_checks.short(env)}")
+    if agent.dtype != env.dtype:
+        raise TypeError(f"the agent's dtype {agent.dtype} and env.dtype {env.dtype} must "
+                        f"agree")
+
+
+def _broadcast(name_a, a, name_b, b):
+    try:
+        torch.broadcast_shapes(tuple(a), tuple(b))
+    except RuntimeError:
+        raise ValueError(f"{name_b} has leading axes {tuple(b)} that do not broadcast "
+                         f"against {name_a} {tuple(a)}") from None
+
+
 def _require_linear(agent):
     if agent.activation != "identity":
         raise ValueError(f"this needs a linear agent (activation='identity'), got "
@@ -260,10 +306,12 @@ def effective_rollout(overlaps, env, x0: torch.Tensor, T: int) -> dict:
     replayed without keeping the network. Introduced in Chapter 2, section "Stage 1".
     """
     T = _checks.integer("T", T, low=1)
-    q = torch.as_tensor(overlaps, dtype=env.dtype)
+    q = _checks.real_tensor("overlaps", overlaps, env.dtype)
     P = effective_matrix(q, env)
+    _checks.finite_tensor("x0", x0, env.dtype)
+    _checks.shape("x0", x0, tuple(x0.shape[:-2]) + (None, 2))
     s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], 2)], -1)
     with torch.no_grad():
-        s = linear_states(P, s0, T)
+        s = _linear_states(P, s0, T)
     u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
     return {"x": s[..., :2], "u": u}

@@ -284,7 +284,10 @@ class TrackingRNN:
         return h @ self.W_out.T
 
     def snapshot(self) -> dict:
-        return {"W": self.W.detach().numpy().copy(), "W_out": self.W_out.detach().numpy().copy()}
+        """The tensors as numpy arrays; W_in is fixed, but a saved history needs it to rebuild
+        the network (``agent_at``)."""
+        return {"W": self.W.detach().numpy().copy(), "W_out": self.W_out.detach().numpy().copy(),
+                "W_in": self.W_in.numpy().copy()}
 
     def rate_eigenvalues(self) -> np.ndarray:
         """eig(W - I)/tau (N,) complex, in 1/s: the modes of dh/dt = (W - I) h / tau. A pair
@@ -533,11 +536,18 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     ``clamped``: whether the train batch reached the clamp. Every ``record_every`` epochs
     (and at the end): ``eig_epoch``, ``eig_W`` (R, N) = eig(W - I)/tau, ``spectral_radius``
     (R,) of the unclamped closed loop (max |eig(M)|; > 1: it runs away), ``snapshot_epoch``,
-    ``params/W``, ``params/W_out``. Divergence or Ctrl-C stop training with the history so far.
+    ``params/W``, ``params/W_out``, ``params/W_in``. Divergence or Ctrl-C stop training with
+    the history so far; any other error carries it as its ``history`` attribute.
     Introduced in Chapter 4, section "Training".
     """
     plant = PointMass() if plant is None else plant
     refs = Sinusoids() if refs is None else refs
+    for name, value, kind in (("agent", agent, TrackingRNN), ("plant", plant, PointMass),
+                              ("refs", refs, Sinusoids)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be a {kind.__name__}, got {_checks.short(value)}")
+    if teacher is not None and not isinstance(teacher, TrackingRNN):
+        raise TypeError(f"teacher must be a TrackingRNN or None, got {_checks.short(teacher)}")
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
     batch = _checks.integer("batch", batch, low=1)
@@ -547,9 +557,13 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     _checks.choice("mode", mode, MODES)
     _check_refs(plant, refs)
     _check_pair(agent, plant)
-    config = dict(agent=repr(agent), plant=repr(plant), refs=repr(refs), epochs=epochs, lr=lr,
-                  batch=batch, mode=mode, open_loop=teacher is not None, seed=seed,
-                  test_seed=test_seed, n_test=n_test)
+    if teacher is not None:
+        _check_pair(teacher, plant)
+    _checks.fits_memory(f"batch={batch}, n_test={n_test}, T={refs.T}, N={agent.N} (stepped "
+                        f"episodes)", (batch + n_test) * (refs.T + 1) * (agent.N + 10))
+    config = dict(kind="tracking", agent=repr(agent), plant=repr(plant), refs=repr(refs),
+                  epochs=epochs, lr=lr, batch=batch, mode=mode, open_loop=teacher is not None,
+                  seed=seed, test_seed=test_seed, n_test=n_test, dt=agent.dt, tau=agent.tau)
     gen = make_generator(seed)
     test_phases = refs.sample_phases(n_test, make_generator(test_seed))
     teach = None if teacher is None else _Teacher(teacher, plant, refs)
@@ -673,13 +687,24 @@ def largest_frequency(history: History, epochs) -> list:
     return out
 
 
-def agent_at(history: History, epoch: int, agent: TrackingRNN) -> tuple[int, TrackingRNN]:
-    """The network of the first snapshot at or after ``epoch`` (W_in and dt, tau from
-    ``agent``): returns (its epoch, the network)."""
+def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
+             ) -> tuple[int, TrackingRNN]:
+    """The network of the first snapshot at or after ``epoch``: returns (its epoch, the
+    network). W_in, dt and tau come from ``agent`` if given, else from the history (its
+    ``params/W_in`` and config), so a loaded history rebuilds its networks alone."""
+    if "snapshot_epoch" not in history.arrays:
+        raise ValueError("this history has no parameter snapshots")
     i = min(int(np.searchsorted(history.snapshot_epoch, epoch)), len(history.snapshot_epoch) - 1)
-    net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), agent.W_in,
-                                   torch.tensor(history.arrays["params/W_out"][i]),
-                                   agent.dt, agent.tau)
+    if agent is None:
+        if "params/W_in" not in history.arrays or "tau" not in history.config:
+            raise ValueError("this history does not record W_in and tau (saved before they "
+                             "were recorded): pass the agent it was trained from")
+        W_in = torch.tensor(history.arrays["params/W_in"][i])
+        dt, tau = history.config["dt"], history.config["tau"]
+    else:
+        W_in, dt, tau = agent.W_in, agent.dt, agent.tau
+    net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), W_in,
+                                   torch.tensor(history.arrays["params/W_out"][i]), dt, tau)
     return int(history.snapshot_epoch[i]), net
 
 

@@ -71,6 +71,21 @@ class History:
         agent.snapshot_epoch = int(self.arrays["snapshot_epoch"][i])
         return agent
 
+    def save(self, path) -> None:
+        """Write this history to ``path``: one .npz of its arrays with its config, message
+        and run time as versioned JSON metadata; never pickle (see ``closedloop.results``)."""
+        from .results import save_history
+
+        save_history(self, path)
+
+    @classmethod
+    def load(cls, path) -> "History":
+        """Read a history written by ``save``; ValueError for a corrupt, truncated or
+        incompatible file."""
+        from .results import load_history
+
+        return load_history(path)
+
     def member(self, k: int) -> "History":
         """Ensemble member k: every per-member array indexed at axis 1."""
         per_member = {n: a[:, k] for n, a in self.arrays.items() if not n.endswith("epoch")}

@@ -50,7 +50,7 @@ from . import _checks
 from .agents import make_generator
 from .envs import DTYPE
 from .stages import settles
-from .training import History
+from .training import History, _attach_history, _stopped
 
 MODES = ("sampled", "exact")
 # human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
@@ -568,7 +568,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     test_phases = refs.sample_phases(n_test, make_generator(test_seed))
     teach = None if teacher is None else _Teacher(teacher, plant, refs)
     opt = torch.optim.Adam(agent.parameters(), lr=lr)
-    rows: dict[str, list] = {}
+    rows: list[dict] = []  # one dict per epoch, appended whole (Ctrl-C leaves no partial row)
     message, start, e = "", time.perf_counter(), 0
     try:
         for e in range(epochs + 1):
@@ -599,10 +599,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 grads = [p.grad for p in agent.parameters()]
             if not (torch.isfinite(loss) and (not train or all(torch.isfinite(g).all()
                                                                 for g in grads))):
-                last = rows["loss"][-1] if rows.get("loss") else float("nan")
-                message = (f"training stopped at epoch {e}: the loss or its gradient is not "
-                           f"finite (last finite loss {last:.4g}); history up to epoch {e - 1} "
-                           f"kept")
+                message = _stopped(e, rows[-1]["loss"] if rows else None)
                 break
             row = {"epoch": e, "loss": loss.item(), "expected_loss": expected.item(),
                    "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
@@ -617,17 +614,25 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 row.update({"eig_epoch": e, "eig_W": agent.rate_eigenvalues(),
                             "spectral_radius": rho.item(), "snapshot_epoch": e},
                            **{f"params/{k}": v for k, v in agent.snapshot().items()})
-            for k, v in row.items():  # all at once, so that Ctrl-C leaves no partial row
-                rows.setdefault(k, []).append(
-                    v.detach().numpy().copy() if torch.is_tensor(v) else v)
+            rows.append({k: v.detach().numpy().copy() if torch.is_tensor(v) else v
+                         for k, v in row.items()})
             if train:
                 opt.step()
     except KeyboardInterrupt:
-        message = f"training interrupted at epoch {e}; history up to there kept"
+        message = f"training interrupted at epoch {e}; history up to epoch {e - 1} kept"
+    except Exception as exc:
+        _attach_history(exc, e, lambda: History(config, _stack_rows(rows), f"failed at epoch "
+                                                f"{e}: {exc!r}", time.perf_counter() - start))
+        raise
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-    arrays = {k: np.stack([np.asarray(x) for x in v]) for k, v in rows.items()}
-    return History(config, arrays, message, time.perf_counter() - start)
+    return History(config, _stack_rows(rows), message, time.perf_counter() - start)
+
+
+def _stack_rows(rows: list[dict]) -> dict:
+    """Per-epoch dicts -> {name: array over the epochs that recorded it}."""
+    names = dict.fromkeys(k for r in rows for k in r)  # first-seen order
+    return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
 
 
 # -- reading a history ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ own norm. The history is a set of numpy arrays indexed by epoch, never copies of
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -111,10 +112,13 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     history so far is returned. Introduced in Chapter 2, section "Training".
     """
     env = DoubleIntegrator() if env is None else env
+    coupled.check_pair(agent, env)
     T = _checks.integer("T", T, low=1)
     batch = _checks.integer("batch", batch, low=1)
     beta = _checks.real("beta", beta, low=0.0)
     _checks.choice("mode", mode, MODES)
+    _checks.fits_memory(f"T={T}, batch={batch}, N={agent.N}, batch_shape={agent.batch_shape} "
+                        f"(the states of one batch)", _episode_size(agent, T, batch + 2))
     linear = agent.activation == "identity"
     if mode == "exact" and not linear:
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
@@ -150,7 +154,9 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     overlaps (rank-one agents), eig of the (linearized) coupled system every ``eig_every``
     epochs, parameter snapshots every ``snapshot_every`` epochs and ``monitor(agent)`` every
     ``monitor_every`` epochs (0 turns a record off). Stops with a warning on a non-finite
-    loss or gradient and on Ctrl-C, keeping the history so far.
+    loss or gradient and on Ctrl-C, keeping the history so far; any other error propagates
+    with the history so far attached as its ``history`` attribute. An epoch's records are
+    kept whole or not at all, and an update changes every parameter or none.
     """
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -173,10 +179,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
             grads = torch.autograd.grad(loss.sum(), params) if finite and e < epochs else None
             gnorm = _member_norm(grads, agent) if grads is not None else None
             if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                last = rec.arrays["loss"][-1] if rec.arrays.get("loss") else float("nan")
-                message = (f"training stopped at epoch {e}: the loss or its gradient is not "
-                           f"finite (last finite loss {np.max(last):.4g}); history up to epoch "
-                           f"{e - 1} kept")
+                message = _stopped(e, rec.last("loss"))
                 break
             row = {"epoch": e, "loss": loss.detach(), **extra}
             if gnorm is not None:
@@ -186,10 +189,14 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                 break
             scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
             with torch.no_grad():
-                for p, g in zip(params, grads):
-                    p.sub_(lr * _expand(scale, g, agent) * g)
+                steps = [lr * _expand(scale, g, agent) * g for g in grads]
+                torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
-        message = f"training interrupted at epoch {e}; history up to there kept"
+        message = f"training interrupted at epoch {e}; history up to epoch {e - 1} kept"
+    except Exception as exc:
+        _attach_history(exc, e, lambda: History(config, rec.finish(), f"failed at epoch {e}: "
+                                                f"{exc!r}", time.perf_counter() - start))
+        raise
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     return History(config, rec.finish(), message, time.perf_counter() - start)
@@ -207,6 +214,8 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
     student, so what it sees cannot depend on what it does. Introduced in Chapter 1.
     """
     _checks.choice("inputs", source, INPUTS)
+    batch = _checks.integer("batch", batch, low=1)
+    T = _checks.integer("T", T, low=1)
     if source == "white_noise":
         return torch.randn(T, batch, generator=generator, dtype=env.dtype)
     with torch.no_grad():
@@ -229,11 +238,18 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     Introduced in Chapter 1, section "Open-loop training".
     """
     env = DoubleIntegrator() if env is None else env
+    coupled.check_pair(student, env)
     T = _checks.integer("T", T, low=1)
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("inputs", inputs, INPUTS)
     if not isinstance(teacher, Agent):
         raise TypeError(f"teacher must be an Agent, got {type(teacher).__name__}")
+    if teacher.dtype != student.dtype:
+        raise TypeError(f"teacher.dtype {teacher.dtype} and the student's {student.dtype} "
+                        f"must agree")
+    _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
+                        f"{student.batch_shape} (the states of one batch)",
+                        _episode_size(student, T, batch) + _episode_size(teacher, T, batch))
     if teacher.batch_shape not in ((), student.batch_shape):
         raise ValueError(f"teacher.batch_shape must be () or the student's "
                          f"{student.batch_shape}, got {teacher.batch_shape}")
@@ -254,20 +270,29 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
 
 
 class _Recorder:
+    """Collects each epoch's records in a dict that joins ``rows`` only when complete (one
+    list append), so that Ctrl-C in the middle of an epoch's records leaves none of them."""
+
     def __init__(self, agent, env, monitor, strides, epochs):
-        self.arrays: dict[str, list] = {}
+        self.rows: list[dict] = []
+        self.pending: dict = {}
         self.rank_one = isinstance(agent, RankOneAgent)
         self.env, self.monitor, self.strides, self.epochs = env, monitor, strides, epochs
 
     def add(self, name, value):
         v = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-        self.arrays.setdefault(name, []).append(v)
+        self.pending[name] = v
+
+    def last(self, name):
+        """The latest recorded value of ``name``, or None."""
+        return next((r[name] for r in reversed(self.rows) if name in r), None)
 
     def due(self, what, e):
         every = self.strides[what]
         return bool(every) and (e % every == 0 or e == self.epochs)
 
     def epoch(self, row, agent, e):
+        self.pending = {}
         for k, v in row.items():
             self.add(k, v)
         if self.rank_one:
@@ -285,12 +310,43 @@ class _Recorder:
         if self.due("monitor", e):
             with torch.no_grad():
                 values = self.monitor(agent)
+            if not isinstance(values, dict):
+                raise TypeError(f"monitor must return a dict {{name: tensor}}, got "
+                                f"{_checks.short(values)}")
             self.add("monitor_epoch", e)
             for k, v in values.items():
                 self.add(k, v)
+        self.rows.append(self.pending)
 
     def finish(self):
-        return {k: np.stack(v) for k, v in self.arrays.items()}
+        names = dict.fromkeys(k for r in self.rows for k in r)  # first-seen order
+        return {k: np.stack([r[k] for r in self.rows if k in r]) for k in names}
+
+
+def _stopped(e: int, last_loss) -> str:
+    """The message of a run stopped by a non-finite loss or gradient at epoch ``e``."""
+    if last_loss is None:
+        return (f"training stopped at epoch {e}: the loss or its gradient is not finite "
+                f"(overflow at the first epoch: no finite loss, nothing kept)")
+    return (f"training stopped at epoch {e}: the loss or its gradient is not finite (last "
+            f"finite loss {np.max(last_loss):.4g}, at epoch {e - 1}); history up to epoch "
+            f"{e - 1} kept")
+
+
+def _attach_history(exc: Exception, e: int, make) -> None:
+    """Attach the history so far to an error raised during training (``exc.history``), so a
+    failure late in a long run does not lose it."""
+    try:
+        exc.history = make()
+        exc.add_note(f"closedloop: the history up to epoch {e - 1} is kept in this "
+                     f"error's .history attribute")
+    except Exception:  # noqa: BLE001 - the original error matters more than the history
+        pass
+
+
+def _episode_size(agent, T: int, batch: int) -> int:
+    """Numbers held for one batch's episodes (the states kept for backpropagation)."""
+    return (T + 1) * math.prod(agent.batch_shape) * batch * (agent.N + 2)
 
 
 def _member_norm(grads, agent):

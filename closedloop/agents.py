@@ -101,8 +101,9 @@ class Agent:
         "Open-loop training".
         """
         _checks.finite_tensor("y", y, self.dtype)
-        if y.dim() < 2:
-            raise ValueError(f"y must have shape (T, B), got {tuple(y.shape)}")
+        if y.dim() < 2 or y.shape[0] < 1 or tuple(y.shape[1:-1]) not in ((), self.batch_shape):
+            raise ValueError(f"y must have shape (T, B) or (T, *batch_shape, B) with T >= 1 "
+                             f"and batch_shape={self.batch_shape}, got {tuple(y.shape)}")
         h = y.new_zeros(*self.batch_shape, y.shape[-1], self.N)
         us = []
         for y_t in y:

@@ -46,6 +46,7 @@ def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
     eigenvalues of the full P. P_eff is affine in the overlaps, P_eff = P_0 + sum_k q_k E_k,
     which is how it is built (one contraction). Returns (..., 4, 4).
     """
+    check_env(env)
     overlaps = _checks.real_tensor("overlaps", overlaps, env.dtype)
     if overlaps.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
@@ -78,21 +79,35 @@ def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
     """s_t = P^t s_0 for t = 0..T by doubling: O(log T) sequential matrix products.
 
     P (*K, d, d); s0 (..., B, d) with leading axes that broadcast against K.
-    Returns (T+1, *broadcast(K, ...), B, d).
+    Returns (T+1, *broadcast(K, ...), B, d). States beyond the float64 range are an error.
     """
     T = _checks.integer("T", T, low=0)
     _checks.finite_tensor("P", P)
-    _checks.finite_tensor("s0", s0, P.dtype)
-    d = P.shape[-1] if P.dim() >= 2 else 0
-    _checks.shape("P", P, P.shape[:-2] + (d, d))
-    _checks.shape("s0", s0, tuple(s0.shape[:-2]) + (None, d))
+    if P.dim() < 2 or P.shape[-1] < 1 or P.shape[-1] != P.shape[-2]:
+        raise ValueError(f"P must have shape (*K, d, d) with d >= 1, got {tuple(P.shape)}")
+    d = P.shape[-1]
+    _checks.finite_tensor("s0", s0)
+    if s0.dtype != P.dtype or s0.dim() < 2 or s0.shape[-1] != d:
+        raise ValueError(f"s0 must have P's dtype {P.dtype} and shape (..., B, d = {d}), got "
+                         f"{s0.dtype} {tuple(s0.shape)}")
     _broadcast("P", P.shape[:-2], "s0", s0.shape[:-2])
-    return _linear_states(P, s0, T)
+    return _no_overflow(_linear_states(P, s0, T), f"P^t s0 for T={T} steps")
+
+
+def _no_overflow(states, what):
+    """``states``, or a ValueError if they left the float64 range (an unstable system run
+    for too many steps): never NaN or inf passed on as a trajectory."""
+    if not torch.isfinite(states).all():
+        raise ValueError(f"{what} overflow float64 (the system grows too fast for that many "
+                         f"steps): shorten T")
+    return states
 
 
 def _linear_states(P, s0, T):
-    """``linear_states`` unchecked (for callers whose P may legitimately have overflowed)."""
+    """``linear_states`` unchecked (for callers whose P may legitimately have overflowed),
+    except for the memory its T + 1 states need."""
     s0 = s0.expand(*torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
+    _checks.fits_memory(f"T={T} steps of {s0.numel()} numbers", (T + 1) * s0.numel())
     states, PkT, n = s0[None], P.transpose(-1, -2), 1
     while n < T + 1:
         need = min(n, T + 1 - n)
@@ -122,14 +137,26 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     """Step the closed loop T times (any activation), differentiably.
 
     x0 (B, 2) or (*K, B, 2). Returns {'x': (T+1, *K, B, 2), 'u': (T+1, *K, B),
-    'h': (T+1, *K, B, N)} for t = 0..T.
+    'h': (T+1, *K, B, N)} for t = 0..T. States beyond the float64 range are an error.
     """
     T = _checks.integer("T", T, low=1)
     check_pair(agent, env)
     _checks.finite_tensor("x0", x0, env.dtype)
+    if x0.dim() < 2 or x0.shape[-1] != 2:
+        raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
+    _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
+    out = _rollout(agent, env, x0, T)
+    for v in out.values():
+        _no_overflow(v, f"the closed loop of this agent from these x0 over T={T} steps")
+    return out
+
+
+def _rollout(agent, env, x0, T):
+    """``rollout`` unchecked (training's loss: a blow-up there is its divergence stop)."""
     K = agent.batch_shape
-    _checks.shape("x0", x0, (None, 2) if x0.dim() <= 2 else tuple(K) + (None, 2))
     x = x0.expand(*K, *x0.shape[-2:]) if x0.dim() == 2 else x0
+    _checks.fits_memory(f"T={T} steps of {x.shape[:-1].numel()} states of 2 + N={agent.N} "
+                        f"numbers", (T + 1) * x.shape[:-1].numel() * (agent.N + 2) * 2)
     s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
     PT = _stacked_matrix(agent, env).transpose(-1, -2)
     S = _ClosedLoop.apply(PT, s0, T, agent.activation == "tanh")
@@ -179,8 +206,13 @@ class _ClosedLoop(torch.autograd.Function):
 
 
 def episode_cost(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tensor:
-    """Cost per start from x (T+1, ..., 2) and u (T+1, ...) for t = 0..T: returns (...)."""
-    return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
+    """Cost per start from x (T+1, ..., 2) and u (T+1, ...) for t = 0..T: returns (...).
+
+    A sum of squares: where the states overflowed float64 (an unstable loop over many steps)
+    it is inf, never NaN (which inf - inf in the states would otherwise carry into it).
+    """
+    cost = (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
+    return torch.where(torch.isnan(cost), torch.inf, cost)
 
 
 def start_costs(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0) -> torch.Tensor:
@@ -202,7 +234,7 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0) 
         s = _linear_states(P, s0, T)
         x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
     else:
-        traj = rollout(agent, env, x0, T)
+        traj = _rollout(agent, env, x0, T)
         x, u = traj["x"], traj["u"]
     return episode_cost(x, u, beta)
 
@@ -227,6 +259,7 @@ def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:
     The cost is quadratic in s_0 = (x_0, 0) and s_t = P^t s_0, so its expectation depends on
     x_0 only through E[x_0 x_0^T] = F^T F: it equals the cost summed over the rows of F.
     """
+    check_pair(agent, env)
     _require_linear(agent)
     F = env.x0_factor()
     return closed_loop_loss(agent, env, F, T, beta, weights=F.new_ones(F.shape[0]))
@@ -272,17 +305,23 @@ def _by_modulus(ev):
     return torch.gather(ev, -1, idx)
 
 
-def check_pair(agent: Agent, env) -> None:
-    """TypeError unless ``agent`` is an Agent and ``env`` an environment of the same dtype."""
+def check_pair(agent: Agent, env, name: str = "agent") -> None:
+    """TypeError unless ``agent`` (called ``name`` in messages) is an Agent and ``env`` an
+    environment of the same dtype."""
     if not isinstance(agent, Agent):
-        raise TypeError(f"agent must be an Agent (RNNAgent, RankOneAgent), got "
+        raise TypeError(f"{name} must be an Agent (RNNAgent, RankOneAgent), got "
                         f"{_checks.short(agent)}")
+    check_env(env)
+    if agent.dtype != env.dtype:
+        raise TypeError(f"the dtype of {name}, {agent.dtype}, and env.dtype {env.dtype} must "
+                        f"agree")
+
+
+def check_env(env) -> None:
+    """TypeError unless ``env`` looks like an environment (DoubleIntegrator)."""
     if not all(hasattr(env, k) for k in ("A", "B", "C", "dtype", "sample_x0", "x0_factor")):
         raise TypeError(f"env must be an environment like DoubleIntegrator, got "
                         f"{_checks.short(env)}")
-    if agent.dtype != env.dtype:
-        raise TypeError(f"the agent's dtype {agent.dtype} and env.dtype {env.dtype} must "
-                        f"agree")
 
 
 def _broadcast(name_a, a, name_b, b):
@@ -306,12 +345,15 @@ def effective_rollout(overlaps, env, x0: torch.Tensor, T: int) -> dict:
     replayed without keeping the network. Introduced in Chapter 2, section "Stage 1".
     """
     T = _checks.integer("T", T, low=1)
+    check_env(env)
     q = _checks.real_tensor("overlaps", overlaps, env.dtype)
     P = effective_matrix(q, env)
     _checks.finite_tensor("x0", x0, env.dtype)
     _checks.shape("x0", x0, tuple(x0.shape[:-2]) + (None, 2))
+    _broadcast("overlaps", q.shape[:-1], "x0", x0.shape[:-2])
     s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], 2)], -1)
     with torch.no_grad():
         s = _linear_states(P, s0, T)
-    u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
-    return {"x": s[..., :2], "u": u}
+        u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
+    what = f"the rollout of these overlaps from these x0 over T={T} steps"
+    return {"x": _no_overflow(s[..., :2], what), "u": _no_overflow(u, what)}

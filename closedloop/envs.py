@@ -30,9 +30,9 @@ class UniformBox:
         pair = hw if isinstance(hw, (tuple, list)) else (hw, hw)
         if len(pair) != 2:
             raise ValueError(f"half_width must be a number or a pair, got {hw!r}")
-        # the bound keeps E[x_0 x_0^T] = w^2/3 finite in float64
-        pair = tuple(_checks.real("half_width", w, low=0.0, low_open=True, high=1e150)
-                     for w in pair)
+        # the bounds keep E[x_0 x_0^T] = w^2/3 finite and positive (its Cholesky factor is the
+        # exact loss mode's starts) in float64
+        pair = tuple(_checks.real("half_width", w, low=1e-150, high=1e150) for w in pair)
         object.__setattr__(self, "half_width", pair)
 
     def sample(self, batch: int, generator: torch.Generator, dtype=DTYPE, device="cpu"):

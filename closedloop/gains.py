@@ -49,6 +49,7 @@ def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
     The same set serves every epoch of every training, so test losses are comparable.
     """
     n = _checks.integer("n", n, low=1)
+    coupled.check_env(env)
     return env.sample_x0(n, make_generator(seed))
 
 
@@ -62,6 +63,7 @@ def probe(env, x0: torch.Tensor, T: int):
     Introduced in Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
+    coupled.check_env(env)
     _checks.finite_tensor("x0", x0, env.dtype)
     _checks.shape("x0", x0, (None, 2))
     if torch.linalg.matrix_rank(x0) < 2:  # then every x_t = A^t x_0 + ... is degenerate too
@@ -80,6 +82,7 @@ def probe(env, x0: torch.Tensor, T: int):
 
 def feedback_matrix(k, env) -> torch.Tensor:
     """A + B k^T, the closed loop of the feedback u = k . x: k (..., 2) -> (..., 2, 2)."""
+    coupled.check_env(env)
     k = _checks.real_tensor("k", k, env.dtype)
     if k.shape[-1:] != (2,):
         raise ValueError(f"k must have shape (..., 2), got {tuple(k.shape)}")
@@ -99,7 +102,7 @@ def feedback_loss(k, env, x0=(1.0, 1.0), T: int = 50, beta: float = 0.0) -> np.n
     start = _checks.real_tensor("x0", x0, env.dtype)
     _checks.shape("x0", start, (2,))
     _checks.fits_memory(f"T={T} steps for {k.numel() // 2} gains", (T + 1) * k.numel() * 3)
-    x = coupled.linear_states(M, start.reshape(1, 2), T)[..., 0, :]
+    x = coupled._linear_states(M, start.reshape(1, 2), T)[..., 0, :]  # may overflow: inf
     u = (x * k).sum(-1)
     cost = coupled.episode_cost(x, u, beta).numpy()
     # from finite gains a NaN can only be inf - inf or 0 * inf: the states overflowed
@@ -135,4 +138,5 @@ def gain_grid(lim=(-1.2, 0.6), n: int = 201):
 
 def lqr_feedback(env, R: float = 1e-8) -> np.ndarray:
     """The LQR gains in this module's sign convention (u = k . x, so k = -K): (2,)."""
+    coupled.check_env(env)
     return -theory.lqr_gain(env.A, env.B, R=R)[0]

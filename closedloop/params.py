@@ -59,7 +59,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
     "ch1_open_closed": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
         "N": COUNT, "g": Param(float, 0.0), "beta": Param(float, 0.0),
-        "x0_half_width": Param(float, 0.0, 1e150, low_open=True),
+        "x0_half_width": Param(float, 1e-150, 1e150),
         "inputs": Param(str, choices=INPUTS),
         "n_test": Param(int, 2),  # the gains are regressed on >= 2 independent starts
         "seed": SEED, "snapshot_every": COUNT, "n_grid": Param(int, 2),
@@ -67,7 +67,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
     "ch2_stages": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
         "N": Param(int, 2),  # z gets a part orthogonal to m
-        "x0_half_width": Param(float, 0.0, 1e150, low_open=True), "seed": SEED,
+        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED,
         "n_seeds": COUNT, "n_sweep": COUNT,
         "s_zm0_max": Param(float, 0.0, 1.0, low_open=True),  # |s_zm(0)| <= 1
         "n_grid": Param(int, 2), "n_batches": Param(int, 2),  # a spread needs two batches

@@ -71,18 +71,25 @@ def lqr_gain(A, B, Q=None, R: float = 1e-8) -> np.ndarray:
         raise ValueError(f"A must be a square matrix (n, n), got shape {A.shape}")
     B = _real("B", B)
     if B.ndim not in (1, 2) or B.shape[0] != n:
-        raise ValueError(f"B must have shape ({n},) or ({n}, m), got {B.shape}")
+        raise ValueError(f"B must have shape (n,) or (n, m) with n = {n} rows like A, got "
+                         f"{B.shape}")
     B = B.reshape(n, -1)
     Q = np.eye(n) if Q is None else np.atleast_2d(_real("Q", Q))
     if Q.shape != (n, n):
-        raise ValueError(f"Q must have shape ({n}, {n}), got {Q.shape}")
+        raise ValueError(f"Q must have A's shape ({n}, {n}), got {Q.shape}")
     R = np.atleast_2d(_checks.real("R", R, low=0.0, low_open=True))
     try:
         X = scipy.linalg.solve_discrete_are(A, B, Q, R)
     except (ValueError, np.linalg.LinAlgError) as e:
         raise ValueError(f"the Riccati equation of (A, B, Q, R={R.item()!r}) has no stabilizing "
                          f"solution that scipy can find ({e})") from None
-    return np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+    K = np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+    # the LQR gain stabilizes by construction; in floating point an ill-conditioned problem
+    # (R huge against Q, a marginal A) can return one that does not
+    if not np.isfinite(K).all() or np.abs(np.linalg.eigvals(A - B @ K)).max() >= 1:
+        raise ValueError(f"the Riccati equation of (A, B, Q, R={R.item()!r}) is too "
+                         f"ill-conditioned: the computed gain does not stabilize A - B K")
+    return K
 
 
 def _real(name, value) -> np.ndarray:

@@ -117,11 +117,20 @@ class Sinusoids:
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
         self.T = _checks.integer("T", T, low=1)
         self.ramp = _checks.real("ramp", ramp, low=0.0)
+        for name, value in (("freqs", freqs), ("axes", axes)):
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{name} must be a tuple, got {_checks.short(value)}")
         nyquist = 1 / (2 * self.dt)
-        self.freqs = tuple(_checks.real(f"freqs[{k}]", f, low=0.0, low_open=True, high=nyquist,
-                                        high_open=True) for k, f in enumerate(freqs))
+        try:
+            self.freqs = tuple(_checks.real(f"freqs[{k}]", f, low=0.0, low_open=True,
+                                            high=nyquist, high_open=True)
+                               for k, f in enumerate(freqs))
+        except ValueError as e:
+            raise ValueError(f"{e} (the Nyquist frequency 1/(2 dt) for dt={self.dt})") from None
         if not self.freqs:
             raise ValueError("freqs must name at least one frequency")
+        _checks.fits_memory(f"T={self.T} steps of {len(self.freqs)} sinusoids",
+                            4 * len(self.freqs) * (self.T + 1))
         if len(axes) != len(self.freqs):
             raise ValueError(f"axes must give one axis per frequency ({len(self.freqs)}), got "
                              f"{len(axes)}")
@@ -159,12 +168,17 @@ class Sinusoids:
 
     def coefficients(self, phases: torch.Tensor, which=None) -> torch.Tensor:
         """c_k = A_k e^{i phi_k} (B, K) complex; sinusoids not in ``which`` get c_k = 0."""
-        phases = torch.as_tensor(phases, dtype=self.dtype)
+        phases = _checks.real_tensor("phases", phases, self.dtype)
         _checks.shape("phases", phases, (None, self.K))
         c = self.A * torch.exp(1j * phases)
         if which is not None:
+            if not isinstance(which, (tuple, list, range)):
+                raise TypeError(f"which must be a list of sinusoid indices, got "
+                                f"{_checks.short(which)}")
+            which = [_checks.integer(f"which[{i}]", k, low=-self.K, high=self.K - 1)
+                     for i, k in enumerate(which)]
             keep = torch.zeros(self.K, dtype=torch.bool)
-            keep[list(which)] = True
+            keep[which] = True
             c = torch.where(keep, c, torch.zeros_like(c))
         return c
 
@@ -309,7 +323,12 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     Differentiable; the per-step work is two products with N x N and 4 x N matrices.
     """
     _check_pair(agent, plant)
+    _checks.finite_tensor("r", r, agent.W.dtype)
     _checks.shape("r", r, (None, None, 2))
+    if r.shape[1] < 2:
+        raise ValueError(f"r must have shape (B, T+1, 2) with T >= 1, got {tuple(r.shape)}")
+    _checks.fits_memory(f"r of shape {tuple(r.shape)} with N={agent.N}",
+                        2 * r.shape[0] * r.shape[1] * (agent.N + 10))
     B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype) + a * agent.W).T
     Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
@@ -343,6 +362,19 @@ def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor
 
 def tracking_loss(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """(1/T) sum_{t=1..T} ||p_t - r_t||^2 per reference: q (B, T+1, 4), r (B, T+1, 2) -> (B,)."""
+    _checks.finite_tensor("q", q)
+    _checks.finite_tensor("r", r)
+    if r.dtype != q.dtype:
+        raise TypeError(f"q and r must share a dtype, got {q.dtype} and {r.dtype}")
+    if q.dim() != 3 or q.shape[1] < 2 or q.shape[-1] != 4 or r.shape != q.shape[:-1] + (2,):
+        raise ValueError(f"q must have shape (B, T+1, 4) with T >= 1 and r (B, T+1, 2), got "
+                         f"{tuple(q.shape)} and {tuple(r.shape)}")
+    return _tracking_loss(q, r)
+
+
+def _tracking_loss(q, r):
+    """``tracking_loss`` unchecked, for training: a loop that blew up (NaN states) must reach
+    its divergence stop, not raise an argument error."""
     return ((q[:, 1:, POS] - r[:, 1:]) ** 2).sum(-1).mean(-1)
 
 
@@ -470,7 +502,7 @@ def _sampled(agent, plant, refs, phases, which=None, response=None):
         return losses, False
     r = refs.signal(torch.as_tensor(phases)[hit], which)
     losses = losses.clone()
-    losses[hit] = tracking_loss(rollout(agent, plant, r)["q"], r)
+    losses[hit] = _tracking_loss(rollout(agent, plant, r)["q"], r)
     return losses, True
 
 
@@ -554,6 +586,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     n_test = _checks.integer("n_test", n_test, low=1)
     record_every = _checks.integer("record_every", record_every, low=1)
     test_every = _checks.integer("test_every", test_every, low=1)
+    test_seed = _checks.integer("test_seed", test_seed, low=0, high=2**64 - 1)
     _checks.choice("mode", mode, MODES)
     _check_refs(plant, refs)
     _check_pair(agent, plant)
@@ -641,7 +674,10 @@ def running_median(x, window: int) -> np.ndarray:
     window = _checks.integer("window", window, low=1)
     if window % 2 == 0:
         raise ValueError(f"window must be odd, got {window}")
-    x = np.asarray(x, dtype=float)
+    x = _checks.real_tensor("x", x).detach().numpy()
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x must be 1-d and not empty (one value per epoch), got shape "
+                         f"{x.shape}")
     half = window // 2
     padded = np.pad(x, half, constant_values=np.nan)
     return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, window), axis=-1)
@@ -655,6 +691,10 @@ def acquisition_epoch(epochs, loss, threshold: float, window: int = 51) -> int |
     Introduced in Chapter 4, section "Acquisition".
     """
     threshold = _checks.real("threshold", threshold, low=0.0, low_open=True)
+    loss = _checks.real_tensor("loss", loss).detach().numpy()
+    if loss.ndim != 1 or loss.size == 0 or np.shape(epochs) != loss.shape:
+        raise ValueError(f"epochs and loss must be 1-d of equal, non-zero length, got "
+                         f"{np.shape(epochs)} and {loss.shape}")
     return settles(epochs, running_median(loss, window) < threshold)
 
 
@@ -716,8 +756,19 @@ def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
 def frequency_match(rate_eigs, omega) -> np.ndarray:
     """|omega_k - Im lambda| for the eigenvalue lambda of eig(W - I)/tau (given, complex) whose
     imaginary part is closest to each target omega_k (rad/s): (K,)."""
-    im = np.abs(np.asarray(rate_eigs).imag)
-    omega = np.asarray(omega, dtype=float)
+    try:
+        ev = np.asarray(rate_eigs.detach() if torch.is_tensor(rate_eigs) else rate_eigs,
+                        dtype=complex)
+    except (TypeError, ValueError):
+        raise TypeError(f"rate_eigs must be complex numbers, got {_checks.short(rate_eigs)}"
+                        ) from None
+    if ev.ndim != 1 or ev.size == 0 or not np.isfinite(ev).all():
+        raise ValueError(f"rate_eigs must be a non-empty 1-d array of finite eigenvalues, got "
+                         f"{_checks.short(rate_eigs)}")
+    omega = _checks.real_tensor("omega", omega).numpy()
+    if omega.ndim != 1:
+        raise ValueError(f"omega must be 1-d, got shape {omega.shape}")
+    im = np.abs(ev.imag)
     return np.abs(im[None, :] - omega[:, None]).min(-1)
 
 

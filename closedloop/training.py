@@ -213,9 +213,14 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
     the teacher's own closed-loop rollouts from x_0 ~ env.x0. Nothing here depends on the
     student, so what it sees cannot depend on what it does. Introduced in Chapter 1.
     """
-    _checks.choice("inputs", source, INPUTS)
+    _checks.choice("source", source, INPUTS)
     batch = _checks.integer("batch", batch, low=1)
     T = _checks.integer("T", T, low=1)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {_checks.short(generator)}")
+    if source == "teacher":
+        coupled.check_pair(teacher, env, "teacher")
+    coupled.check_env(env)
     if source == "white_noise":
         return torch.randn(T, batch, generator=generator, dtype=env.dtype)
     with torch.no_grad():
@@ -238,7 +243,7 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     Introduced in Chapter 1, section "Open-loop training".
     """
     env = DoubleIntegrator() if env is None else env
-    coupled.check_pair(student, env)
+    coupled.check_pair(student, env, "student")
     T = _checks.integer("T", T, low=1)
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("inputs", inputs, INPUTS)
@@ -308,8 +313,12 @@ class _Recorder:
             for k, v in agent.snapshot().items():
                 self.add(f"params/{k}", v)
         if self.due("monitor", e):
-            with torch.no_grad():
-                values = self.monitor(agent)
+            try:
+                with torch.no_grad():
+                    values = self.monitor(agent)
+            except Exception as exc:  # a user's callable: say where the error came from
+                exc.add_note(f"raised by monitor(agent) at epoch {e}")
+                raise
             if not isinstance(values, dict):
                 raise TypeError(f"monitor must return a dict {{name: tensor}}, got "
                                 f"{_checks.short(values)}")
@@ -338,8 +347,9 @@ def _attach_history(exc: Exception, e: int, make) -> None:
     failure late in a long run does not lose it."""
     try:
         exc.history = make()
-        exc.add_note(f"closedloop: the history up to epoch {e - 1} is kept in this "
-                     f"error's .history attribute")
+        n = len(exc.history.arrays.get("epoch", ()))
+        exc.add_note(f"closedloop: training failed at epoch {e}; the history of the {n} "
+                     f"epochs before is kept in this error's .history attribute")
     except Exception:  # noqa: BLE001 - the original error matters more than the history
         pass
 

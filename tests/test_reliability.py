@@ -92,6 +92,35 @@ def test_stage1_losses_need_float64():
     assert not h32.completed and "stopped at epoch 0" in h32.message
 
 
+def test_overflow_is_an_error_for_trajectories_and_inf_for_costs(env):
+    """A loop that grows past float64: trajectories raise (never NaN states handed on),
+    costs are inf (a sum of squares beyond the range), never NaN."""
+    from closedloop import coupled, theory
+
+    runaway = RankOneAgent(N=4, seed=3, s_zm0=0.9)
+    x0 = env.sample_x0(3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        raw = coupled.linear_states(*[t.detach() for t in _system(runaway, env)], 40)
+        assert np.isfinite(raw.numpy()).all()  # the same system over fewer steps is fine
+        for call in (lambda: coupled.rollout(runaway, env, x0, 3000),
+                     lambda: coupled.effective_rollout(runaway.overlaps(), env, x0, 3000)):
+            with pytest.raises(ValueError, match="overflow float64.*shorten T"):
+                call()
+        costs = coupled.start_costs(runaway, env, x0, 3000)
+        assert torch.isinf(costs).all() and (costs > 0).all()
+    assert np.isposinf(gains.feedback_loss([[5.0, 5.0]], env, T=3000)).all()
+    assert np.isposinf(theory.stage1_loss(0.9, 3000))
+
+
+def _system(agent, env):
+    from closedloop import coupled
+
+    P, _ = coupled.linear_system(agent, env)
+    s0 = torch.zeros(1, P.shape[-1], dtype=P.dtype)
+    s0[0, 0] = 1.0
+    return P, s0
+
+
 def test_tracking_blow_up_names_epoch_and_last_finite_loss():
     refs = tr.Sinusoids(T=300)
     a = tr.TrackingRNN(N=6, seed=0)

@@ -654,8 +654,8 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     except KeyboardInterrupt:
         message = f"training interrupted at epoch {e}; history up to epoch {e - 1} kept"
     except Exception as exc:
-        _attach_history(exc, e, lambda: History(config, _stack_rows(rows), f"failed at epoch "
-                                                f"{e}: {exc!r}", time.perf_counter() - start))
+        _attach_history(exc, e, lambda message: History(config, _stack_rows(rows), message,
+                                                        time.perf_counter() - start))
         raise
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -194,8 +194,8 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     except KeyboardInterrupt:
         message = f"training interrupted at epoch {e}; history up to epoch {e - 1} kept"
     except Exception as exc:
-        _attach_history(exc, e, lambda: History(config, rec.finish(), f"failed at epoch {e}: "
-                                                f"{exc!r}", time.perf_counter() - start))
+        _attach_history(exc, e, lambda message: History(config, rec.finish(), message,
+                                                        time.perf_counter() - start))
         raise
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -343,10 +343,10 @@ def _stopped(e: int, last_loss) -> str:
 
 
 def _attach_history(exc: Exception, e: int, make) -> None:
-    """Attach the history so far to an error raised during training (``exc.history``), so a
-    failure late in a long run does not lose it."""
+    """Attach the history so far, ``make(message)``, to an error raised during training
+    (``exc.history``), so a failure late in a long run does not lose it."""
     try:
-        exc.history = make()
+        exc.history = make(f"failed at epoch {e}: {exc!r}")
         n = len(exc.history.arrays.get("epoch", ()))
         exc.add_note(f"closedloop: training failed at epoch {e}; the history of the {n} "
                      f"epochs before is kept in this error's .history attribute")

@@ -10,8 +10,8 @@ from closedloop import DoubleIntegrator
 
 # Property tests draw from a fixed seed (derandomize): CI sees the same cases every run, so
 # it cannot flake; no deadline, since a first call into torch can be slow on a shared machine.
-settings.register_profile("closedloop", derandomize=True, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("closedloop", derandomize=True, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("closedloop")
 
 CASES = collections.Counter()  # hypothesis cases run, per test (see ``counted``)

@@ -14,7 +14,6 @@ training's own stop messages, never a silent NaN. Cases are drawn from a fixed s
 conftest); the total run is printed at the end of the session.
 """
 
-import math
 import re
 import traceback
 import warnings
@@ -480,7 +479,8 @@ def test_tracking_functions(data):
     elif fn == "acquisition_epoch":
         name, kw = one_bad(data, dict(epochs=np.arange(9), loss=np.linspace(2, 0, 9),
                                       threshold=1.0, window=3),
-                           {"epochs": tensors((9,)) | hostile(), "loss": tensors((9,)) | hostile()})
+                           {"epochs": tensors((9,)) | hostile(),
+                            "loss": tensors((9,)) | hostile()})
         out = attempt(lambda: tr.acquisition_epoch(**kw), name)
         assert out is ERROR or out is None or isinstance(out, int)
     elif fn == "frequency_match":

@@ -83,6 +83,14 @@ CHAPTERS: dict[str, dict[str, Param]] = {
 }
 
 
+# constraints between a chapter's parameters: (test, the message when it fails)
+RELATIONS = {
+    "ch4_tracking": [(lambda v: v["dt"] <= v["tau"],
+                      "dt must be <= tau (alpha = dt/tau <= 1: an Euler step no longer than the "
+                      "time constant), got dt={dt} and tau={tau}")],
+}
+
+
 def check_parameters(chapter: str, values: Mapping) -> None:
     """Check a chapter's settings: ``values`` maps names to values (a notebook passes
     ``globals()``; names the chapter does not declare are ignored). Raises TypeError or
@@ -102,3 +110,6 @@ def check_parameters(chapter: str, values: Mapping) -> None:
             spec.check(key, values[key])
         except (TypeError, ValueError) as e:
             raise type(e)(f"{name}: parameter {e}") from None
+    for holds, message in RELATIONS.get(name, []):
+        if not holds(values):
+            raise ValueError(f"{name}: parameter {message.format(**values)}")

@@ -263,6 +263,8 @@ class TrackingRNN:
     def _set(self, W, W_in, W_out, dt, tau):
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
         self.tau = _checks.real("tau", tau, low=0.0, low_open=True)
+        if self.dt > self.tau:  # an Euler step longer than the time constant overshoots
+            raise ValueError(f"alpha = dt/tau must be <= 1, got dt={self.dt} and tau={self.tau}")
         for name, t in (("W", W), ("W_in", W_in), ("W_out", W_out)):
             _checks.finite_tensor(name, t)
         N = W.shape[-1]

@@ -60,6 +60,7 @@ def test_every_chapter_declares_and_checks_its_parameters(path):
     ("ch4_tracking", "tau", -1.0, ValueError, "tau must be > 0.0"),
     ("ch4_tracking", "n_seeds", -1, ValueError, "n_seeds must be >= 0"),
     ("ch4_tracking", "bound", "10", TypeError, "bound must be a real number"),
+    ("ch4_tracking", "tau", 0.05, ValueError, "dt must be <= tau (alpha = dt/tau <= 1"),
 ])
 def test_a_bad_value_names_parameter_value_and_range(chapter, name, value, error, message):
     values, _ = parameters_cell(ROOT / "book" / f"{chapter}.ipynb")

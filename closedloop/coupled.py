@@ -25,6 +25,7 @@ from .agents import Agent, RankOneAgent
 
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:
     """P = [[A, B z^T], [m C A, W + m (C B) z^T]]: shape (*K, 2+N, 2+N). Linear agents only."""
+    check_pair(agent, env)
     _require_linear(agent)
     return _stacked_matrix(agent, env)
 
@@ -124,6 +125,7 @@ def linear_system(agent: Agent, env):
     For a RankOneAgent this is the 4-dim (P_eff, (0, 0, s_zm, s_zu)); otherwise the full
     (P, (0, 0, z)).
     """
+    check_pair(agent, env)
     if isinstance(agent, RankOneAgent):
         q = agent.overlaps()
         zeros = torch.zeros(*q.shape[:-1], 2, dtype=q.dtype)
@@ -272,6 +274,7 @@ def linearized(agent: Agent) -> Agent:
     (x, h) = (0, 0) is the P of this linear agent: it decides whether the target is locally
     stable. Introduced in Chapter 1, section "The final solutions".
     """
+    _check_agent(agent)
     if agent.activation == "identity":
         return agent
     return type(agent)._from(agent.tensors, agent.trainable, "identity")
@@ -284,6 +287,7 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
     P's other N-2 eigenvalues are exactly 0). Other linear agents: all 2+N of P. Nonlinear
     agents: P of their linearization at the target (``linearized``).
     """
+    check_pair(agent, env)
     with torch.no_grad():
         P, _ = linear_system(linearized(agent), env)
         return _by_modulus(torch.linalg.eigvals(P))
@@ -291,6 +295,7 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
 
 def recurrent_spectrum(agent: Agent) -> torch.Tensor:
     """Eigenvalues of W, (*K, N), sorted by decreasing modulus (for rank one: v.u and zeros)."""
+    _check_agent(agent)
     with torch.no_grad():
         if isinstance(agent, RankOneAgent):
             s_vu = agent.overlaps()[..., 3]
@@ -308,13 +313,17 @@ def _by_modulus(ev):
 def check_pair(agent: Agent, env, name: str = "agent") -> None:
     """TypeError unless ``agent`` (called ``name`` in messages) is an Agent and ``env`` an
     environment of the same dtype."""
-    if not isinstance(agent, Agent):
-        raise TypeError(f"{name} must be an Agent (RNNAgent, RankOneAgent), got "
-                        f"{_checks.short(agent)}")
+    _check_agent(agent, name)
     check_env(env)
     if agent.dtype != env.dtype:
         raise TypeError(f"the dtype of {name}, {agent.dtype}, and env.dtype {env.dtype} must "
                         f"agree")
+
+
+def _check_agent(agent, name="agent"):
+    if not isinstance(agent, Agent):
+        raise TypeError(f"{name} must be an Agent (RNNAgent, RankOneAgent), got "
+                        f"{_checks.short(agent)}")
 
 
 def check_env(env) -> None:

@@ -709,6 +709,8 @@ def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
     Introduced in Chapter 4, section "Acquisition".
     """
     fraction = _checks.real("fraction", fraction, low=0.0, low_open=True, high=1.0)
+    _check_type("refs", refs, Sinusoids)
+    _history_with(history, "probe_loss", refs.K)
     thr = fraction * refs.reference_power().numpy()
     out = []
     for k in range(refs.K):
@@ -724,11 +726,15 @@ def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
 def largest_frequency(history: History, epochs) -> list:
     """The largest imaginary part of eig(W - I)/tau (rad/s) at the first recorded epoch at or
     after each of ``epochs`` (None stays None)."""
+    _history_with(history, "eig_W")
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
     out = []
-    for e in epochs:
+    for k, e in enumerate(epochs):
         if e is None:
             out.append(None)
             continue
+        e = min(_checks.integer(f"epochs[{k}]", e, low=0), int(history.eig_epoch[-1]))
         i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
         out.append(float(history.eig_W[i].imag.max()))
     return out
@@ -739,8 +745,11 @@ def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
     """The network of the first snapshot at or after ``epoch``: returns (its epoch, the
     network). W_in, dt and tau come from ``agent`` if given, else from the history (its
     ``params/W_in`` and config), so a loaded history rebuilds its networks alone."""
-    if "snapshot_epoch" not in history.arrays:
-        raise ValueError("this history has no parameter snapshots")
+    _history_with(history, "snapshot_epoch")
+    # epochs beyond the last snapshot read the last (and cannot overflow int64)
+    epoch = min(_checks.integer("epoch", epoch, low=0), int(history.snapshot_epoch[-1]))
+    if agent is not None:
+        _check_type("agent", agent, TrackingRNN)
     i = min(int(np.searchsorted(history.snapshot_epoch, epoch)), len(history.snapshot_epoch) - 1)
     if agent is None:
         if "params/W_in" not in history.arrays or "tau" not in history.config:
@@ -775,10 +784,31 @@ def frequency_match(rate_eigs, omega) -> np.ndarray:
 
 
 def _check_pair(agent, plant):
+    _check_type("agent", agent, TrackingRNN)
+    _check_type("plant", plant, PointMass)
     if not math.isclose(agent.dt, plant.dt):
         raise ValueError(f"agent dt={agent.dt} and plant dt={plant.dt} must agree")
 
 
+def _history_with(history, name, columns=None):
+    """TypeError/ValueError unless ``history`` is a History recording ``name`` (with
+    ``columns`` entries per row, if given)."""
+    _check_type("history", history, History)
+    if name not in history.arrays:
+        raise ValueError(f"history records no {name!r} (a tracking history has it)")
+    a = history.arrays[name]
+    if columns is not None and (a.ndim != 2 or a.shape[1] != columns):
+        raise ValueError(f"history's {name} must have {columns} columns (one per sinusoid of "
+                         f"refs), got shape {a.shape}")
+
+
+def _check_type(name, value, kind):
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {_checks.short(value)}")
+
+
 def _check_refs(plant, refs):
+    _check_type("plant", plant, PointMass)
+    _check_type("refs", refs, Sinusoids)
     if not math.isclose(refs.dt, plant.dt):
         raise ValueError(f"refs dt={refs.dt} and plant dt={plant.dt} must agree")

@@ -66,6 +66,12 @@ class History:
         if "snapshot_epoch" not in self.arrays:
             raise ValueError("this history has no parameter snapshots (train with "
                              "snapshot_every > 0)")
+        # the nearest snapshot of an epoch beyond the last is the last (and no int64 overflow)
+        epoch = min(_checks.integer("epoch", epoch, low=0), int(self.arrays["snapshot_epoch"][-1]))
+        if not isinstance(like, Agent) or set(like.names) != {
+                k.removeprefix("params/") for k in self.arrays if k.startswith("params/")}:
+            raise TypeError(f"like must be an agent of the type trained, got "
+                            f"{_checks.short(like)}")
         i = int(np.abs(self.arrays["snapshot_epoch"] - epoch).argmin())
         tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i]) for k in like.names}
         agent = like._new(tensors)
@@ -89,6 +95,10 @@ class History:
 
     def member(self, k: int) -> "History":
         """Ensemble member k: every per-member array indexed at axis 1."""
+        loss = self.arrays.get("loss")
+        if loss is None or loss.ndim < 2:
+            raise ValueError("member() needs an ensemble history (per-member arrays)")
+        k = _checks.integer("k", k, low=0, high=loss.shape[1] - 1)
         per_member = {n: a[:, k] for n, a in self.arrays.items() if not n.endswith("epoch")}
         epochs = {n: a for n, a in self.arrays.items() if n.endswith("epoch")}
         return History(dict(self.config, member=k), {**epochs, **per_member}, self.message,

@@ -499,6 +499,63 @@ def test_tracking_functions(data):
             assert out.shape == (2, 21, 2) and finite(out)
 
 
+@SOME
+@given(st.data())
+@counted
+def test_history_readers(readers, data):
+    ens, track, refs = readers
+    fn = data.draw(st.sampled_from(["member", "agent_at", "acquisition_epochs",
+                                    "largest_frequency", "tracking.agent_at", "coupled"]),
+                   label="function")
+    if fn == "member":
+        k = data.draw(hostile(), label="k")
+        out = attempt(lambda: ens.member(k), "k")
+        if out is not ERROR:
+            np.testing.assert_array_equal(out.loss, ens.loss[:, k])
+    elif fn == "agent_at":
+        name, kw = one_bad(data, dict(epoch=2, like=RankOneAgent(N=4)),
+                           {"like": st.sampled_from([RNNAgent(N=4), "agent", None]) | hostile()})
+        out = attempt(lambda: ens.agent_at(**kw), name)
+        if out is not ERROR:
+            assert out.snapshot_epoch == min(kw["epoch"], 3)
+    elif fn == "acquisition_epochs":
+        name, kw = one_bad(data, dict(history=track, refs=refs, fraction=0.5, window=3),
+                           {"refs": st.just(tr.Sinusoids(freqs=(0.1,), axes=(0,))) | hostile(),
+                            "history": st.just(ens) | hostile()})
+        out = attempt(lambda: tr.acquisition_epochs(**kw), name)
+        if out is not ERROR:
+            assert len(out) == refs.K
+    elif fn == "largest_frequency":
+        name, kw = one_bad(data, dict(history=track, epochs=[0, None, 3]),
+                           {"epochs": st.lists(hostile(), max_size=3) | hostile(),
+                            "history": st.just(ens) | hostile()})
+        out = attempt(lambda: tr.largest_frequency(**kw), name)
+        if out is not ERROR:
+            assert len(out) == len(kw["epochs"])
+    elif fn == "tracking.agent_at":
+        name, kw = one_bad(data, dict(history=track, epoch=1, agent=None),
+                           {"history": st.just(ens) | hostile()})
+        out = attempt(lambda: tr.agent_at(**kw), name)
+        if out is not ERROR:
+            assert out[1].N == 4
+    else:
+        which = data.draw(st.sampled_from(["coupled_matrix", "linear_system", "spectrum"]))
+        name, kw = one_bad(data, dict(agent=RankOneAgent(N=4), env=ENV))
+        out = attempt(lambda: getattr(coupled, which)(**kw), name)
+        if out is not ERROR and which == "spectrum":
+            assert finite(out)
+
+
+@pytest.fixture(scope="module")
+def readers():
+    """An ensemble history (snapshots every epoch) and a tracking history."""
+    ens = train_closed_loop(RankOneAgent(N=4, batch_shape=(2,)), ENV, epochs=3, snapshot_every=1)
+    refs = tr.Sinusoids(T=20)
+    track = tr.train_tracking(tr.TrackingRNN(N=4), refs=refs, epochs=3, batch=2, n_test=2,
+                              record_every=1)
+    return ens, track, refs
+
+
 # -- saved files and chapter parameters -------------------------------------------------------
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):

@@ -50,7 +50,7 @@ from . import _checks
 from .agents import make_generator
 from .envs import DTYPE
 from .stages import settles
-from .training import History, _attach_history, _stopped
+from .training import History, _attach_history, _interrupted, _stopped
 
 MODES = ("sampled", "exact")
 # human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
@@ -654,7 +654,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
             if train:
                 opt.step()
     except KeyboardInterrupt:
-        message = f"training interrupted at epoch {e}; history up to epoch {e - 1} kept"
+        message = _interrupted(e, len(rows))
     except Exception as exc:
         _attach_history(exc, e, lambda message: History(config, _stack_rows(rows), message,
                                                         time.perf_counter() - start))

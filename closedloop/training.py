@@ -202,7 +202,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                 steps = [lr * _expand(scale, g, agent) * g for g in grads]
                 torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
-        message = f"training interrupted at epoch {e}; history up to epoch {e - 1} kept"
+        message = _interrupted(e, len(rec.rows))
     except Exception as exc:
         _attach_history(exc, e, lambda message: History(config, rec.finish(), message,
                                                         time.perf_counter() - start))
@@ -350,6 +350,13 @@ def _stopped(e: int, last_loss) -> str:
     return (f"training stopped at epoch {e}: the loss or its gradient is not finite (last "
             f"finite loss {np.max(last_loss):.4g}, at epoch {e - 1}); history up to epoch "
             f"{e - 1} kept")
+
+
+def _interrupted(e: int, n_rows: int) -> str:
+    """The message of a run stopped by Ctrl-C at epoch ``e`` with ``n_rows`` whole epochs
+    recorded (e, or e + 1 if the epoch was recorded and its update interrupted)."""
+    return (f"training interrupted at epoch {e}; history up to epoch {n_rows - 1} kept" if n_rows
+            else f"training interrupted at epoch {e}; nothing recorded")
 
 
 def _attach_history(exc: Exception, e: int, make) -> None:

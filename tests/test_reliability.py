@@ -155,7 +155,8 @@ def test_ctrl_c_in_the_monitor_keeps_whole_epochs(k):
     env = DoubleIntegrator(UniformBox(1.0))
     probe = gains.probe(env, gains.fixed_starts(env, 8), 10)
     agent = RNNAgent(N=6, seed=3)
-    with pytest.warns(RuntimeWarning, match=f"interrupted at epoch {k}"):
+    kept = f"interrupted at epoch {k}; history up to epoch {k - 1} kept"
+    with pytest.warns(RuntimeWarning, match=kept):
         h = train_closed_loop(agent, env, epochs=10, T=10, batch=4, snapshot_every=1,
                               monitor=interrupting(probe, k + 1))
     assert_consistent(h, k)

@@ -576,12 +576,10 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     """
     plant = PointMass() if plant is None else plant
     refs = Sinusoids() if refs is None else refs
-    for name, value, kind in (("agent", agent, TrackingRNN), ("plant", plant, PointMass),
-                              ("refs", refs, Sinusoids)):
-        if not isinstance(value, kind):
-            raise TypeError(f"{name} must be a {kind.__name__}, got {_checks.short(value)}")
-    if teacher is not None and not isinstance(teacher, TrackingRNN):
-        raise TypeError(f"teacher must be a TrackingRNN or None, got {_checks.short(teacher)}")
+    _check_pair(agent, plant)
+    _check_refs(plant, refs)
+    if teacher is not None:
+        _check_pair(teacher, plant, "teacher")
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
     batch = _checks.integer("batch", batch, low=1)
@@ -590,10 +588,6 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     test_every = _checks.integer("test_every", test_every, low=1)
     test_seed = _checks.integer("test_seed", test_seed, low=0, high=2**64 - 1)
     _checks.choice("mode", mode, MODES)
-    _check_refs(plant, refs)
-    _check_pair(agent, plant)
-    if teacher is not None:
-        _check_pair(teacher, plant)
     _checks.fits_memory(f"batch={batch}, n_test={n_test}, T={refs.T}, N={agent.N} (stepped "
                         f"episodes)", (batch + n_test) * (refs.T + 1) * (agent.N + 10))
     config = dict(kind="tracking", agent=repr(agent), plant=repr(plant), refs=repr(refs),
@@ -783,11 +777,11 @@ def frequency_match(rate_eigs, omega) -> np.ndarray:
     return np.abs(im[None, :] - omega[:, None]).min(-1)
 
 
-def _check_pair(agent, plant):
-    _check_type("agent", agent, TrackingRNN)
+def _check_pair(agent, plant, name="agent"):
+    _check_type(name, agent, TrackingRNN)
     _check_type("plant", plant, PointMass)
     if not math.isclose(agent.dt, plant.dt):
-        raise ValueError(f"agent dt={agent.dt} and plant dt={plant.dt} must agree")
+        raise ValueError(f"{name} dt={agent.dt} and plant dt={plant.dt} must agree")
 
 
 def _history_with(history, name, columns=None):

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import reprlib
 
+import numpy as np
 import torch
+
+FLOAT_DTYPES = (torch.float64, torch.float32)
 
 
 def integer(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
@@ -23,25 +28,98 @@ def real(name: str, value, *, low: float | None = None, high: float | None = Non
     """Return ``value`` as a finite float in the given range, or raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond the float range
+        as_float = math.inf
+    if not math.isfinite(as_float):
+        raise ValueError(f"{name} must be finite, got {short(value)}")
+    value = as_float
     _range(name, value, low, high, low_open, high_open)
     return value
 
 
 def choice(name: str, value, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    try:  # an array or tensor compared with the allowed values raises, or is ambiguous
+        ok = not isinstance(value, (bool, np.bool_)) and bool(value in allowed)
+    except (TypeError, ValueError, RuntimeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {short(value)}")
     return value
 
 
-def finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
+def finite_tensor(name: str, value: torch.Tensor, dtype: torch.dtype | None = None
+                  ) -> torch.Tensor:
+    """``value`` itself, checked: a tensor (of ``dtype`` if given, else of a real floating
+    dtype) with no NaN or inf."""
     if not torch.is_tensor(value):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {value.dtype}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have a real floating dtype {FLOAT_DTYPES}, got "
+                        f"{value.dtype}")
     if not torch.isfinite(value).all():
         raise ValueError(f"{name} contains NaN or inf")
     return value
+
+
+def real_tensor(name: str, value, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``value`` (a number, nested sequence, numpy array or tensor of real numbers) as a
+    finite tensor of ``dtype``; a tensor keeps its autograd graph. Strings, booleans, complex
+    numbers and ragged sequences raise TypeError, NaN and inf ValueError."""
+    if torch.is_tensor(value):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            t = None
+    if t is None or t.dtype == torch.bool or t.is_complex() or not (
+            t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32,
+                                                 torch.int64, torch.uint8)):
+        raise TypeError(f"{name} must be real numbers, got {short(value)}")
+    t = t.to(dtype)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite, got {short(value)}")
+    return t
+
+
+def int_tuple(name: str, value, *, low: int = 1) -> tuple:
+    """A tuple of integers >= ``low`` (an ensemble's batch_shape, a size)."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of integers, got {short(value)}")
+    return tuple(integer(f"{name}[{i}]", v, low=low) for i, v in enumerate(value))
+
+
+def float_dtype(name: str, value) -> torch.dtype:
+    if not isinstance(value, torch.dtype) or value not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be one of {FLOAT_DTYPES}, got {short(value)}")
+    return value
+
+
+def fits_memory(what: str, n_elements: int, itemsize: int = 8) -> None:
+    """Raise ValueError if ``n_elements`` items of ``itemsize`` bytes exceed this machine's
+    physical memory: a clear error, naming the parameters in ``what``, instead of an
+    allocator failure deep inside torch or minutes of swapping."""
+    total = _physical_memory()
+    need = int(n_elements) * itemsize
+    if total is not None and need > total:
+        raise ValueError(f"{what}: that needs {need / 2**30:.3g} GiB, more than this "
+                         f"machine's {total / 2**30:.3g} GiB of memory")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no guard
+        return None
+
+
+def short(value) -> str:
+    """A repr short enough for an error message (arrays and long strings are cut)."""
+    return reprlib.repr(value)
 
 
 def shape(name: str, value: torch.Tensor, expected: tuple) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from . import _checks
@@ -22,7 +23,7 @@ ACTIVATIONS = {"tanh": torch.tanh, "identity": lambda a: a}
 
 def make_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (every random draw in the package goes through one)."""
-    seed = _checks.integer("seed", seed, low=0)
+    seed = _checks.integer("seed", seed, low=0, high=2**64 - 1)  # torch's seed range
     return torch.Generator().manual_seed(seed)
 
 
@@ -45,6 +46,10 @@ class Agent:
         for k in self.names:
             t = _checks.finite_tensor(k, tensors[k]).detach().clone()
             self.tensors[k] = t.requires_grad_(k in self.trainable)
+        dtypes = {t.dtype for t in self.tensors.values()}
+        if len(dtypes) > 1:
+            raise TypeError(f"the tensors {self.names} must share one dtype, got "
+                            f"{ {k: t.dtype for k, t in self.tensors.items()} }")
         self._check_shapes()
 
     def __getattr__(self, name):
@@ -69,6 +74,10 @@ class Agent:
     def batch_shape(self) -> tuple:
         return tuple(self.tensors["z"].shape[:-1])
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensors["z"].dtype
+
     def parameters(self) -> list[torch.Tensor]:
         return [self.tensors[k] for k in self.trainable]
 
@@ -91,9 +100,10 @@ class Agent:
         Returns u (T, *batch_shape, B): u_1..u_T. Introduced in Chapter 1, section
         "Open-loop training".
         """
-        _checks.finite_tensor("y", y)
-        if y.dim() < 2:
-            raise ValueError(f"y must have shape (T, B), got {tuple(y.shape)}")
+        _checks.finite_tensor("y", y, self.dtype)
+        if y.dim() < 2 or y.shape[0] < 1 or tuple(y.shape[1:-1]) not in ((), self.batch_shape):
+            raise ValueError(f"y must have shape (T, B) or (T, *batch_shape, B) with T >= 1 "
+                             f"and batch_shape={self.batch_shape}, got {tuple(y.shape)}")
         h = y.new_zeros(*self.batch_shape, y.shape[-1], self.N)
         us = []
         for y_t in y:
@@ -159,9 +169,12 @@ class RNNAgent(Agent):
         N = _checks.integer("N", N, low=1)
         g = _checks.real("g", g, low=0.0)
         _checks.choice("activation", activation, ACTIVATIONS)
+        bs = _checks.int_tuple("batch_shape", batch_shape)
+        dtype = _checks.float_dtype("dtype", dtype)
+        _checks.fits_memory(f"N={N} with batch_shape={bs} (W has N^2 entries per member)",
+                            math.prod(bs) * N * N, dtype.itemsize)
         gen = make_generator(seed)
-        bs = tuple(batch_shape)
-        W = torch.randn(*bs, N, N, generator=gen, dtype=dtype) * (g / math.sqrt(N))
+        W = _scaled_draw("g", g, torch.randn(*bs, N, N, generator=gen, dtype=dtype), N)
         m = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
         z = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
         super().__init__({"W": W, "m": m, "z": z}, ("W", "m", "z"), activation)
@@ -189,10 +202,17 @@ class RankOneAgent(Agent):
         N = _checks.integer("N", N, low=1)
         uv_scale = _checks.real("uv_scale", uv_scale, low=0.0)
         z_perp_scale = _checks.real("z_perp_scale", z_perp_scale, low=0.0)
+        bs = _checks.int_tuple("batch_shape", batch_shape)
+        dtype = _checks.float_dtype("dtype", dtype)
+        _checks.fits_memory(f"N={N} with batch_shape={bs}", math.prod(bs) * N * 4,
+                            dtype.itemsize)
         gen = make_generator(seed)
-        bs = tuple(batch_shape)
-        draw = lambda scale: torch.randn(*bs, N, generator=gen, dtype=dtype) * (scale / math.sqrt(N))
-        u, v, m, z = draw(uv_scale), draw(uv_scale), draw(1.0), draw(1.0)
+        if not isinstance(train_m, (bool, np.bool_)):
+            raise TypeError(f"train_m must be True or False, got {_checks.short(train_m)}")
+        draw = lambda name, scale: _scaled_draw(
+            name, scale, torch.randn(*bs, N, generator=gen, dtype=dtype), N)
+        u, v = draw("uv_scale", uv_scale), draw("uv_scale", uv_scale)
+        m, z = draw("m", 1.0), draw("z", 1.0)
         if s_zm0 is not None:
             z = _prescribed_readout(s_zm0, m, z, z_perp_scale, N)
         trainable = ("u", "v", "z") + (("m",) if train_m else ())
@@ -278,6 +298,10 @@ class OverlapAgent(Agent):
     def batch_shape(self) -> tuple:
         return tuple(self.tensors["q0"].shape[:-1])
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensors["q0"].dtype
+
     def overlaps(self) -> torch.Tensor:
         """(s_zm, s_zu, s_vm, s_vu) = q0 + L w, shape (*batch_shape, 4); differentiable."""
         t = self.tensors
@@ -297,9 +321,18 @@ def has_overlaps(agent) -> bool:
     return isinstance(agent, (RankOneAgent, OverlapAgent))
 
 
+def _scaled_draw(name, scale, draw, N):
+    """draw * scale / sqrt(N), refusing a scale so large that the draw overflows."""
+    out = draw * (scale / math.sqrt(N))
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{name}={scale!r} is too large: the drawn weights overflow "
+                         f"{draw.dtype}")
+    return out
+
+
 def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N):
-    s = torch.as_tensor(s_zm0, dtype=m.dtype)
-    if not torch.isfinite(s).all() or (s.abs() > 1).any():
+    s = _checks.real_tensor("s_zm0", s_zm0, m.dtype)
+    if (s.abs() > 1).any():
         raise ValueError(f"s_zm0 must lie in [-1, 1] (|z.m| <= |z||m| ~ 1 at the N(0, 1/N) "
                          f"scale), got {s_zm0!r}")
     if s.shape not in ((), m.shape[:-1]):
@@ -309,4 +342,5 @@ def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N):
         raise ValueError("z_perp_scale must be 0 when N = 1 (no direction orthogonal to m)")
     mm = (m * m).sum(-1, keepdim=True)
     perp = z_draw - (z_draw * m).sum(-1, keepdim=True) / mm * m
-    return s[..., None] * m / mm + z_perp_scale * perp
+    return s[..., None] * m / mm + _scaled_draw("z_perp_scale", z_perp_scale, perp,
+                                                1)

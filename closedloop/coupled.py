@@ -26,6 +26,7 @@ from .agents import Agent, has_overlaps
 
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:
     """P = [[A, B z^T], [m C A, W + m (C B) z^T]]: shape (*K, 2+N, 2+N). Linear agents only."""
+    check_pair(agent, env)
     _require_linear(agent)
     return _stacked_matrix(agent, env)
 
@@ -47,8 +48,16 @@ def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
     eigenvalues of the full P. P_eff is affine in the overlaps, P_eff = P_0 + sum_k q_k E_k,
     which is how it is built (one contraction). Returns (..., 4, 4).
     """
+    check_env(env)
+    overlaps = _checks.real_tensor("overlaps", overlaps, env.dtype)
     if overlaps.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
+    return _effective_matrix(overlaps, env)
+
+
+def _effective_matrix(overlaps, env):
+    """``effective_matrix`` unchecked: training calls it with overlaps that may have
+    overflowed, which its divergence check, not an argument error, must catch."""
     base, basis = _effective_basis(env, overlaps.dtype, overlaps.device)
     return base + torch.einsum("...k,kij->...ij", overlaps, basis)
 
@@ -72,9 +81,35 @@ def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
     """s_t = P^t s_0 for t = 0..T by doubling: O(log T) sequential matrix products.
 
     P (*K, d, d); s0 (..., B, d) with leading axes that broadcast against K.
-    Returns (T+1, *broadcast(K, ...), B, d).
+    Returns (T+1, *broadcast(K, ...), B, d). States beyond the float64 range are an error.
     """
+    T = _checks.integer("T", T, low=0)
+    _checks.finite_tensor("P", P)
+    if P.dim() < 2 or P.shape[-1] < 1 or P.shape[-1] != P.shape[-2]:
+        raise ValueError(f"P must have shape (*K, d, d) with d >= 1, got {tuple(P.shape)}")
+    d = P.shape[-1]
+    _checks.finite_tensor("s0", s0)
+    if s0.dtype != P.dtype or s0.dim() < 2 or s0.shape[-1] != d:
+        raise ValueError(f"s0 must have P's dtype {P.dtype} and shape (..., B, d = {d}), got "
+                         f"{s0.dtype} {tuple(s0.shape)}")
+    _broadcast("P", P.shape[:-2], "s0", s0.shape[:-2])
+    return _no_overflow(_linear_states(P, s0, T), f"P^t s0 for T={T} steps")
+
+
+def _no_overflow(states, what):
+    """``states``, or a ValueError if they left the float64 range (an unstable system run
+    for too many steps): never NaN or inf passed on as a trajectory."""
+    if not torch.isfinite(states).all():
+        raise ValueError(f"{what} overflow float64 (the system grows too fast for that many "
+                         f"steps): shorten T")
+    return states
+
+
+def _linear_states(P, s0, T):
+    """``linear_states`` unchecked (for callers whose P may legitimately have overflowed),
+    except for the memory its T + 1 states need."""
     s0 = s0.expand(*torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
+    _checks.fits_memory(f"T={T} steps of {s0.numel()} numbers", (T + 1) * s0.numel())
     states, PkT, n = s0[None], P.transpose(-1, -2), 1
     while n < T + 1:
         need = min(n, T + 1 - n)
@@ -91,10 +126,11 @@ def linear_system(agent: Agent, env):
     For a RankOneAgent (or its reduced OverlapAgent) this is the 4-dim
     (P_eff, (0, 0, s_zm, s_zu)); otherwise the full (P, (0, 0, z)).
     """
+    check_pair(agent, env)
     if has_overlaps(agent):
         q = agent.overlaps()
         zeros = torch.zeros(*q.shape[:-1], 2, dtype=q.dtype)
-        return effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
+        return _effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
     z = agent.tensors["z"]
     zeros = torch.zeros(*z.shape[:-1], 2, dtype=z.dtype)
     return coupled_matrix(agent, env), torch.cat([zeros, z], -1)
@@ -104,12 +140,26 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     """Step the closed loop T times (any activation), differentiably.
 
     x0 (B, 2) or (*K, B, 2). Returns {'x': (T+1, *K, B, 2), 'u': (T+1, *K, B),
-    'h': (T+1, *K, B, N)} for t = 0..T.
+    'h': (T+1, *K, B, N)} for t = 0..T. States beyond the float64 range are an error.
     """
     T = _checks.integer("T", T, low=1)
-    _checks.shape("x0", x0, x0.shape[:-1] + (2,))
+    check_pair(agent, env)
+    _checks.finite_tensor("x0", x0, env.dtype)
+    if x0.dim() < 2 or x0.shape[-1] != 2:
+        raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
+    _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
+    out = _rollout(agent, env, x0, T)
+    for v in out.values():
+        _no_overflow(v, f"the closed loop of this agent from these x0 over T={T} steps")
+    return out
+
+
+def _rollout(agent, env, x0, T):
+    """``rollout`` unchecked (training's loss: a blow-up there is its divergence stop)."""
     K = agent.batch_shape
     x = x0.expand(*K, *x0.shape[-2:]) if x0.dim() == 2 else x0
+    _checks.fits_memory(f"T={T} steps of {x.shape[:-1].numel()} states of 2 + N={agent.N} "
+                        f"numbers", (T + 1) * x.shape[:-1].numel() * (agent.N + 2) * 2)
     s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
     PT = _stacked_matrix(agent, env).transpose(-1, -2)
     S = _ClosedLoop.apply(PT, s0, T, agent.activation == "tanh")
@@ -164,7 +214,14 @@ def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor
     ``T`` and ``beta`` are numbers or per-member tensors (*K,) that align with the leading
     axes of ``...`` (an ensemble whose members differ in horizon or control cost). A member
     with horizon T_k below the rollout's counts only its steps t <= T_k.
+
+    A sum of squares: where the states overflowed float64 (an unstable loop over many steps)
+    it is inf, never NaN (which inf - inf in the states would otherwise carry into it).
     """
+    return torch.where(torch.isnan(cost := _episode_cost(x, u, beta, T)), torch.inf, cost)
+
+
+def _episode_cost(x, u, beta, T):
     if torch.is_tensor(beta):
         beta = _align(beta.to(x.dtype), u.dim() - 1)
     if T is None:
@@ -192,16 +249,18 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0) -> torch.Tenso
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
     horizon = None if isinstance(T, int) else T
-    _checks.finite_tensor("x0", x0)
+    check_pair(agent, env)
+    _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
+    _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
     if agent.activation == "identity":
         P, u_row = linear_system(agent, env)
         s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
-        s = linear_states(P, s0, T_max)
+        s = _linear_states(P, s0, T_max)
         x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
     else:
-        traj = rollout(agent, env, x0, T_max)
+        traj = _rollout(agent, env, x0, T_max)
         x, u = traj["x"], traj["u"]
     return episode_cost(x, u, beta, horizon)
 
@@ -241,6 +300,8 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
     costs = start_costs(agent, env, x0, T, beta)
     if weights is None:
         return costs.mean(-1)
+    _checks.finite_tensor("weights", weights, env.dtype)
+    _checks.shape("weights", weights, (x0.shape[-2],))
     return (costs * weights).sum(-1)
 
 
@@ -250,6 +311,7 @@ def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:
     The cost is quadratic in s_0 = (x_0, 0) and s_t = P^t s_0, so its expectation depends on
     x_0 only through E[x_0 x_0^T] = F^T F: it equals the cost summed over the rows of F.
     """
+    check_pair(agent, env)
     _require_linear(agent)
     F = env.x0_factor()
     return closed_loop_loss(agent, env, F, T, beta, weights=F.new_ones(F.shape[0]))
@@ -262,6 +324,7 @@ def linearized(agent: Agent) -> Agent:
     (x, h) = (0, 0) is the P of this linear agent: it decides whether the target is locally
     stable. Introduced in Chapter 1, section "The final solutions".
     """
+    _check_agent(agent)
     if agent.activation == "identity":
         return agent
     return type(agent)._from(agent.tensors, agent.trainable, "identity")
@@ -274,6 +337,7 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
     P's other N-2 eigenvalues are exactly 0). Other linear agents: all 2+N of P. Nonlinear
     agents: P of their linearization at the target (``linearized``).
     """
+    check_pair(agent, env)
     with torch.no_grad():
         P, _ = linear_system(linearized(agent), env)
         return _by_modulus(torch.linalg.eigvals(P))
@@ -281,6 +345,7 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
 
 def recurrent_spectrum(agent: Agent) -> torch.Tensor:
     """Eigenvalues of W, (*K, N), sorted by decreasing modulus (for rank one: v.u and zeros)."""
+    _check_agent(agent)
     with torch.no_grad():
         if has_overlaps(agent):
             s_vu = agent.overlaps()[..., 3]
@@ -293,6 +358,37 @@ def recurrent_spectrum(agent: Agent) -> torch.Tensor:
 def _by_modulus(ev):
     idx = torch.argsort(ev.abs(), dim=-1, descending=True, stable=True)
     return torch.gather(ev, -1, idx)
+
+
+def check_pair(agent: Agent, env, name: str = "agent") -> None:
+    """TypeError unless ``agent`` (called ``name`` in messages) is an Agent and ``env`` an
+    environment of the same dtype."""
+    _check_agent(agent, name)
+    check_env(env)
+    if agent.dtype != env.dtype:
+        raise TypeError(f"the dtype of {name}, {agent.dtype}, and env.dtype {env.dtype} must "
+                        f"agree")
+
+
+def _check_agent(agent, name="agent"):
+    if not isinstance(agent, Agent):
+        raise TypeError(f"{name} must be an Agent (RNNAgent, RankOneAgent), got "
+                        f"{_checks.short(agent)}")
+
+
+def check_env(env) -> None:
+    """TypeError unless ``env`` looks like an environment (DoubleIntegrator)."""
+    if not all(hasattr(env, k) for k in ("A", "B", "C", "dtype", "sample_x0", "x0_factor")):
+        raise TypeError(f"env must be an environment like DoubleIntegrator, got "
+                        f"{_checks.short(env)}")
+
+
+def _broadcast(name_a, a, name_b, b):
+    try:
+        torch.broadcast_shapes(tuple(a), tuple(b))
+    except RuntimeError:
+        raise ValueError(f"{name_b} has leading axes {tuple(b)} that do not broadcast "
+                         f"against {name_a} {tuple(a)}") from None
 
 
 def _require_linear(agent):
@@ -308,10 +404,15 @@ def effective_rollout(overlaps, env, x0: torch.Tensor, T: int) -> dict:
     replayed without keeping the network. Introduced in Chapter 2, section "Stage 1".
     """
     T = _checks.integer("T", T, low=1)
-    q = torch.as_tensor(overlaps, dtype=env.dtype)
+    check_env(env)
+    q = _checks.real_tensor("overlaps", overlaps, env.dtype)
     P = effective_matrix(q, env)
+    _checks.finite_tensor("x0", x0, env.dtype)
+    _checks.shape("x0", x0, tuple(x0.shape[:-2]) + (None, 2))
+    _broadcast("overlaps", q.shape[:-1], "x0", x0.shape[:-2])
     s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], 2)], -1)
     with torch.no_grad():
-        s = linear_states(P, s0, T)
-    u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
-    return {"x": s[..., :2], "u": u}
+        s = _linear_states(P, s0, T)
+        u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
+    what = f"the rollout of these overlaps from these x0 over T={T} steps"
+    return {"x": _no_overflow(s[..., :2], what), "u": _no_overflow(u, what)}

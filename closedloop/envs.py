@@ -12,7 +12,10 @@ import torch
 
 from . import _checks
 
-DTYPE = torch.float64  # stage-1 losses reach 1e10-1e20; float32 gradients would overflow
+# Stage-1 losses grow like |1 + sqrt(s_zm)|^(2T): at T = 50 and s_zm(0) = 0.5 the loss is ~1e21
+# and the squared gradient norm of per-member clipping ~1e46, beyond float32's 3e38 (see
+# tests/test_reliability.py::test_stage1_losses_need_float64).
+DTYPE = torch.float64
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,19 @@ class UniformBox:
         pair = hw if isinstance(hw, (tuple, list)) else (hw, hw)
         if len(pair) != 2:
             raise ValueError(f"half_width must be a number or a pair, got {hw!r}")
-        pair = tuple(_checks.real("half_width", w, low=0.0, low_open=True) for w in pair)
+        # the bounds keep E[x_0 x_0^T] = w^2/3 finite and positive (its Cholesky factor is the
+        # exact loss mode's starts) in float64
+        pair = tuple(_checks.real("half_width", w, low=1e-150, high=1e150) for w in pair)
         object.__setattr__(self, "half_width", pair)
 
     def sample(self, batch: int, generator: torch.Generator, dtype=DTYPE, device="cpu"):
         """Draw ``batch`` initial states: tensor (batch, 2)."""
         batch = _checks.integer("batch", batch, low=1)
+        dtype = _checks.float_dtype("dtype", dtype)
+        _checks.fits_memory(f"batch={batch} initial states", 2 * batch, dtype.itemsize)
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator (see agents.make_generator), "
+                            f"got {_checks.short(generator)}")
         w = torch.tensor(self.half_width, dtype=dtype, device=device)
         r = torch.rand(batch, 2, generator=generator, dtype=dtype, device=device)
         return (2 * r - 1) * w
@@ -67,6 +77,7 @@ class DoubleIntegrator:
         self.x0 = UniformBox() if x0 is None else x0
         if not isinstance(self.x0, UniformBox):
             raise TypeError(f"x0 must be a UniformBox, got {type(self.x0).__name__}")
+        dtype = _checks.float_dtype("dtype", dtype)
         kw = dict(dtype=dtype, device=device)
         self.dtype, self.device = dtype, device
         self.A = torch.tensor([[1.0, 1.0], [0.0, 1.0]], **kw)
@@ -75,10 +86,15 @@ class DoubleIntegrator:
 
     def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """One step: x (..., 2), u (...) -> x' (..., 2)."""
+        _checks.finite_tensor("x", x, self.dtype)
+        _checks.finite_tensor("u", u, self.dtype)
+        _checks.shape("x", x, u.shape + (2,))
         return x @ self.A.T + u[..., None] * self.B
 
     def observe(self, x: torch.Tensor) -> torch.Tensor:
         """Position y = C x: (..., 2) -> (...)."""
+        _checks.finite_tensor("x", x, self.dtype)
+        _checks.shape("x", x, x.shape[:-1] + (2,))
         return x @ self.C
 
     def sample_x0(self, batch: int, generator: torch.Generator) -> torch.Tensor:

@@ -27,12 +27,17 @@ def effective_gains(x: torch.Tensor, u: torch.Tensor):
     R^2 = 1 - sum (u - k.x)^2 / sum u^2, uncentred because the feedback has no offset.
     Returns (k (..., 2), r2 (...)). Introduced in Chapter 1, section "Gain space".
     """
-    if x.shape[-1:] != (2,) or x.shape[:-1] != u.shape:
-        raise ValueError(f"x must have shape (T+1, ..., B, 2) and u (T+1, ..., B), got "
-                         f"{tuple(x.shape)} and {tuple(u.shape)}")
+    _checks.finite_tensor("x", x)
+    _checks.finite_tensor("u", u, x.dtype)
+    if x.dim() < 3 or x.shape[-1:] != (2,) or x.shape[:-1] != u.shape or x.shape[0] < 2:
+        raise ValueError(f"x must have shape (T+1, ..., B, 2) with T >= 1 and u (T+1, ..., B), "
+                         f"got {tuple(x.shape)} and {tuple(u.shape)}")
     X, U = x[1:].movedim(0, -2).flatten(-3, -2), u[1:].movedim(0, -1).flatten(-2)  # (..., TB, *)
     gram = X.transpose(-1, -2) @ X
-    k = torch.linalg.solve(gram, (X * U[..., None]).sum(-2))
+    k, info = torch.linalg.solve_ex(gram, (X * U[..., None]).sum(-2))
+    if (info != 0).any():
+        raise ValueError("x: the states x_1..x_T span fewer than two directions (e.g. every "
+                         "start at 0), so the gains are not identifiable")
     resid = U - (X * k[..., None, :]).sum(-1)
     r2 = 1 - (resid**2).sum(-1) / (U**2).sum(-1).clamp_min(1e-300)
     return k, r2
@@ -44,6 +49,7 @@ def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
     The same set serves every epoch of every training, so test losses are comparable.
     """
     n = _checks.integer("n", n, low=1)
+    coupled.check_env(env)
     return env.sample_x0(n, make_generator(seed))
 
 
@@ -57,8 +63,12 @@ def probe(env, x0: torch.Tensor, T: int):
     Introduced in Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
-    _checks.finite_tensor("x0", x0)
+    coupled.check_env(env)
+    _checks.finite_tensor("x0", x0, env.dtype)
     _checks.shape("x0", x0, (None, 2))
+    if torch.linalg.matrix_rank(x0) < 2:  # then every x_t = A^t x_0 + ... is degenerate too
+        raise ValueError(f"x0 must hold two linearly independent starts (the gains are "
+                         f"regressed on the states), got {_checks.short(x0)}")
 
     def measure(agent):
         traj = coupled.rollout(agent, env, x0, T)
@@ -72,7 +82,8 @@ def probe(env, x0: torch.Tensor, T: int):
 
 def feedback_matrix(k, env) -> torch.Tensor:
     """A + B k^T, the closed loop of the feedback u = k . x: k (..., 2) -> (..., 2, 2)."""
-    k = torch.as_tensor(k, dtype=env.dtype)
+    coupled.check_env(env)
+    k = _checks.real_tensor("k", k, env.dtype)
     if k.shape[-1:] != (2,):
         raise ValueError(f"k must have shape (..., 2), got {tuple(k.shape)}")
     return env.A + env.B[:, None] * k[..., None, :]
@@ -82,14 +93,20 @@ def feedback_loss(k, env, x0=(1.0, 1.0), T: int = 50, beta: float = 0.0) -> np.n
     """Episode cost of the linear feedback u = k . x from one start ``x0``: k (..., 2) -> (...).
 
     The same cost as the networks' (``coupled.episode_cost``), computed for a whole grid of
-    gains at once by matrix powers.
+    gains at once by matrix powers. A cost beyond the float64 range is inf.
     """
     T = _checks.integer("T", T, low=1)
-    k = torch.as_tensor(k, dtype=env.dtype)
-    start = torch.as_tensor(x0, dtype=env.dtype).reshape(1, 2)
-    x = coupled.linear_states(feedback_matrix(k, env), start, T)[..., 0, :]
+    beta = _checks.real("beta", beta, low=0.0)
+    M = feedback_matrix(k, env)
+    k = _checks.real_tensor("k", k, env.dtype)
+    start = _checks.real_tensor("x0", x0, env.dtype)
+    _checks.shape("x0", start, (2,))
+    _checks.fits_memory(f"T={T} steps for {k.numel() // 2} gains", (T + 1) * k.numel() * 3)
+    x = coupled._linear_states(M, start.reshape(1, 2), T)[..., 0, :]  # may overflow: inf
     u = (x * k).sum(-1)
-    return coupled.episode_cost(x, u, beta).numpy()
+    cost = coupled.episode_cost(x, u, beta).numpy()
+    # from finite gains a NaN can only be inf - inf or 0 * inf: the states overflowed
+    return np.where(np.isnan(cost), np.inf, cost)
 
 
 def stability_region(k, env) -> np.ndarray:
@@ -108,6 +125,9 @@ def stability_region(k, env) -> np.ndarray:
 def gain_grid(lim=(-1.2, 0.6), n: int = 201):
     """A square grid of gains over [lim]^2: (k1 (n,), k2 (n,), k (n, n, 2) indexed [k2, k1])."""
     n = _checks.integer("n", n, low=2)
+    _checks.fits_memory(f"n={n} (an n x n grid)", 4 * n * n)
+    if not isinstance(lim, (tuple, list)) or len(lim) != 2:
+        raise ValueError(f"lim must be a pair (low, high), got {_checks.short(lim)}")
     lo, hi = (_checks.real("lim", v) for v in lim)
     if not lo < hi:
         raise ValueError(f"lim must be (low, high) with low < high, got {lim!r}")
@@ -118,4 +138,5 @@ def gain_grid(lim=(-1.2, 0.6), n: int = 201):
 
 def lqr_feedback(env, R: float = 1e-8) -> np.ndarray:
     """The LQR gains in this module's sign convention (u = k . x, so k = -K): (2,)."""
+    coupled.check_env(env)
     return -theory.lqr_gain(env.A, env.B, R=R)[0]

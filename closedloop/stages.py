@@ -45,14 +45,26 @@ def settles(epochs, condition) -> int | None:
 
     ``epochs`` (E,), ``condition`` (E,) boolean.
     """
-    epochs, condition = np.asarray(epochs), np.asarray(condition, dtype=bool)
+    epochs, condition = _array(epochs), _array(condition)
     if epochs.shape != condition.shape or epochs.ndim != 1:
         raise ValueError(f"epochs and condition must be 1-d of equal length, got "
                          f"{epochs.shape} and {condition.shape}")
+    if epochs.dtype.kind not in "iuf" or not np.isfinite(epochs).all():
+        raise ValueError(f"epochs must be finite numbers, got {epochs.dtype} values")
+    if condition.dtype.kind not in "biuf" or np.isnan(condition).any():
+        raise ValueError(f"condition must be booleans, got {condition.dtype} values")
+    condition = condition.astype(bool)
     if condition.size == 0 or not condition[-1]:
         return None
     bad = np.flatnonzero(~condition)
     return int(epochs[0] if bad.size == 0 else epochs[bad[-1] + 1])
+
+
+def _array(x) -> np.ndarray:
+    try:
+        return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
+    except (TypeError, ValueError):  # ragged or odd input: reported by the shape check
+        return np.asarray(None)
 
 
 def detect_stages(history) -> Stages:
@@ -64,7 +76,9 @@ def detect_stages(history) -> Stages:
     linearized at the target for tanh networks, stays stable).
     Introduced in Chapter 2, section "Three stages"; used for tanh networks in Chapter 1.
     """
-    arrays = history.arrays
+    arrays = getattr(history, "arrays", None)
+    if not isinstance(arrays, dict):
+        raise TypeError(f"history must be a training History, got {type(history).__name__}")
     if "overlaps" in arrays:
         feedback, f_epoch = arrays["overlaps"][..., 0], arrays["epoch"]
     elif "instant_gain" in arrays:

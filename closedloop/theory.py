@@ -40,7 +40,7 @@ def cubic_roots(overlaps) -> np.ndarray:
 
 def stage1_eigenvalues(s_zm) -> np.ndarray:
     """lambda_{1,2} ~ 1 +/- sqrt(s_zm) when u, v are negligible: (..., 2) complex."""
-    r = np.sqrt(np.asarray(s_zm, dtype=complex))
+    r = np.sqrt(_real("s_zm", s_zm).astype(complex))
     return np.stack([1 + r, 1 - r], -1)
 
 
@@ -48,14 +48,13 @@ def stage1_loss(s_zm, T: int) -> np.ndarray:
     """The paper's stage-1 estimate L(s_zm) ~ 1/2 (1 - r^{T+1}) / (1 - r), r = |1 + sqrt(s_zm)|^2.
 
     A geometric sum over the dominant eigenvalue: it captures the exponential growth of the
-    loss, not its polynomial prefactor. Introduced in Chapter 2, section "Stage 1".
+    loss, not its polynomial prefactor. Beyond the float64 range it is inf.
+    Introduced in Chapter 2, section "Stage 1".
     """
     T = _checks.integer("T", T, low=1)
-    s = np.asarray(s_zm, dtype=float)
-    if not np.isfinite(s).all():
-        raise ValueError("s_zm must be finite")
+    s = _real("s_zm", s_zm)
     r = np.abs(1 + np.sqrt(s.astype(complex))) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         geo = np.where(np.isclose(r, 1.0), T + 1.0, (1 - r ** (T + 1)) / (1 - r))
     return 0.5 * geo
 
@@ -64,21 +63,42 @@ def lqr_gain(A, B, Q=None, R: float = 1e-8) -> np.ndarray:
     """Discrete LQR gain K (m, n) for u = -K x, from scipy's Riccati solver.
 
     The paper's baseline uses Q = I and R -> 0 (1e-8): the optimal full-state feedback.
+    A (n, n), B (n,) or (n, m), Q (n, n) (default I).
     """
-    A, B = np.atleast_2d(_np(A)), _np(B)
-    B = B.reshape(A.shape[0], -1)
-    Q = np.eye(A.shape[0]) if Q is None else np.atleast_2d(_np(Q))
+    A = np.atleast_2d(_real("A", A))
+    n = A.shape[0]
+    if A.shape != (n, n):
+        raise ValueError(f"A must be a square matrix (n, n), got shape {A.shape}")
+    B = _real("B", B)
+    if B.ndim not in (1, 2) or B.shape[0] != n:
+        raise ValueError(f"B must have shape (n,) or (n, m) with n = {n} rows like A, got "
+                         f"{B.shape}")
+    B = B.reshape(n, -1)
+    Q = np.eye(n) if Q is None else np.atleast_2d(_real("Q", Q))
+    if Q.shape != (n, n):
+        raise ValueError(f"Q must have A's shape ({n}, {n}), got {Q.shape}")
     R = np.atleast_2d(_checks.real("R", R, low=0.0, low_open=True))
-    X = scipy.linalg.solve_discrete_are(A, B, Q, R)
-    return np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+    try:
+        X = scipy.linalg.solve_discrete_are(A, B, Q, R)
+    except (ValueError, np.linalg.LinAlgError) as e:
+        raise ValueError(f"the Riccati equation of (A, B, Q, R={R.item()!r}) has no stabilizing "
+                         f"solution that scipy can find ({e})") from None
+    K = np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
+    # the LQR gain stabilizes by construction; in floating point an ill-conditioned problem
+    # (R huge against Q, a marginal A) can return one that does not
+    if not np.isfinite(K).all() or np.abs(np.linalg.eigvals(A - B @ K)).max() >= 1:
+        raise ValueError(f"the Riccati equation of (A, B, Q, R={R.item()!r}) is too "
+                         f"ill-conditioned: the computed gain does not stabilize A - B K")
+    return K
 
 
-def _np(a):
-    return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a, dtype=float)
+def _real(name, value) -> np.ndarray:
+    """``value`` as a finite float64 numpy array, or a TypeError/ValueError naming it."""
+    return _checks.real_tensor(name, value, torch.float64).detach().cpu().numpy()
 
 
 def _as_overlaps(overlaps):
-    q = _np(overlaps)
+    q = _real("overlaps", overlaps)
     if q.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {q.shape}")
     return q
@@ -91,9 +111,9 @@ def stage1_simulated_loss(s_zm, env, T: int, N: int = 100, seed: int = 0,
     The simulation the stage-1 formula is compared against: one network per value of
     ``s_zm`` (1-d array), built as one ensemble. Returns (len(s_zm),).
     """
-    s = np.asarray(s_zm, dtype=float)
-    if s.ndim != 1:
-        raise ValueError(f"s_zm must be a 1-d array, got shape {s.shape}")
+    s = _real("s_zm", s_zm)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(f"s_zm must be a non-empty 1-d array, got shape {s.shape}")
     agent = RankOneAgent(N=N, seed=seed, s_zm0=torch.tensor(s), batch_shape=s.shape,
                          uv_scale=uv_scale, z_perp_scale=uv_scale)
     with torch.no_grad():

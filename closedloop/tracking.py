@@ -50,7 +50,7 @@ from . import _checks
 from .agents import make_generator
 from .envs import DTYPE
 from .stages import settles
-from .training import History
+from .training import History, _attach_history, _interrupted, _stopped
 
 MODES = ("sampled", "exact")
 # human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
@@ -117,11 +117,20 @@ class Sinusoids:
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
         self.T = _checks.integer("T", T, low=1)
         self.ramp = _checks.real("ramp", ramp, low=0.0)
+        for name, value in (("freqs", freqs), ("axes", axes)):
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{name} must be a tuple, got {_checks.short(value)}")
         nyquist = 1 / (2 * self.dt)
-        self.freqs = tuple(_checks.real(f"freqs[{k}]", f, low=0.0, low_open=True, high=nyquist,
-                                        high_open=True) for k, f in enumerate(freqs))
+        try:
+            self.freqs = tuple(_checks.real(f"freqs[{k}]", f, low=0.0, low_open=True,
+                                            high=nyquist, high_open=True)
+                               for k, f in enumerate(freqs))
+        except ValueError as e:
+            raise ValueError(f"{e} (the Nyquist frequency 1/(2 dt) for dt={self.dt})") from None
         if not self.freqs:
             raise ValueError("freqs must name at least one frequency")
+        _checks.fits_memory(f"T={self.T} steps of {len(self.freqs)} sinusoids",
+                            4 * len(self.freqs) * (self.T + 1))
         if len(axes) != len(self.freqs):
             raise ValueError(f"axes must give one axis per frequency ({len(self.freqs)}), got "
                              f"{len(axes)}")
@@ -159,12 +168,17 @@ class Sinusoids:
 
     def coefficients(self, phases: torch.Tensor, which=None) -> torch.Tensor:
         """c_k = A_k e^{i phi_k} (B, K) complex; sinusoids not in ``which`` get c_k = 0."""
-        phases = torch.as_tensor(phases, dtype=self.dtype)
+        phases = _checks.real_tensor("phases", phases, self.dtype)
         _checks.shape("phases", phases, (None, self.K))
         c = self.A * torch.exp(1j * phases)
         if which is not None:
+            if not isinstance(which, (tuple, list, range)):
+                raise TypeError(f"which must be a list of sinusoid indices, got "
+                                f"{_checks.short(which)}")
+            which = [_checks.integer(f"which[{i}]", k, low=-self.K, high=self.K - 1)
+                     for i, k in enumerate(which)]
             keep = torch.zeros(self.K, dtype=torch.bool)
-            keep[list(which)] = True
+            keep[which] = True
             c = torch.where(keep, c, torch.zeros_like(c))
         return c
 
@@ -249,6 +263,8 @@ class TrackingRNN:
     def _set(self, W, W_in, W_out, dt, tau):
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
         self.tau = _checks.real("tau", tau, low=0.0, low_open=True)
+        if self.dt > self.tau:  # an Euler step longer than the time constant overshoots
+            raise ValueError(f"alpha = dt/tau must be <= 1, got dt={self.dt} and tau={self.tau}")
         for name, t in (("W", W), ("W_in", W_in), ("W_out", W_out)):
             _checks.finite_tensor(name, t)
         N = W.shape[-1]
@@ -284,7 +300,10 @@ class TrackingRNN:
         return h @ self.W_out.T
 
     def snapshot(self) -> dict:
-        return {"W": self.W.detach().numpy().copy(), "W_out": self.W_out.detach().numpy().copy()}
+        """The tensors as numpy arrays; W_in is fixed, but a saved history needs it to rebuild
+        the network (``agent_at``)."""
+        return {"W": self.W.detach().numpy().copy(), "W_out": self.W_out.detach().numpy().copy(),
+                "W_in": self.W_in.numpy().copy()}
 
     def rate_eigenvalues(self) -> np.ndarray:
         """eig(W - I)/tau (N,) complex, in 1/s: the modes of dh/dt = (W - I) h / tau. A pair
@@ -306,7 +325,12 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     Differentiable; the per-step work is two products with N x N and 4 x N matrices.
     """
     _check_pair(agent, plant)
+    _checks.finite_tensor("r", r, agent.W.dtype)
     _checks.shape("r", r, (None, None, 2))
+    if r.shape[1] < 2:
+        raise ValueError(f"r must have shape (B, T+1, 2) with T >= 1, got {tuple(r.shape)}")
+    _checks.fits_memory(f"r of shape {tuple(r.shape)} with N={agent.N}",
+                        2 * r.shape[0] * r.shape[1] * (agent.N + 10))
     B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype) + a * agent.W).T
     Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
@@ -340,6 +364,19 @@ def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor
 
 def tracking_loss(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """(1/T) sum_{t=1..T} ||p_t - r_t||^2 per reference: q (B, T+1, 4), r (B, T+1, 2) -> (B,)."""
+    _checks.finite_tensor("q", q)
+    _checks.finite_tensor("r", r)
+    if r.dtype != q.dtype:
+        raise TypeError(f"q and r must share a dtype, got {q.dtype} and {r.dtype}")
+    if q.dim() != 3 or q.shape[1] < 2 or q.shape[-1] != 4 or r.shape != q.shape[:-1] + (2,):
+        raise ValueError(f"q must have shape (B, T+1, 4) with T >= 1 and r (B, T+1, 2), got "
+                         f"{tuple(q.shape)} and {tuple(r.shape)}")
+    return _tracking_loss(q, r)
+
+
+def _tracking_loss(q, r):
+    """``tracking_loss`` unchecked, for training: a loop that blew up (NaN states) must reach
+    its divergence stop, not raise an argument error."""
     return ((q[:, 1:, POS] - r[:, 1:]) ** 2).sum(-1).mean(-1)
 
 
@@ -467,7 +504,7 @@ def _sampled(agent, plant, refs, phases, which=None, response=None):
         return losses, False
     r = refs.signal(torch.as_tensor(phases)[hit], which)
     losses = losses.clone()
-    losses[hit] = tracking_loss(rollout(agent, plant, r)["q"], r)
+    losses[hit] = _tracking_loss(rollout(agent, plant, r)["q"], r)
     return losses, True
 
 
@@ -533,28 +570,34 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     ``clamped``: whether the train batch reached the clamp. Every ``record_every`` epochs
     (and at the end): ``eig_epoch``, ``eig_W`` (R, N) = eig(W - I)/tau, ``spectral_radius``
     (R,) of the unclamped closed loop (max |eig(M)|; > 1: it runs away), ``snapshot_epoch``,
-    ``params/W``, ``params/W_out``. Divergence or Ctrl-C stop training with the history so far.
+    ``params/W``, ``params/W_out``, ``params/W_in``. Divergence or Ctrl-C stop training with
+    the history so far; any other error carries it as its ``history`` attribute.
     Introduced in Chapter 4, section "Training".
     """
     plant = PointMass() if plant is None else plant
     refs = Sinusoids() if refs is None else refs
+    _check_pair(agent, plant)
+    _check_refs(plant, refs)
+    if teacher is not None:
+        _check_pair(teacher, plant, "teacher")
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
     batch = _checks.integer("batch", batch, low=1)
     n_test = _checks.integer("n_test", n_test, low=1)
     record_every = _checks.integer("record_every", record_every, low=1)
     test_every = _checks.integer("test_every", test_every, low=1)
+    test_seed = _checks.integer("test_seed", test_seed, low=0, high=2**64 - 1)
     _checks.choice("mode", mode, MODES)
-    _check_refs(plant, refs)
-    _check_pair(agent, plant)
-    config = dict(agent=repr(agent), plant=repr(plant), refs=repr(refs), epochs=epochs, lr=lr,
-                  batch=batch, mode=mode, open_loop=teacher is not None, seed=seed,
-                  test_seed=test_seed, n_test=n_test)
+    _checks.fits_memory(f"batch={batch}, n_test={n_test}, T={refs.T}, N={agent.N} (stepped "
+                        f"episodes)", (batch + n_test) * (refs.T + 1) * (agent.N + 10))
+    config = dict(kind="tracking", agent=repr(agent), plant=repr(plant), refs=repr(refs),
+                  epochs=epochs, lr=lr, batch=batch, mode=mode, open_loop=teacher is not None,
+                  seed=seed, test_seed=test_seed, n_test=n_test, dt=agent.dt, tau=agent.tau)
     gen = make_generator(seed)
     test_phases = refs.sample_phases(n_test, make_generator(test_seed))
     teach = None if teacher is None else _Teacher(teacher, plant, refs)
     opt = torch.optim.Adam(agent.parameters(), lr=lr)
-    rows: dict[str, list] = {}
+    rows: list[dict] = []  # one dict per epoch, appended whole (Ctrl-C leaves no partial row)
     message, start, e = "", time.perf_counter(), 0
     try:
         for e in range(epochs + 1):
@@ -585,10 +628,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 grads = [p.grad for p in agent.parameters()]
             if not (torch.isfinite(loss) and (not train or all(torch.isfinite(g).all()
                                                                 for g in grads))):
-                last = rows["loss"][-1] if rows.get("loss") else float("nan")
-                message = (f"training stopped at epoch {e}: the loss or its gradient is not "
-                           f"finite (last finite loss {last:.4g}); history up to epoch {e - 1} "
-                           f"kept")
+                message = _stopped(e, rows[-1]["loss"] if rows else None)
                 break
             row = {"epoch": e, "loss": loss.item(), "expected_loss": expected.item(),
                    "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
@@ -603,17 +643,25 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 row.update({"eig_epoch": e, "eig_W": agent.rate_eigenvalues(),
                             "spectral_radius": rho.item(), "snapshot_epoch": e},
                            **{f"params/{k}": v for k, v in agent.snapshot().items()})
-            for k, v in row.items():  # all at once, so that Ctrl-C leaves no partial row
-                rows.setdefault(k, []).append(
-                    v.detach().numpy().copy() if torch.is_tensor(v) else v)
+            rows.append({k: v.detach().numpy().copy() if torch.is_tensor(v) else v
+                         for k, v in row.items()})
             if train:
                 opt.step()
     except KeyboardInterrupt:
-        message = f"training interrupted at epoch {e}; history up to there kept"
+        message = _interrupted(e, len(rows))
+    except Exception as exc:
+        _attach_history(exc, e, lambda message: History(config, _stack_rows(rows), message,
+                                                        time.perf_counter() - start))
+        raise
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-    arrays = {k: np.stack([np.asarray(x) for x in v]) for k, v in rows.items()}
-    return History(config, arrays, message, time.perf_counter() - start)
+    return History(config, _stack_rows(rows), message, time.perf_counter() - start)
+
+
+def _stack_rows(rows: list[dict]) -> dict:
+    """Per-epoch dicts -> {name: array over the epochs that recorded it}."""
+    names = dict.fromkeys(k for r in rows for k in r)  # first-seen order
+    return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
 
 
 # -- reading a history ------------------------------------------------------------------------
@@ -622,7 +670,10 @@ def running_median(x, window: int) -> np.ndarray:
     window = _checks.integer("window", window, low=1)
     if window % 2 == 0:
         raise ValueError(f"window must be odd, got {window}")
-    x = np.asarray(x, dtype=float)
+    x = _checks.real_tensor("x", x).detach().numpy()
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x must be 1-d and not empty (one value per epoch), got shape "
+                         f"{x.shape}")
     half = window // 2
     padded = np.pad(x, half, constant_values=np.nan)
     return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, window), axis=-1)
@@ -636,6 +687,10 @@ def acquisition_epoch(epochs, loss, threshold: float, window: int = 51) -> int |
     Introduced in Chapter 4, section "Acquisition".
     """
     threshold = _checks.real("threshold", threshold, low=0.0, low_open=True)
+    loss = _checks.real_tensor("loss", loss).detach().numpy()
+    if loss.ndim != 1 or loss.size == 0 or np.shape(epochs) != loss.shape:
+        raise ValueError(f"epochs and loss must be 1-d of equal, non-zero length, got "
+                         f"{np.shape(epochs)} and {loss.shape}")
     return settles(epochs, running_median(loss, window) < threshold)
 
 
@@ -648,6 +703,8 @@ def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
     Introduced in Chapter 4, section "Acquisition".
     """
     fraction = _checks.real("fraction", fraction, low=0.0, low_open=True, high=1.0)
+    _check_type("refs", refs, Sinusoids)
+    _history_with(history, "probe_loss", refs.K)
     thr = fraction * refs.reference_power().numpy()
     out = []
     for k in range(refs.K):
@@ -663,39 +720,89 @@ def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
 def largest_frequency(history: History, epochs) -> list:
     """The largest imaginary part of eig(W - I)/tau (rad/s) at the first recorded epoch at or
     after each of ``epochs`` (None stays None)."""
+    _history_with(history, "eig_W")
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
     out = []
-    for e in epochs:
+    for k, e in enumerate(epochs):
         if e is None:
             out.append(None)
             continue
+        e = min(_checks.integer(f"epochs[{k}]", e, low=0), int(history.eig_epoch[-1]))
         i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
         out.append(float(history.eig_W[i].imag.max()))
     return out
 
 
-def agent_at(history: History, epoch: int, agent: TrackingRNN) -> tuple[int, TrackingRNN]:
-    """The network of the first snapshot at or after ``epoch`` (W_in and dt, tau from
-    ``agent``): returns (its epoch, the network)."""
+def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
+             ) -> tuple[int, TrackingRNN]:
+    """The network of the first snapshot at or after ``epoch``: returns (its epoch, the
+    network). W_in, dt and tau come from ``agent`` if given, else from the history (its
+    ``params/W_in`` and config), so a loaded history rebuilds its networks alone."""
+    _history_with(history, "snapshot_epoch")
+    # epochs beyond the last snapshot read the last (and cannot overflow int64)
+    epoch = min(_checks.integer("epoch", epoch, low=0), int(history.snapshot_epoch[-1]))
+    if agent is not None:
+        _check_type("agent", agent, TrackingRNN)
     i = min(int(np.searchsorted(history.snapshot_epoch, epoch)), len(history.snapshot_epoch) - 1)
-    net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), agent.W_in,
-                                   torch.tensor(history.arrays["params/W_out"][i]),
-                                   agent.dt, agent.tau)
+    if agent is None:
+        if "params/W_in" not in history.arrays or "tau" not in history.config:
+            raise ValueError("this history does not record W_in and tau (saved before they "
+                             "were recorded): pass the agent it was trained from")
+        W_in = torch.tensor(history.arrays["params/W_in"][i])
+        dt, tau = history.config["dt"], history.config["tau"]
+    else:
+        W_in, dt, tau = agent.W_in, agent.dt, agent.tau
+    net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), W_in,
+                                   torch.tensor(history.arrays["params/W_out"][i]), dt, tau)
     return int(history.snapshot_epoch[i]), net
 
 
 def frequency_match(rate_eigs, omega) -> np.ndarray:
     """|omega_k - Im lambda| for the eigenvalue lambda of eig(W - I)/tau (given, complex) whose
     imaginary part is closest to each target omega_k (rad/s): (K,)."""
-    im = np.abs(np.asarray(rate_eigs).imag)
-    omega = np.asarray(omega, dtype=float)
+    try:
+        ev = np.asarray(rate_eigs.detach() if torch.is_tensor(rate_eigs) else rate_eigs,
+                        dtype=complex)
+    except (TypeError, ValueError):
+        raise TypeError(f"rate_eigs must be complex numbers, got {_checks.short(rate_eigs)}"
+                        ) from None
+    if ev.ndim != 1 or ev.size == 0 or not np.isfinite(ev).all():
+        raise ValueError(f"rate_eigs must be a non-empty 1-d array of finite eigenvalues, got "
+                         f"{_checks.short(rate_eigs)}")
+    omega = _checks.real_tensor("omega", omega).numpy()
+    if omega.ndim != 1:
+        raise ValueError(f"omega must be 1-d, got shape {omega.shape}")
+    im = np.abs(ev.imag)
     return np.abs(im[None, :] - omega[:, None]).min(-1)
 
 
-def _check_pair(agent, plant):
+def _check_pair(agent, plant, name="agent"):
+    _check_type(name, agent, TrackingRNN)
+    _check_type("plant", plant, PointMass)
     if not math.isclose(agent.dt, plant.dt):
-        raise ValueError(f"agent dt={agent.dt} and plant dt={plant.dt} must agree")
+        raise ValueError(f"{name} dt={agent.dt} and plant dt={plant.dt} must agree")
+
+
+def _history_with(history, name, columns=None):
+    """TypeError/ValueError unless ``history`` is a History recording ``name`` (with
+    ``columns`` entries per row, if given)."""
+    _check_type("history", history, History)
+    if name not in history.arrays:
+        raise ValueError(f"history records no {name!r} (a tracking history has it)")
+    a = history.arrays[name]
+    if columns is not None and (a.ndim != 2 or a.shape[1] != columns):
+        raise ValueError(f"history's {name} must have {columns} columns (one per sinusoid of "
+                         f"refs), got shape {a.shape}")
+
+
+def _check_type(name, value, kind):
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {_checks.short(value)}")
 
 
 def _check_refs(plant, refs):
+    _check_type("plant", plant, PointMass)
+    _check_type("refs", refs, Sinusoids)
     if not math.isclose(refs.dt, plant.dt):
         raise ValueError(f"refs dt={refs.dt} and plant dt={plant.dt} must agree")

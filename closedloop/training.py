@@ -8,6 +8,7 @@ own norm. The history is a set of numpy arrays indexed by epoch, never copies of
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -67,14 +68,39 @@ class History:
         if "snapshot_epoch" not in self.arrays:
             raise ValueError("this history has no parameter snapshots (train with "
                              "snapshot_every > 0)")
+        # the nearest snapshot of an epoch beyond the last is the last (and no int64 overflow)
+        epoch = min(_checks.integer("epoch", epoch, low=0), int(self.arrays["snapshot_epoch"][-1]))
+        if not isinstance(like, Agent) or set(like.names) != {
+                k.removeprefix("params/") for k in self.arrays if k.startswith("params/")}:
+            raise TypeError(f"like must be an agent of the type trained, got "
+                            f"{_checks.short(like)}")
         i = int(np.abs(self.arrays["snapshot_epoch"] - epoch).argmin())
         tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i]) for k in like.names}
         agent = like._new(tensors)
         agent.snapshot_epoch = int(self.arrays["snapshot_epoch"][i])
         return agent
 
+    def save(self, path) -> None:
+        """Write this history to ``path``: one .npz of its arrays with its config, message
+        and run time as versioned JSON metadata; never pickle (see ``closedloop.results``)."""
+        from .results import save_history
+
+        save_history(self, path)
+
+    @classmethod
+    def load(cls, path) -> "History":
+        """Read a history written by ``save``; ValueError for a corrupt, truncated or
+        incompatible file."""
+        from .results import load_history
+
+        return load_history(path)
+
     def member(self, k: int) -> "History":
         """Ensemble member k: every per-member array indexed at axis 1."""
+        loss = self.arrays.get("loss")
+        if loss is None or loss.ndim < 2:
+            raise ValueError("member() needs an ensemble history (per-member arrays)")
+        k = _checks.integer("k", k, low=0, high=loss.shape[1] - 1)
         per_member = {n: a[:, k] for n, a in self.arrays.items() if not n.endswith("epoch")}
         epochs = {n: a for n, a in self.arrays.items() if n.endswith("epoch")}
         return History(dict(self.config, member=k), {**epochs, **per_member}, self.message,
@@ -89,8 +115,8 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     """Train ``agent`` in place on the closed-loop control objective; return its History.
 
     ``T`` (steps) and ``beta`` (control cost) may give one value per member of a 1-axis
-    ensemble (see ``sweep``). ``mode='sampled'``: a fresh batch of ``batch`` initial states each epoch (the paper);
-    ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
+    ensemble (see ``sweep``). ``mode='sampled'``: a fresh batch of ``batch`` initial states
+    each epoch (the paper); ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
     ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
     evaluated every ``monitor_every`` epochs and recorded under its names (with
@@ -99,10 +125,14 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     history so far is returned. Introduced in Chapter 2, section "Training".
     """
     env = DoubleIntegrator() if env is None else env
-    T, _ = coupled.per_member("T", T, agent, integer=True, low=1)
+    coupled.check_pair(agent, env)
+    T, T_max = coupled.per_member("T", T, agent, integer=True, low=1)
     beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
+    _checks.fits_memory(f"T={T_max}, batch={batch}, N={agent.N}, batch_shape="
+                        f"{agent.batch_shape} (the states of one batch)",
+                        _episode_size(agent, T_max, batch + 2))
     linear = agent.activation == "identity"
     if mode == "exact" and not linear:
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
@@ -139,7 +169,9 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     overlaps (rank-one agents), eig of the (linearized) coupled system every ``eig_every``
     epochs, parameter snapshots every ``snapshot_every`` epochs and ``monitor(agent)`` every
     ``monitor_every`` epochs (0 turns a record off). Stops with a warning on a non-finite
-    loss or gradient and on Ctrl-C, keeping the history so far.
+    loss or gradient and on Ctrl-C, keeping the history so far; any other error propagates
+    with the history so far attached as its ``history`` attribute. An epoch's records are
+    kept whole or not at all, and an update changes every parameter or none.
     """
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -162,10 +194,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
             grads = torch.autograd.grad(loss.sum(), params) if finite and e < epochs else None
             gnorm = _member_norm(grads, agent) if grads is not None else None
             if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                last = rec.arrays["loss"][-1] if rec.arrays.get("loss") else float("nan")
-                message = (f"training stopped at epoch {e}: the loss or its gradient is not "
-                           f"finite (last finite loss {np.max(last):.4g}); history up to epoch "
-                           f"{e - 1} kept")
+                message = _stopped(e, rec.last("loss"))
                 break
             row = {"epoch": e, "loss": loss.detach(), **extra}
             if gnorm is not None:
@@ -175,10 +204,14 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                 break
             scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
             with torch.no_grad():
-                for p, g in zip(params, grads):
-                    p.sub_(lr * _expand(scale, g, agent) * g)
+                steps = [lr * _expand(scale, g, agent) * g for g in grads]
+                torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
-        message = f"training interrupted at epoch {e}; history up to there kept"
+        message = _interrupted(e, len(rec.rows))
+    except Exception as exc:
+        _attach_history(exc, e, lambda message: History(config, rec.finish(), message,
+                                                        time.perf_counter() - start))
+        raise
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     return History(config, rec.finish(), message, time.perf_counter() - start)
@@ -260,7 +293,14 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
     the teacher's own closed-loop rollouts from x_0 ~ env.x0. Nothing here depends on the
     student, so what it sees cannot depend on what it does. Introduced in Chapter 1.
     """
-    _checks.choice("inputs", source, INPUTS)
+    _checks.choice("source", source, INPUTS)
+    batch = _checks.integer("batch", batch, low=1)
+    T = _checks.integer("T", T, low=1)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {_checks.short(generator)}")
+    if source == "teacher":
+        coupled.check_pair(teacher, env, "teacher")
+    coupled.check_env(env)
     if source == "white_noise":
         return torch.randn(T, batch, generator=generator, dtype=env.dtype)
     with torch.no_grad():
@@ -283,11 +323,18 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     Introduced in Chapter 1, section "Open-loop training".
     """
     env = DoubleIntegrator() if env is None else env
+    coupled.check_pair(student, env, "student")
     T = _checks.integer("T", T, low=1)
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("inputs", inputs, INPUTS)
     if not isinstance(teacher, Agent):
         raise TypeError(f"teacher must be an Agent, got {type(teacher).__name__}")
+    if teacher.dtype != student.dtype:
+        raise TypeError(f"teacher.dtype {teacher.dtype} and the student's {student.dtype} "
+                        f"must agree")
+    _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
+                        f"{student.batch_shape} (the states of one batch)",
+                        _episode_size(student, T, batch) + _episode_size(teacher, T, batch))
     if teacher.batch_shape not in ((), student.batch_shape):
         raise ValueError(f"teacher.batch_shape must be () or the student's "
                          f"{student.batch_shape}, got {teacher.batch_shape}")
@@ -308,21 +355,30 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
 
 
 class _Recorder:
+    """Collects each epoch's records in a dict that joins ``rows`` only when complete (one
+    list append), so that Ctrl-C in the middle of an epoch's records leaves none of them."""
+
     def __init__(self, agent, env, monitor, strides, epochs):
-        self.arrays: dict[str, list] = {}
+        self.rows: list[dict] = []
+        self.pending: dict = {}
         self.rank_one = has_overlaps(agent)
         self.env, self.monitor, self.strides, self.epochs = env, monitor, strides, epochs
 
     def add(self, name, value):
         # a copy: a recorded tensor may be a parameter that the next update changes in place
         v = value.detach().cpu().numpy().copy() if torch.is_tensor(value) else np.asarray(value)
-        self.arrays.setdefault(name, []).append(v)
+        self.pending[name] = v
+
+    def last(self, name):
+        """The latest recorded value of ``name``, or None."""
+        return next((r[name] for r in reversed(self.rows) if name in r), None)
 
     def due(self, what, e):
         every = self.strides[what]
         return bool(every) and (e % every == 0 or e == self.epochs)
 
     def epoch(self, row, agent, e):
+        self.pending = {}
         for k, v in row.items():
             self.add(k, v)
         if self.rank_one:
@@ -338,14 +394,57 @@ class _Recorder:
             for k, v in agent.snapshot().items():
                 self.add(f"params/{k}", v)
         if self.due("monitor", e):
-            with torch.no_grad():
-                values = self.monitor(agent)
+            try:
+                with torch.no_grad():
+                    values = self.monitor(agent)
+            except Exception as exc:  # a user's callable: say where the error came from
+                exc.add_note(f"raised by monitor(agent) at epoch {e}")
+                raise
+            if not isinstance(values, dict):
+                raise TypeError(f"monitor must return a dict {{name: tensor}}, got "
+                                f"{_checks.short(values)}")
             self.add("monitor_epoch", e)
             for k, v in values.items():
                 self.add(k, v)
+        self.rows.append(self.pending)
 
     def finish(self):
-        return {k: np.stack(v) for k, v in self.arrays.items()}
+        names = dict.fromkeys(k for r in self.rows for k in r)  # first-seen order
+        return {k: np.stack([r[k] for r in self.rows if k in r]) for k in names}
+
+
+def _stopped(e: int, last_loss) -> str:
+    """The message of a run stopped by a non-finite loss or gradient at epoch ``e``."""
+    if last_loss is None:
+        return (f"training stopped at epoch {e}: the loss or its gradient is not finite "
+                f"(overflow at the first epoch: no finite loss, nothing kept)")
+    return (f"training stopped at epoch {e}: the loss or its gradient is not finite (last "
+            f"finite loss {np.max(last_loss):.4g}, at epoch {e - 1}); history up to epoch "
+            f"{e - 1} kept")
+
+
+def _interrupted(e: int, n_rows: int) -> str:
+    """The message of a run stopped by Ctrl-C at epoch ``e`` with ``n_rows`` whole epochs
+    recorded (e, or e + 1 if the epoch was recorded and its update interrupted)."""
+    return (f"training interrupted at epoch {e}; history up to epoch {n_rows - 1} kept" if n_rows
+            else f"training interrupted at epoch {e}; nothing recorded")
+
+
+def _attach_history(exc: Exception, e: int, make) -> None:
+    """Attach the history so far, ``make(message)``, to an error raised during training
+    (``exc.history``), so a failure late in a long run does not lose it."""
+    try:
+        exc.history = make(f"failed at epoch {e}: {exc!r}")
+        n = len(exc.history.arrays.get("epoch", ()))
+        exc.add_note(f"closedloop: training failed at epoch {e}; the history of the {n} "
+                     f"epochs before is kept in this error's .history attribute")
+    except Exception:  # noqa: BLE001 - the original error matters more than the history
+        pass
+
+
+def _episode_size(agent, T: int, batch: int) -> int:
+    """Numbers held for one batch's episodes (the states kept for backpropagation)."""
+    return (T + 1) * math.prod(agent.batch_shape) * batch * (agent.N + 2)
 
 
 def _plain(v):

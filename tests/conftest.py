@@ -1,8 +1,36 @@
+import collections
+import functools
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from scipy.optimize import linear_sum_assignment
 
 from closedloop import DoubleIntegrator
+
+# Property tests draw from a fixed seed (derandomize): CI sees the same cases every run, so
+# it cannot flake; no deadline, since a first call into torch can be slow on a shared machine.
+settings.register_profile("closedloop", derandomize=True, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("closedloop")
+
+CASES = collections.Counter()  # hypothesis cases run, per test (see ``counted``)
+
+
+def counted(test):
+    """Count each case hypothesis runs through ``test`` (put it under @given)."""
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        CASES[test.__name__] += 1
+        return test(*args, **kwargs)
+
+    return wrapper
+
+
+def pytest_terminal_summary(terminalreporter):
+    if CASES:
+        terminalreporter.write_line(f"hypothesis: {sum(CASES.values())} cases in {len(CASES)} "
+                                    f"property tests")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ The glued numbers of each chapter are checked for presence and sanity.
 import ast
 import json
 import math
+import time
 from pathlib import Path
 
 import papermill as pm
@@ -79,3 +80,32 @@ def test_chapter_runs(name):
         # the reduced model starts on the full one: their losses are the same order
         assert 0 <= float(values["stage3_loss_rel_error"]) < 1
         assert 0 <= float(values["stage3_final_eig_gap"]) < 1
+
+
+# one bad setting per chapter, and the start of the message its check cell must give
+BAD = {"ch1_open_closed.ipynb": ("epochs", -1, "epochs must be >= 1, got -1"),
+       "ch2_stages.ipynb": ("N", 1, "N must be >= 2, got 1"),
+       "ch3_tradeoff.ipynb": ("alpha_values", [0.5, 1.5], "alpha_values[1] must be <= 1.0, got 1.5"),
+       "ch4_tracking.ipynb": ("dt", 2.0, "dt must be < 1.25, got 2.0")}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_bad_parameter_stops_the_chapter_at_its_check_cell(name, tmp_path):
+    """papermill with a bad value: the cell after the parameters fails with the parameter's
+    name, value and range, and no later cell (nothing that trains) runs. The output goes to
+    tmp_path, not _build/ci, where nbval would re-run it."""
+    key, value, message = BAD[name]
+    out = tmp_path / name
+    tick = time.perf_counter()
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(ROOT / "book" / name), str(out), parameters={key: value},
+                            cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
+    seconds = time.perf_counter() - tick
+    assert message in str(err.value) and "check_parameters" in err.value.source
+    code = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
+    failed = [i for i, c in enumerate(code)
+              if any(o["output_type"] == "error" for o in c["outputs"])]
+    assert failed == [2] and "check_parameters" in "".join(code[2]["source"])
+    assert "injected-parameters" in code[1]["metadata"]["tags"]  # right after papermill's
+    assert not any(c["execution_count"] for c in code[3:])  # nothing after it ran
+    assert seconds < 60, f"{seconds:.0f} s to reach the check cell"

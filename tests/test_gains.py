@@ -136,4 +136,4 @@ def test_bad_gain_arguments_name_the_parameter(env):
     with pytest.raises(ValueError, match="x must"):
         gains.effective_gains(torch.zeros(5, 3, 2), torch.zeros(5, 4))
     with pytest.raises(ValueError, match="x0"):
-        gains.probe(env, torch.zeros(3, 3), 10)
+        gains.probe(env, torch.zeros(3, 3, dtype=torch.float64), 10)

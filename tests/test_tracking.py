@@ -247,6 +247,7 @@ def test_divergence_stops_with_message_and_keeps_history():
     (lambda: tr.PointMass(bound=0.0), "bound"),
     (lambda: tr.TrackingRNN(N=0), "N"),
     (lambda: tr.TrackingRNN(tau=0.0), "tau"),
+    (lambda: tr.TrackingRNN(dt=0.5, tau=0.2), "alpha"),
     (lambda: tr.TrackingRNN(g=-1.0), "g"),
     (lambda: tr.train_tracking(net(N=4), epochs=1, lr=0.0), "lr"),
     (lambda: tr.train_tracking(net(N=4), epochs=1, batch=0), "batch"),

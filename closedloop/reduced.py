@@ -69,8 +69,11 @@ def alpha_model(overlaps0, alphas, *, T_prime: int = 15, lr: float = 1e-3, steps
     alpha = torch.as_tensor(a, dtype=DTYPE)
     q = q0.expand(len(a), 4).clone().requires_grad_(True)
     path, losses = [], []
-    for _ in range(steps + 1):
+    for step in range(steps + 1):
         loss = alpha_loss(q, alpha, T_prime)
+        if not torch.isfinite(loss).all():
+            raise ValueError(f"the alpha-model diverged at step {step} (L_alpha is not finite): "
+                             f"lower lr (now {lr:g}) or T_prime (now {T_prime})")
         path.append(q.detach().clone())
         losses.append(loss.detach().clone())
         if len(path) > steps:
@@ -81,8 +84,6 @@ def alpha_model(overlaps0, alphas, *, T_prime: int = 15, lr: float = 1e-3, steps
         with torch.no_grad():
             q -= lr * g
     overlaps = torch.stack(path).numpy()
-    if not np.isfinite(overlaps).all():
-        raise FloatingPointError("the alpha-model diverged: lower lr or T_prime")
     return AlphaPaths(a, overlaps, torch.stack(losses).numpy(),
                       theory.labelled_roots(overlaps)[..., 0])
 

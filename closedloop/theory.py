@@ -168,7 +168,7 @@ def exact_lambda3(overlaps):
     -(df/dq) / (df/dlambda).
     """
     exact = labelled_roots(overlaps)[..., 2].real
-    if not hasattr(overlaps, "requires_grad"):
+    if not torch.is_tensor(overlaps):
         return exact
     lam = torch.as_tensor(exact, dtype=overlaps.dtype)
     c2, c1, c0 = _cubic_terms(overlaps)
@@ -189,7 +189,7 @@ def pair_growth(overlaps):
     S = s_vu + 2 - lam3
     p = pair_modulus_sq(overlaps, lam3)
     disc = S ** 2 - 4 * p
-    lib = torch if hasattr(overlaps, "requires_grad") else np
+    lib = torch if torch.is_tensor(overlaps) else np
     root = lib.sqrt(lib.clip(disc, 1e-300, None))  # clipped so the unused branch stays finite
     return lib.where(disc < 0, p, ((abs(S) + root) / 2) ** 2)
 
@@ -224,6 +224,11 @@ def labelled_roots(overlaps) -> np.ndarray:
 
 
 def _unbind(overlaps):
+    """The four overlaps of (..., 4) as separate arrays; torch tensors keep their graph."""
+    if not torch.is_tensor(overlaps):
+        overlaps = _as_overlaps(overlaps)
+    elif not torch.isfinite(overlaps.detach()).all():
+        raise ValueError("overlaps contain NaN or inf")
     if overlaps.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
     return tuple(overlaps[..., k] for k in range(4))

@@ -177,3 +177,28 @@ def test_matched_eig_gap():
     assert reduced.matched_eig_gap(a, a[::-1]) == 0
     b = a + np.array([0.01, 0, 0.03, 0])
     assert reduced.matched_eig_gap(a, b[[2, 0, 1, 3]]) == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: theory.perturbative_lambda3([np.nan, 0, 0, 0]), "overlaps must be finite"),
+    (lambda: theory.pair_growth(torch.tensor([0.1, np.inf, 0, 0])), "NaN or inf"),
+    (lambda: theory.short_term_loss([0.1, 0.2, 0.3]), r"shape \(\.\.\., 4\)"),
+    (lambda: theory.long_term_loss([0.1, 0, 0, 0], T_prime=0), "T_prime"),
+    (lambda: reduced.alpha_model([0.1, 0, 0, np.nan], [0.5]), "overlaps0"),
+    (lambda: reduced.alpha_model([-0.1, -0.2, -0.1, 0.2], [0.5], lr=0), "lr"),
+    (lambda: reduced.alpha_model([-0.5, -0.2, -0.1, 0.2], [1.0], lr=1e3, steps=50, clip=None,
+                                 T_prime=50), "diverged at step"),
+    (lambda: OverlapAgent([0.1, np.nan, 0, 0]), "overlaps"),
+    (lambda: OverlapAgent([0.1, 0, 0, 0], metric=torch.full((4, 4), np.nan)), "metric"),
+    (lambda: OverlapAgent.of(OverlapAgent([0.1, 0, 0, 0])), "RankOneAgent"),
+    (lambda: train_closed_loop(RankOneAgent(N=4).stack([RankOneAgent(N=4)] * 2),
+                               epochs=1, T=[3, 0]), r"T\[1\]"),
+    (lambda: train_closed_loop(RankOneAgent(N=4).stack([RankOneAgent(N=4)] * 2),
+                               epochs=1, beta=[0.1, -1.0]), r"beta\[1\]"),
+    (lambda: sweep("T", [], RankOneAgent(N=4), epochs=1), "values"),
+    (lambda: sweep("T", [3], "not an agent", epochs=1), "agent"),
+    (lambda: reduced.matched_eig_gap([1, 0.5], [1, 0.5, 0.2]), "nonzero"),
+])
+def test_bad_input_is_named(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

@@ -702,7 +702,7 @@ __all__ = ["Explorer", "Trainer", "epoch_progress", "gain_space_explorer", "pick
 
 
 # -- Chapter 3 --------------------------------------------------------------------------------
-def tradeoff_explorer(paths, h_T, T_values, start_epoch, h_full, h_reduced, betas) -> Explorer:
+def tradeoff_explorer(paths, h_T, T_values, h_full, h_reduced, betas) -> Explorer:
     """Chapter 3: three controls over precomputed runs. ``alpha`` picks a path of the
     alpha-model (``paths``, a ``reduced.AlphaPaths``; left), ``T`` a network trained from the
     same stage-2 start with that episode length (``h_T``, one member per ``T_values``;
@@ -738,7 +738,7 @@ def tradeoff_explorer(paths, h_T, T_values, start_epoch, h_full, h_reduced, beta
                               ls="--", label="reduced")
     losses = np.concatenate([h_full.expected_loss.ravel(), h_reduced.expected_loss.ravel()])
     a3.set(xscale="log", yscale="log", ylim=(losses.min() / 1.5, losses.max() * 1.5),
-           xlabel=f"epochs since epoch {start_epoch}, + 1", ylabel="expected loss")
+           xlabel="stage-3 epoch + 1", ylabel="expected loss")
     a3.legend(loc="lower left")
 
     def draw(alpha, T, beta):

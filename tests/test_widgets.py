@@ -218,7 +218,7 @@ def test_tradeoff_explorer():
     h_T = sweep("T", [5, 20], agent, env, epochs=4, batch=4)
     h_full = sweep("beta", [0.0, 2.0], agent, env, epochs=4, batch=4)
     h_red = sweep("beta", [0.0, 2.0], OverlapAgent.of(agent), env, epochs=4, batch=4)
-    ex = widgets.tradeoff_explorer(paths, h_T, [5, 20], 0, h_full, h_red, [0.0, 2.0])
+    ex = widgets.tradeoff_explorer(paths, h_T, [5, 20], h_full, h_red, [0.0, 2.0])
     ex.set(alpha=0.0, T=5, beta=0.0)
     alpha_path = ex.artists["alpha-model"].get_xydata().copy()
     T_path = ex.artists["networks, by T"].get_xydata().copy()

@@ -85,7 +85,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "alpha_values": Param(list, item=Param(float, 0.0, 1.0)),  # weights of L_inf
         "T_prime": COUNT, "alpha_lr": POSITIVE, "alpha_steps": Param(int, 0),
         "T_values": Param(list, item=COUNT), "T_sweep_epochs": COUNT,
-        "betas": Param(list, item=Param(float, 0.0)),
+        "betas": Param(list, item=Param(float, 0.0)), "n_seeds": COUNT,
     },
     "ch4_tracking": {
         "epochs": COUNT, "batch": COUNT, "lr": POSITIVE, "N": COUNT, "g": Param(float, 0.0),

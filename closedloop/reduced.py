@@ -5,7 +5,8 @@ weighs what the loop does in the next few steps against how fast it grows over m
 alpha-model makes both terms explicit on the overlaps q = (s_zm, s_zu, s_vm, s_vu):
 
     L_alpha(q) = alpha L_inf(q) + (1 - alpha) L_0(q),
-    L_inf = (|lambda_1|^2)^T'   (long-term growth along the complex pair, ``theory.long_term_loss``)
+    L_inf = (|lambda_1|^2)^T'   growth along the environment's pair (``theory.long_term_loss``;
+                                 Vieta for a complex pair, the larger root for a real one)
     L_0   = |position/velocity block of P_eff^3|^2   (``theory.short_term_loss``)
 
 and descends it for many alpha at once. (The stage-3 reduced model is an ordinary training

@@ -231,6 +231,28 @@ class RankOneAgent(Agent):
         dot = lambda a, b: (a * b).sum(-1)
         return torch.stack([dot(z, m), dot(z, u), dot(v, m), dot(v, u)], dim=-1)
 
+    def compressed(self) -> "RankOneAgent":
+        """The same network with N = 4 neurons: u, v, z, m written in an orthonormal basis of
+        span{m, u, v, z} (per ensemble member; needs N >= 4).
+
+        Gradients never leave that span (grad_z in span{m, u}, grad_u in span{z, v}, grad_v in
+        span{m, u}), so with m fixed the compressed network trains exactly like this one, at
+        any N: same inner products, same loss, same clipping, same SGD step. Its learning is a
+        system of the 10 inner products of m, u, v, z, of which the loss sees 4 (the overlaps)
+        and the other 6 set the step (``overlap_metric``). Introduced in Chapter 3, section
+        "Stage 3".
+        """
+        if "m" in self.trainable:
+            raise ValueError("compressed() needs m fixed (train_m=False): a trained m leaves "
+                             "the span")
+        if self.N < 4:
+            raise ValueError(f"compressed() needs N >= 4, got N={self.N}")
+        t = {k: self.tensors[k].detach() for k in ("u", "v", "z", "m")}
+        Q, _ = torch.linalg.qr(torch.stack([t["m"], t["u"], t["v"], t["z"]], -1))
+        coords = {k: (Q.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) for k, v in t.items()}
+        return RankOneAgent.from_tensors(coords["u"], coords["v"], coords["z"], coords["m"],
+                                         trainable=self.trainable)
+
     def overlap_metric(self) -> torch.Tensor:
         """G (*batch_shape, 4, 4): a gradient step on u, v, z moves the overlaps by
         -lr G grad_q(loss) + O(lr^2), with m fixed.

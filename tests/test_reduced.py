@@ -202,3 +202,21 @@ def test_matched_eig_gap():
 def test_bad_input_is_named(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_the_compressed_network_trains_exactly_like_the_full_one(env):
+    full = RankOneAgent(N=40, seed=8, batch_shape=(2,))
+    small = full.compressed()
+    assert small.N == 4 and small.batch_shape == (2,)
+    torch.testing.assert_close(small.overlaps(), full.overlaps(), rtol=0, atol=1e-14)
+    kw = dict(epochs=30, T=20, batch=16, seed=3, beta=0.1)
+    hf = train_closed_loop(full, env, **kw)
+    hs = train_closed_loop(small, env, **kw)
+    np.testing.assert_allclose(hs.loss, hf.loss, rtol=1e-10)
+    np.testing.assert_allclose(hs.overlaps, hf.overlaps, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hs.grad_norm, hf.grad_norm, rtol=1e-10)
+    # the four overlaps alone (identity metric) do not: their steps differ at first order
+    hr = train_closed_loop(OverlapAgent(hf.overlaps[0]), env, **kw)
+    assert np.abs(hr.overlaps[-1] - hf.overlaps[-1]).max() > 1e-4
+    with pytest.raises(ValueError, match="m fixed"):
+        RankOneAgent(N=8, train_m=True).compressed()

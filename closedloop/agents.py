@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import _checks
+from ._loop import closed_loop
 from .envs import DTYPE
 
 ACTIVATIONS = {"tanh": torch.tanh, "identity": lambda a: a}
@@ -104,12 +105,16 @@ class Agent:
         if y.dim() < 2 or y.shape[0] < 1 or tuple(y.shape[1:-1]) not in ((), self.batch_shape):
             raise ValueError(f"y must have shape (T, B) or (T, *batch_shape, B) with T >= 1 "
                              f"and batch_shape={self.batch_shape}, got {tuple(y.shape)}")
-        h = y.new_zeros(*self.batch_shape, y.shape[-1], self.N)
-        us = []
-        for y_t in y:
-            h = self.step(h, y_t)
-            us.append(self.readout(h))
-        return torch.stack(us)
+        K, B = self.batch_shape, y.shape[-1]
+        if y.dim() == 2:  # the same observations for every member
+            y = y.reshape(y.shape[0], *(1,) * len(K), B)
+        # the step loop of the closed loop with no environment: the state is h alone and
+        # m y_{t+1} enters each step as an input
+        m, z = self.tensors["m"], self.tensors["z"]
+        h0 = y.new_zeros(*K, B, self.N)
+        _, _, u = closed_loop(self.recurrent_matrix().transpose(-1, -2), h0, z, y.shape[0],
+                              self.activation == "tanh", 0, y[..., None] * m.unsqueeze(-2))
+        return u[1:]
 
     # ensembles -----------------------------------------------------------------------------
     def _new(self, tensors):

@@ -334,6 +334,9 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype) + a * agent.W).T
     Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
+    if not (torch.is_grad_enabled() and (agent.W.requires_grad or agent.W_out.requires_grad)):
+        q, u = _stepped(agent, plant, r, A_hT, Pq)
+        return {"q": q, "u": u, "inputs": torch.cat([q[..., POS], r], -1)}
     BuT = (plant.B @ agent.W_out).T                   # (N, 4): u = W_out h moves v
     drive = r @ (a * agent.W_in[:, 2:]).T             # (B, T+1, N): the reference enters h
     q, h = r.new_zeros(B, 4), r.new_zeros(B, agent.N)
@@ -346,6 +349,32 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
         qs.append(q), hs.append(h)
     q, h = torch.stack(qs, 1), torch.stack(hs, 1)
     return {"q": q, "u": agent.readout(h), "inputs": torch.cat([q[..., POS], r], -1)}
+
+
+def _stepped(agent, plant, r, A_hT, Pq):
+    """``rollout``'s loop when no gradient is wanted (test losses of a runaway network,
+    figures): q and u for every t in small preallocated buffers, h in two rotating ones, and
+    the reference entering through its own 2 x N product instead of a (B, T+1, N) drive.
+    Allocating the T+1 hidden states afresh on every call costs as much as the loop (page
+    faults). Seven calls per step, no temporaries. Returns q (B, T+1, 4) and u (B, T+1, 2)."""
+    B, T1, N, a = r.shape[0], r.shape[1], agent.N, agent.alpha
+    Q, U = r.new_zeros(T1, B, 4), r.new_zeros(T1, B, 2)
+    h, h_next = r.new_zeros(B, N), r.new_empty(B, N)
+    qs, us, rs = Q.unbind(0), U.unbind(0), r.transpose(0, 1).contiguous().unbind(0)
+    FT, BpT = plant.F.T.contiguous(), plant.B.T.contiguous()
+    A_hT, Pq = A_hT.detach().contiguous(), Pq.detach().contiguous()
+    WrT = (a * agent.W_in[:, 2:]).T.contiguous()      # (2, N): the reference enters h
+    WoT = agent.W_out.detach().T.contiguous()         # (N, 2): u = W_out h
+    for t in range(1, T1):
+        torch.mm(qs[t - 1], FT, out=qs[t])            # q_t = clamp(F q_{t-1} + B_p u_{t-1})
+        qs[t].addmm_(us[t - 1], BpT)
+        if plant.bound is not None:
+            qs[t].clamp_(-plant.bound, plant.bound)
+        torch.mm(h, A_hT, out=h_next)                 # h_t = A_h h_{t-1} + a W_in in_t
+        h_next.addmm_(qs[t], Pq).addmm_(rs[t], WrT)
+        torch.mm(h_next, WoT, out=us[t])
+        h, h_next = h_next, h
+    return Q.transpose(0, 1), U.transpose(0, 1)
 
 
 @single_thread()
@@ -530,19 +559,21 @@ class _Teacher:
         self.teacher, self.plant, self.refs = teacher, plant, refs
 
     def losses(self, student, phases=None):
-        """Imitation loss: (exact phase average, False) if phases is None, else (per-reference
-        losses (B,), whether the clamp acted on the teacher's plant)."""
+        """Imitation losses from one response of the student: (exact phase average, per-
+        reference losses (B,) for ``phases`` or None, whether the clamp acted on the
+        teacher's plant)."""
         d = student_response(student, self.inputs_fft) - self.u
+        expected = (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum()
         if phases is None:
-            return (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum(), False
+            return expected, None, False
         if self.plant.bound is not None and self.worst > self.plant.bound:
             r = self.refs.signal(phases)
             with torch.no_grad():
                 out = rollout(self.teacher, self.plant, r)
             if out["q"].abs().max() >= self.plant.bound:  # the clamp acted: step the student
                 u = open_loop_controls(student, out["inputs"])
-                return ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1), True
-        return _quadratic_losses(self.refs.coefficients(phases), d), False
+                return expected, ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1), True
+        return expected, _quadratic_losses(self.refs.coefficients(phases), d), False
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -607,12 +638,9 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
             clamped = False
             if teach is not None:
                 with torch.set_grad_enabled(train):
-                    expected, _ = teach.losses(agent)
-                    if mode == "exact":
-                        loss = expected
-                    else:
-                        per, clamped = teach.losses(agent, refs.sample_phases(batch, gen))
-                        loss = per.mean()
+                    phases = None if mode == "exact" else refs.sample_phases(batch, gen)
+                    expected, per, clamped = teach.losses(agent, phases)
+                    loss = expected if mode == "exact" else per.mean()
             else:
                 expected = resp.expected_loss()
                 if mode == "exact":

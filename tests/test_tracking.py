@@ -285,3 +285,34 @@ def test_stepped_rollout_without_gradient_equals_the_autograd_loop(refs, out_sca
     for k in ("q", "u", "inputs"):
         scale = slow[k].detach().abs().max()
         torch.testing.assert_close(fast[k], slow[k].detach(), rtol=0, atol=1e-12 * scale)
+
+
+def test_an_ensemble_trains_like_its_members_alone():
+    """Two networks (one a runaway loop that reaches the clamp) trained as one ensemble, each
+    with its own seed, against each trained alone: every record agrees to float tolerance."""
+    refs, plant = tr.Sinusoids(), tr.PointMass()
+    nets = [net(seed=0), net(seed=1, out_scale=3.0)]
+    kw = dict(epochs=6, batch=5, n_test=4, test_every=2, record_every=3)
+    ens = tr.TrackingRNN.stack(nets)
+    h = tr.train_tracking(ens, plant, refs, seed=[4, 7], **kw)
+    assert h.clamped[:, 1].any()  # the runaway member's batches were stepped
+    for k, (a, s) in enumerate(zip(nets, (4, 7))):
+        alone = tr.train_tracking(a.copy(), plant, refs, seed=s, **kw)
+        member = h.member(k)
+        assert member.arrays.keys() == alone.arrays.keys()
+        for name, want in alone.arrays.items():
+            np.testing.assert_allclose(member.arrays[name], want, rtol=1e-9, atol=1e-12,
+                                       err_msg=name)
+
+
+def test_ensemble_arguments_are_checked():
+    ens = tr.TrackingRNN.stack([net(seed=0), net(seed=1)])
+    refs = tr.Sinusoids(T=20)
+    with pytest.raises(ValueError, match="seed"):
+        tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="one network"):
+        tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, teacher=net(seed=2))
+    with pytest.raises(ValueError, match="one network"):
+        tr.rollout(ens, tr.PointMass(), refs.signal(refs.sample_phases(2, make_generator(0))))
+    with pytest.raises(ValueError, match="N, dt and tau"):
+        tr.TrackingRNN.stack([net(N=5), net(N=6)])

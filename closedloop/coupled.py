@@ -171,6 +171,7 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     """
     T = _checks.integer("T", T, low=1)
     check_pair(agent, env)
+    _checks.on_device("x0", x0, env.A.device)
     _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
@@ -208,11 +209,11 @@ def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor
 
 def _episode_cost(x, u, beta, T):
     if torch.is_tensor(beta):
-        beta = _align(beta.to(x.dtype), u.dim() - 1)
+        beta = _align(beta.to(x), u.dim() - 1)
     if T is None:
         return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
     t = torch.arange(1, x.shape[0], dtype=x.dtype, device=x.device)
-    Tk = _align(torch.as_tensor(T, dtype=x.dtype), u.dim() - 1)
+    Tk = _align(torch.as_tensor(T, dtype=x.dtype, device=x.device), u.dim() - 1)
     t = t.reshape(-1, *([1] * (u.dim() - 1)))
     state = ((x[1:] ** 2).mean(-1) * (t <= Tk)).sum(0) / Tk  # mean over each own horizon
     control = ((u[:-1] ** 2) * (t - 1 < Tk)).sum(0)
@@ -234,6 +235,7 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0) -> torch.Tenso
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
     check_pair(agent, env)
+    _checks.on_device("x0", x0, env.A.device)
     _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
@@ -346,7 +348,8 @@ def recurrent_spectrum(agent: Agent) -> torch.Tensor:
     with torch.no_grad():
         if has_overlaps(agent):
             s_vu = agent.overlaps()[..., 3]
-            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128)  # W = u v^T
+            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128,
+                             device=s_vu.device)  # W = u v^T
             ev[..., 0] = s_vu
             return ev
         return _by_modulus(torch.linalg.eigvals(agent.recurrent_matrix()))
@@ -359,12 +362,15 @@ def _by_modulus(ev):
 
 def check_pair(agent: Agent, env, name: str = "agent") -> None:
     """TypeError unless ``agent`` (called ``name`` in messages) is an Agent and ``env`` an
-    environment of the same dtype."""
+    environment of the same dtype; ValueError if they are on different devices."""
     _check_agent(agent, name)
     check_env(env)
     if agent.dtype != env.dtype:
         raise TypeError(f"the dtype of {name}, {agent.dtype}, and env.dtype {env.dtype} must "
                         f"agree")
+    if agent.device != env.A.device:
+        raise ValueError(f"{name} is on {agent.device} and env on {env.A.device}: build "
+                         f"both with the same device=")
 
 
 def _check_agent(agent, name="agent"):

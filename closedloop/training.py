@@ -313,8 +313,9 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
     if source == "teacher":
         coupled.check_pair(teacher, env, "teacher")
     coupled.check_env(env)
-    if source == "white_noise":
-        return torch.randn(T, batch, generator=generator, dtype=env.dtype)
+    if source == "white_noise":  # drawn where the generator is, used where env is
+        return torch.randn(T, batch, generator=generator, dtype=env.dtype,
+                           device=generator.device).to(env.A.device)
     with torch.no_grad():
         x = coupled.rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
     return env.observe(x[1:])
@@ -344,6 +345,9 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     if teacher.dtype != student.dtype:
         raise TypeError(f"teacher.dtype {teacher.dtype} and the student's {student.dtype} "
                         f"must agree")
+    if teacher.device != student.device:
+        raise ValueError(f"teacher is on {teacher.device} and the student on "
+                         f"{student.device}: build both on one device")
     _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
                         f"{student.batch_shape} (the states of one batch)",
                         _episode_size(student, T, batch) + _episode_size(teacher, T, batch))

@@ -66,8 +66,9 @@ def finite_tensor(name: str, value: torch.Tensor, dtype: torch.dtype | None = No
 
 
 def on_device(name: str, value: torch.Tensor, device) -> None:
-    """ValueError unless ``value`` is on ``device`` (say which to move, not fail in torch)."""
-    if value.device != torch.device(device):
+    """ValueError if the tensor ``value`` is not on ``device`` (say which to move, not fail
+    inside torch); other values pass, for the type checks that follow."""
+    if torch.is_tensor(value) and value.device != torch.device(device):
         raise ValueError(f"{name} is on {value.device}, but the computation is on "
                          f"{torch.device(device)}: move it there (.to(device))")
 

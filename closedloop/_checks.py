@@ -65,6 +65,14 @@ def finite_tensor(name: str, value: torch.Tensor, dtype: torch.dtype | None = No
     return value
 
 
+def on_device(name: str, value: torch.Tensor, device) -> None:
+    """ValueError if the tensor ``value`` is not on ``device`` (say which to move, not fail
+    inside torch); other values pass, for the type checks that follow."""
+    if torch.is_tensor(value) and value.device != torch.device(device):
+        raise ValueError(f"{name} is on {value.device}, but the computation is on "
+                         f"{torch.device(device)}: move it there (.to(device))")
+
+
 def real_tensor(name: str, value, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``value`` (a number, nested sequence, numpy array or tensor of real numbers) as a
     finite tensor of ``dtype``; a tensor keeps its autograd graph. Strings, booleans, complex

@@ -16,13 +16,17 @@ import numpy as np
 import torch
 
 from . import _checks
+from ._loop import closed_loop
 from .envs import DTYPE
 
 ACTIVATIONS = {"tanh": torch.tanh, "identity": lambda a: a}
 
 
 def make_generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` (every random draw in the package goes through one)."""
+    """A CPU generator seeded with ``seed`` (every random draw in the package goes through one).
+
+    Draws stay on the CPU and are moved to the device that uses them, so a seed gives the
+    same networks and batches on every device."""
     seed = _checks.integer("seed", seed, low=0, high=2**64 - 1)  # torch's seed range
     return torch.Generator().manual_seed(seed)
 
@@ -50,6 +54,9 @@ class Agent:
         if len(dtypes) > 1:
             raise TypeError(f"the tensors {self.names} must share one dtype, got "
                             f"{ {k: t.dtype for k, t in self.tensors.items()} }")
+        if len({t.device for t in self.tensors.values()}) > 1:
+            raise ValueError(f"the tensors {self.names} must be on one device, got "
+                             f"{ {k: str(t.device) for k, t in self.tensors.items()} }")
         self._check_shapes()
 
     def __getattr__(self, name):
@@ -78,6 +85,10 @@ class Agent:
     def dtype(self) -> torch.dtype:
         return self.tensors["z"].dtype
 
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors.values())).device  # one device for all (__init__)
+
     def parameters(self) -> list[torch.Tensor]:
         return [self.tensors[k] for k in self.trainable]
 
@@ -100,16 +111,21 @@ class Agent:
         Returns u (T, *batch_shape, B): u_1..u_T. Introduced in Chapter 1, section
         "Open-loop training".
         """
+        _checks.on_device("y", y, self.device)
         _checks.finite_tensor("y", y, self.dtype)
         if y.dim() < 2 or y.shape[0] < 1 or tuple(y.shape[1:-1]) not in ((), self.batch_shape):
             raise ValueError(f"y must have shape (T, B) or (T, *batch_shape, B) with T >= 1 "
                              f"and batch_shape={self.batch_shape}, got {tuple(y.shape)}")
-        h = y.new_zeros(*self.batch_shape, y.shape[-1], self.N)
-        us = []
-        for y_t in y:
-            h = self.step(h, y_t)
-            us.append(self.readout(h))
-        return torch.stack(us)
+        K, B = self.batch_shape, y.shape[-1]
+        if y.dim() == 2:  # the same observations for every member
+            y = y.reshape(y.shape[0], *(1,) * len(K), B)
+        # the step loop of the closed loop with no environment: the state is h alone and
+        # m y_{t+1} enters each step as an input
+        m, z = self.tensors["m"], self.tensors["z"]
+        h0 = y.new_zeros(*K, B, self.N)
+        _, _, u = closed_loop(self.recurrent_matrix().transpose(-1, -2), h0, z, y.shape[0],
+                              self.activation == "tanh", 0, y[..., None] * m.unsqueeze(-2))
+        return u[1:]
 
     # ensembles -----------------------------------------------------------------------------
     def _new(self, tensors):
@@ -159,13 +175,14 @@ class RNNAgent(Agent):
 
     ``N`` neurons; ``g`` initial recurrent strength (0.1 in the paper's tanh runs);
     ``activation`` 'tanh' or 'identity'; ``batch_shape`` ensemble axes; ``seed`` fixes the
-    draw. W, m and z are trained. Introduced in Chapter 2, section "The setup".
+    draw (made on the CPU, then moved to ``device``). W, m and z are trained. Introduced in
+    Chapter 2, section "The setup".
     """
 
     names = ("W", "m", "z")
 
     def __init__(self, N: int = 100, g: float = 0.1, activation: str = "tanh", seed: int = 0,
-                 batch_shape: tuple = (), dtype=DTYPE):
+                 batch_shape: tuple = (), dtype=DTYPE, device="cpu"):
         N = _checks.integer("N", N, low=1)
         g = _checks.real("g", g, low=0.0)
         _checks.choice("activation", activation, ACTIVATIONS)
@@ -177,7 +194,8 @@ class RNNAgent(Agent):
         W = _scaled_draw("g", g, torch.randn(*bs, N, N, generator=gen, dtype=dtype), N)
         m = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
         z = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
-        super().__init__({"W": W, "m": m, "z": z}, ("W", "m", "z"), activation)
+        tensors = {k: t.to(device) for k, t in (("W", W), ("m", m), ("z", z))}
+        super().__init__(tensors, ("W", "m", "z"), activation)
 
     @classmethod
     def from_tensors(cls, W, m, z, activation="tanh", trainable=("W", "m", "z")):
@@ -191,14 +209,15 @@ class RankOneAgent(Agent):
     given: then z = s_zm0 m / |m|^2 + z_perp, with z_perp orthogonal to m of typical norm
     ``z_perp_scale``, so z . m = s_zm0 exactly. ``s_zm0`` may be a tensor of shape
     ``batch_shape`` (one prescribed overlap per ensemble member). u, v, z are trained; m is
-    fixed unless ``train_m``. Introduced in Chapter 2, section "The setup".
+    fixed unless ``train_m``. The draw is made on the CPU, then moved to ``device``.
+    Introduced in Chapter 2, section "The setup".
     """
 
     names = ("u", "v", "z", "m")
 
     def __init__(self, N: int = 100, seed: int = 0, s_zm0=None, z_perp_scale: float = 0.1,
                  uv_scale: float = 1.0, train_m: bool = False, batch_shape: tuple = (),
-                 dtype=DTYPE):
+                 dtype=DTYPE, device="cpu"):
         N = _checks.integer("N", N, low=1)
         uv_scale = _checks.real("uv_scale", uv_scale, low=0.0)
         z_perp_scale = _checks.real("z_perp_scale", z_perp_scale, low=0.0)
@@ -216,7 +235,8 @@ class RankOneAgent(Agent):
         if s_zm0 is not None:
             z = _prescribed_readout(s_zm0, m, z, z_perp_scale, N)
         trainable = ("u", "v", "z") + (("m",) if train_m else ())
-        super().__init__({"u": u, "v": v, "z": z, "m": m}, trainable, "identity")
+        tensors = {k: t.to(device) for k, t in (("u", u), ("v", v), ("z", z), ("m", m))}
+        super().__init__(tensors, trainable, "identity")
 
     @classmethod
     def from_tensors(cls, u, v, z, m, trainable=("u", "v", "z")):
@@ -299,9 +319,9 @@ class OverlapAgent(Agent):
         if q0.dim() < 1 or q0.shape[-1] != 4:
             raise ValueError(f"overlaps must have shape (*batch_shape, 4), got {tuple(q0.shape)}")
         if metric is None:
-            L = torch.eye(4, dtype=dtype).expand(*q0.shape[:-1], 4, 4)
+            L = torch.eye(4, dtype=dtype, device=q0.device).expand(*q0.shape[:-1], 4, 4)
         else:
-            G = torch.as_tensor(metric, dtype=dtype)
+            G = torch.as_tensor(metric, dtype=dtype, device=q0.device)
             _checks.shape("metric", G, q0.shape[:-1] + (4, 4))
             L, info = torch.linalg.cholesky_ex(G)
             if not torch.allclose(G, G.transpose(-1, -2)) or (info != 0).any():

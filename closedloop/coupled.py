@@ -17,10 +17,13 @@ the authors' reported values (Chapter 2 discusses this).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 
 from . import _checks
+from ._loop import closed_loop
 from .agents import Agent, has_overlaps
 
 
@@ -63,7 +66,25 @@ def _effective_matrix(overlaps, env):
 
 
 def _effective_basis(env, dtype, device):
-    """(P_0, E) with P_eff = P_0 + sum_k q_k E_k; E (4, 4, 4) for q = (s_zm, s_zu, s_vm, s_vu)."""
+    """(P_0, E) with P_eff = P_0 + sum_k q_k E_k; E (4, 4, 4) for q = (s_zm, s_zu, s_vm, s_vu).
+
+    Built once per environment, dtype and device (training asks for it every epoch); the key
+    holds the version counters of A, B, C, so an in-place change to them rebuilds it."""
+    key = (dtype, str(device), *(t._version for t in (env.A, env.B, env.C)))
+    try:
+        cache = _BASES.setdefault(env, {})
+    except TypeError:  # an environment object that takes no weak reference: no cache
+        return _build_effective_basis(env, dtype, device)
+    if key not in cache:
+        cache.clear()
+        cache[key] = _build_effective_basis(env, dtype, device)
+    return cache[key]
+
+
+_BASES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _build_effective_basis(env, dtype, device):
     A, B, C = (t.to(dtype=dtype, device=device) for t in (env.A, env.B, env.C))
     base = torch.zeros(4, 4, dtype=dtype, device=device)
     base[:2, :2] = A
@@ -127,13 +148,19 @@ def linear_system(agent: Agent, env):
     (P_eff, (0, 0, s_zm, s_zu)); otherwise the full (P, (0, 0, z)).
     """
     check_pair(agent, env)
+    if not has_overlaps(agent):
+        _require_linear(agent)
+    return _linear_system(agent, env)
+
+
+def _linear_system(agent, env):
     if has_overlaps(agent):
         q = agent.overlaps()
-        zeros = torch.zeros(*q.shape[:-1], 2, dtype=q.dtype)
+        zeros = q.new_zeros(*q.shape[:-1], 2)
         return _effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
     z = agent.tensors["z"]
-    zeros = torch.zeros(*z.shape[:-1], 2, dtype=z.dtype)
-    return coupled_matrix(agent, env), torch.cat([zeros, z], -1)
+    zeros = z.new_zeros(*z.shape[:-1], 2)
+    return _stacked_matrix(agent, env), torch.cat([zeros, z], -1)
 
 
 def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
@@ -144,6 +171,7 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     """
     T = _checks.integer("T", T, low=1)
     check_pair(agent, env)
+    _checks.on_device("x0", x0, env.A.device)
     _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
@@ -162,50 +190,8 @@ def _rollout(agent, env, x0, T):
                         f"numbers", (T + 1) * x.shape[:-1].numel() * (agent.N + 2) * 2)
     s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
     PT = _stacked_matrix(agent, env).transpose(-1, -2)
-    S = _ClosedLoop.apply(PT, s0, T, agent.activation == "tanh")
-    x, h = S.split([2, agent.N], -1)  # one gradient concatenation, not two zero-filled slices
-    return {"x": x, "u": (h @ agent.tensors["z"].unsqueeze(-1)).squeeze(-1), "h": h}
-
-
-class _ClosedLoop(torch.autograd.Function):
-    """S_t = s_t for t = 0..T with s_{t+1} = (pre_x, phi(pre_h)), pre = s_t P^T.
-
-    One product with the stacked P per step gives both x_{t+1} and the network's input
-    W h_t + m y_{t+1} (y_{t+1} depends on u_t = z.h_t). Backpropagation through time is
-    written out: the adjoint runs backwards with one product per step, and the gradient of P,
-    sum_t s_t^T g_{t+1}, is a single product over all steps instead of T small ones.
-    PT (*K, d, d), s0 (*K, B, d) -> S (T+1, *K, B, d); phi is tanh or the identity.
-    """
-
-    @staticmethod
-    def forward(ctx, PT, s0, T, tanh):
-        S = s0.new_empty(T + 1, *torch.broadcast_shapes(s0.shape, PT.shape[:-2] + (1, 1)))
-        S[0] = s0
-        PT = PT.contiguous()  # a transposed operand sends matmul(out=) to a slow path
-        for t in range(T):
-            torch.matmul(S[t], PT, out=S[t + 1])
-            if tanh:
-                S[t + 1, ..., 2:].tanh_()
-        ctx.save_for_backward(PT, S)
-        ctx.tanh = tanh
-        return S
-
-    @staticmethod
-    def backward(ctx, dS):
-        PT, S = ctx.saved_tensors
-        P, T = PT.transpose(-1, -2).contiguous(), S.shape[0] - 1
-        G = dS[1:].clone()  # becomes g_{t+1} = dL/dpre_{t+1}
-        dphi = 1 - S[1:, ..., 2:] ** 2 if ctx.tanh else None
-        for t in range(T, 0, -1):  # G[t-1] holds dL/ds_t once the step after t is folded in
-            if dphi is not None:
-                G[t - 1, ..., 2:] *= dphi[t - 1]
-            if t > 1:
-                G[t - 2] += G[t - 1] @ P
-        ds0 = dS[0] + G[0] @ P
-        d = S.shape[-1]
-        prev = S[:-1].movedim(0, -3).reshape(*S.shape[1:-2], -1, d)  # (*K, T B, d)
-        dPT = prev.transpose(-1, -2) @ G.movedim(0, -3).reshape(prev.shape)
-        return dPT, ds0, None, None
+    x, h, u = closed_loop(PT, s0, agent.tensors["z"], T, agent.activation == "tanh", lo=2)
+    return {"x": x, "u": u, "h": h}
 
 
 def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor:
@@ -223,11 +209,11 @@ def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor
 
 def _episode_cost(x, u, beta, T):
     if torch.is_tensor(beta):
-        beta = _align(beta.to(x.dtype), u.dim() - 1)
+        beta = _align(beta.to(x), u.dim() - 1)
     if T is None:
         return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
     t = torch.arange(1, x.shape[0], dtype=x.dtype, device=x.device)
-    Tk = _align(torch.as_tensor(T, dtype=x.dtype), u.dim() - 1)
+    Tk = _align(torch.as_tensor(T, dtype=x.dtype, device=x.device), u.dim() - 1)
     t = t.reshape(-1, *([1] * (u.dim() - 1)))
     state = ((x[1:] ** 2).mean(-1) * (t <= Tk)).sum(0) / Tk  # mean over each own horizon
     control = ((u[:-1] ** 2) * (t - 1 < Tk)).sum(0)
@@ -248,14 +234,21 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0) -> torch.Tenso
     """
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
-    horizon = None if isinstance(T, int) else T
     check_pair(agent, env)
+    _checks.on_device("x0", x0, env.A.device)
     _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
     _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
+    return _start_costs(agent, env, x0, T, T_max, beta)
+
+
+def _start_costs(agent, env, x0, T, T_max, beta):
+    """``start_costs`` unchecked, with T and beta as ``per_member`` returned them: training
+    validates once and calls this every epoch."""
+    horizon = None if isinstance(T, int) else T
     if agent.activation == "identity":
-        P, u_row = linear_system(agent, env)
+        P, u_row = _linear_system(agent, env)
         s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
         s = _linear_states(P, s0, T_max)
         x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
@@ -338,8 +331,14 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
     agents: P of their linearization at the target (``linearized``).
     """
     check_pair(agent, env)
+    return _spectrum(agent, env)
+
+
+def _spectrum(agent, env):
+    """``spectrum`` unchecked (training's recorder, every epoch). The stacked P of any agent
+    is that of its linearization at the target, so no linearized copy is built."""
     with torch.no_grad():
-        P, _ = linear_system(linearized(agent), env)
+        P, _ = _linear_system(agent, env)
         return _by_modulus(torch.linalg.eigvals(P))
 
 
@@ -349,7 +348,8 @@ def recurrent_spectrum(agent: Agent) -> torch.Tensor:
     with torch.no_grad():
         if has_overlaps(agent):
             s_vu = agent.overlaps()[..., 3]
-            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128)  # W = u v^T
+            ev = torch.zeros(*s_vu.shape, agent.N, dtype=torch.complex128,
+                             device=s_vu.device)  # W = u v^T
             ev[..., 0] = s_vu
             return ev
         return _by_modulus(torch.linalg.eigvals(agent.recurrent_matrix()))
@@ -362,12 +362,15 @@ def _by_modulus(ev):
 
 def check_pair(agent: Agent, env, name: str = "agent") -> None:
     """TypeError unless ``agent`` (called ``name`` in messages) is an Agent and ``env`` an
-    environment of the same dtype."""
+    environment of the same dtype; ValueError if they are on different devices."""
     _check_agent(agent, name)
     check_env(env)
     if agent.dtype != env.dtype:
         raise TypeError(f"the dtype of {name}, {agent.dtype}, and env.dtype {env.dtype} must "
                         f"agree")
+    if agent.device != env.A.device:
+        raise ValueError(f"{name} is on {agent.device} and env on {env.A.device}: build "
+                         f"both with the same device=")
 
 
 def _check_agent(agent, name="agent"):

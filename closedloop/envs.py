@@ -39,16 +39,17 @@ class UniformBox:
         object.__setattr__(self, "half_width", pair)
 
     def sample(self, batch: int, generator: torch.Generator, dtype=DTYPE, device="cpu"):
-        """Draw ``batch`` initial states: tensor (batch, 2)."""
+        """Draw ``batch`` initial states: tensor (batch, 2) on ``device``, drawn on the
+        generator's device (the package's are CPU generators: the same states everywhere)."""
         batch = _checks.integer("batch", batch, low=1)
         dtype = _checks.float_dtype("dtype", dtype)
         _checks.fits_memory(f"batch={batch} initial states", 2 * batch, dtype.itemsize)
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator (see agents.make_generator), "
                             f"got {_checks.short(generator)}")
-        w = torch.tensor(self.half_width, dtype=dtype, device=device)
-        r = torch.rand(batch, 2, generator=generator, dtype=dtype, device=device)
-        return (2 * r - 1) * w
+        w = torch.tensor(self.half_width, dtype=dtype, device=generator.device)
+        r = torch.rand(batch, 2, generator=generator, dtype=dtype, device=generator.device)
+        return ((2 * r - 1) * w).to(device)
 
     def second_moment(self, dtype=DTYPE, device="cpu") -> torch.Tensor:
         """E[x_0 x_0^T], (2, 2): diag(w^2 / 3) for the centred box."""
@@ -68,7 +69,8 @@ class DoubleIntegrator:
     """x_{t+1} = A x_t + B u_t, y_t = C x_t, with A = [[1, 1], [0, 1]], B = [0, 1]^T, C = [1, 0].
 
     ``x0``: the initial-state distribution (default ``UniformBox(2.0)``, the paper's theory).
-    Introduced in Chapter 2, section "The setup".
+    ``device``: where its matrices, its samples and every computation with it live (an
+    agent on another device is an error). Introduced in Chapter 2, section "The setup".
     """
 
     n_state = 2
@@ -79,7 +81,7 @@ class DoubleIntegrator:
             raise TypeError(f"x0 must be a UniformBox, got {type(self.x0).__name__}")
         dtype = _checks.float_dtype("dtype", dtype)
         kw = dict(dtype=dtype, device=device)
-        self.dtype, self.device = dtype, device
+        self.dtype, self.device = dtype, torch.device(device)
         self.A = torch.tensor([[1.0, 1.0], [0.0, 1.0]], **kw)
         self.B = torch.tensor([0.0, 1.0], **kw)
         self.C = torch.tensor([1.0, 0.0], **kw)

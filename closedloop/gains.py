@@ -71,7 +71,11 @@ def probe(env, x0: torch.Tensor, T: int):
                          f"regressed on the states), got {_checks.short(x0)}")
 
     def measure(agent):
-        traj = coupled.rollout(agent, env, x0, T)
+        # the unchecked rollout (a monitor runs every epoch); the states it uses must be finite
+        traj = coupled._rollout(agent, env, x0, T)
+        for v in (traj["x"], traj["u"]):
+            coupled._no_overflow(v, f"the closed loop of this agent from these x0 over T={T} "
+                                    f"steps")
         k, r2 = effective_gains(traj["x"], traj["u"])
         cost = coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
         zm = (agent.tensors["z"] * agent.tensors["m"]).sum(-1)

@@ -77,21 +77,24 @@ class PointMass:
     """2-D point mass under acceleration control, state (x, vx, y, vy), explicit Euler step dt.
 
     ``bound``: every state coordinate is clamped to [-bound, bound] after each step (the paper's
-    +/-10); None: no clamp. Introduced in Chapter 4, section "The task".
+    +/-10); None: no clamp. ``device``: where the task's computations run (the references
+    and networks must be there too). Introduced in Chapter 4, section "The task".
     """
 
     n_state = 4
 
-    def __init__(self, dt: float = 0.1, bound: float | None = 10.0, dtype=DTYPE):
+    def __init__(self, dt: float = 0.1, bound: float | None = 10.0, dtype=DTYPE,
+                 device="cpu"):
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
         self.bound = None if bound is None else _checks.real("bound", bound, low=0.0,
                                                              low_open=True)
         self.dtype = dtype
-        block = torch.tensor([[1.0, self.dt], [0.0, 1.0]], dtype=dtype)
+        kw = dict(dtype=dtype, device=device)
+        block = torch.tensor([[1.0, self.dt], [0.0, 1.0]], **kw)
         self.F = torch.block_diag(block, block)                       # (4, 4)
-        self.B = torch.zeros(4, 2, dtype=dtype)                       # (4, 2)
+        self.B = torch.zeros(4, 2, **kw)                              # (4, 2)
         self.B[1, 0] = self.B[3, 1] = self.dt
-        self.C = torch.zeros(2, 4, dtype=dtype)                       # positions (x, y)
+        self.C = torch.zeros(2, 4, **kw)                              # positions (x, y)
         self.C[0, 0] = self.C[1, 2] = 1.0
 
     def step(self, q: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -113,7 +116,8 @@ class Sinusoids:
     """
 
     def __init__(self, freqs=(0.1, 0.2, 0.3, 0.4), axes=(0, 1, 0, 1), amplitude=2.31,
-                 T: int = 300, dt: float = 0.1, ramp: float = 1.0, dtype=DTYPE):
+                 T: int = 300, dt: float = 0.1, ramp: float = 1.0, dtype=DTYPE,
+                 device="cpu"):
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
         self.T = _checks.integer("T", T, low=1)
         self.ramp = _checks.real("ramp", ramp, low=0.0)
@@ -141,11 +145,16 @@ class Sinusoids:
         self.amplitude = tuple(_checks.real(f"amplitude[{k}]", a, low=0.0, low_open=True)
                                for k, a in enumerate(amp))
         self.dtype = dtype
-        self.omega = torch.tensor([2 * math.pi * f for f in self.freqs], dtype=dtype)  # rad/s
-        self.A = torch.tensor(self.amplitude, dtype=dtype)
-        t = torch.arange(self.T + 1, dtype=dtype) * self.dt
+        kw = dict(dtype=dtype, device=device)
+        self.omega = torch.tensor([2 * math.pi * f for f in self.freqs], **kw)  # rad/s
+        self.A = torch.tensor(self.amplitude, **kw)
+        t = torch.arange(self.T + 1, **kw) * self.dt
         env = (t / self.ramp).clamp(max=1.0) if self.ramp > 0 else torch.ones_like(t)
         self.rho = env * torch.exp(1j * self.omega[:, None] * t)      # (K, T+1) complex
+        self._targets = torch.zeros(self.K, self.T, 2, dtype=self.rho.dtype, device=device)
+        for k, a in enumerate(self.axes):
+            self._targets[k, :, a] = self.rho[k, 1:]
+        self._power = self.A ** 2 / 2
         self._targets_fft = None
 
     @property
@@ -154,7 +163,7 @@ class Sinusoids:
 
     def reference_power(self) -> torch.Tensor:
         """A_k^2 / 2 (K,): a probe's loss when the network does nothing (after the ramp)."""
-        return self.A ** 2 / 2
+        return self._power.clone()
 
     def silent_losses(self) -> torch.Tensor:
         """(A_k^2/2)(1/T) sum_{t=1..T} ramp(t)^2 (K,): each probe's exact loss when the mass
@@ -162,14 +171,20 @@ class Sinusoids:
         return self.reference_power() * (self.rho[:, 1:].abs() ** 2).mean(-1)
 
     def sample_phases(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """phi ~ U(-pi, pi), (batch, K)."""
+        """phi ~ U(-pi, pi), (batch, K), drawn on the generator's device (the package's are
+        CPU generators) and placed on the references' device."""
         batch = _checks.integer("batch", batch, low=1)
-        return (2 * torch.rand(batch, self.K, generator=generator, dtype=self.dtype) - 1) * math.pi
+        u = torch.rand(batch, self.K, generator=generator, dtype=self.dtype,
+                       device=generator.device)
+        return ((2 * u - 1) * math.pi).to(self.A.device)
 
     def coefficients(self, phases: torch.Tensor, which=None) -> torch.Tensor:
-        """c_k = A_k e^{i phi_k} (B, K) complex; sinusoids not in ``which`` get c_k = 0."""
+        """c_k = A_k e^{i phi_k} (..., B, K) complex for phases (..., B, K) (a leading axis:
+        one batch per ensemble member); sinusoids not in ``which`` get c_k = 0."""
         phases = _checks.real_tensor("phases", phases, self.dtype)
-        _checks.shape("phases", phases, (None, self.K))
+        if phases.dim() < 2 or phases.shape[-1] != self.K:
+            raise ValueError(f"phases must have shape (..., B, {self.K}), got "
+                             f"{tuple(phases.shape)}")
         c = self.A * torch.exp(1j * phases)
         if which is not None:
             if not isinstance(which, (tuple, list, range)):
@@ -177,7 +192,7 @@ class Sinusoids:
                                 f"{_checks.short(which)}")
             which = [_checks.integer(f"which[{i}]", k, low=-self.K, high=self.K - 1)
                      for i, k in enumerate(which)]
-            keep = torch.zeros(self.K, dtype=torch.bool)
+            keep = torch.zeros(self.K, dtype=torch.bool, device=c.device)
             keep[which] = True
             c = torch.where(keep, c, torch.zeros_like(c))
         return c
@@ -187,23 +202,20 @@ class Sinusoids:
         to include (default all; ``[k]`` is the probe of sinusoid k)."""
         c = self.coefficients(phases, which)
         per = (c[:, :, None] * self.rho).real                         # (B, K, T+1)
-        r = torch.zeros(c.shape[0], self.T + 1, 2, dtype=self.dtype)
+        r = torch.zeros(c.shape[0], self.T + 1, 2, dtype=self.dtype, device=c.device)
         for k, a in enumerate(self.axes):
             r[..., a] += per[:, k]
         return r
 
     def targets(self) -> torch.Tensor:
         """rho_k(t) e_{a_k} for t = 1..T: (K, T, 2) complex."""
-        out = torch.zeros(self.K, self.T, 2, dtype=self.rho.dtype)
-        for k, a in enumerate(self.axes):
-            out[k, :, a] = self.rho[k, 1:]
-        return out
+        return self._targets.clone()
 
     def targets_fft(self) -> torch.Tensor:
         """``targets()`` Fourier-transformed over time with 2T points (cached): the input side
         of every closed-loop response (see ``_causal_conv``)."""
         if self._targets_fft is None:
-            self._targets_fft = torch.fft.fft(self.targets(), n=2 * self.T, dim=1)
+            self._targets_fft = torch.fft.fft(self._targets, n=2 * self.T, dim=1)
         return self._targets_fft
 
     def __repr__(self):
@@ -213,7 +225,8 @@ class Sinusoids:
 
 def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
                       baby: int = 16) -> torch.Tensor:
-    """H_s = C M^s G for s = 0..T-1: C (o, d), M (d, d), G (d, c) -> (T, o, c).
+    """H_s = C M^s G for s = 0..T-1: C (*K, o, d), M (*K, d, d), G (*K, d, c) -> (T, *K, o, c)
+    (K: ensemble axes, shared by the three or broadcast).
 
     Baby steps M^i G (i < baby, a power of two) by doubling, then giant steps C M^{j baby}:
     log2(baby) products of d x d matrices and T/baby small ones, instead of T sequential steps
@@ -227,17 +240,18 @@ def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
     giants = [C]
     for _ in range(-(-T // b) - 1):
         giants.append(giants[-1] @ Mb)
-    H = torch.einsum("jod,idc->jioc", torch.stack(giants), babies)
+    H = torch.einsum("j...od,i...dc->ji...oc", torch.stack(giants), babies)
     return H.reshape(-1, *H.shape[2:])[:T]
 
 
 def _causal_conv(H: torch.Tensor, seq_fft: torch.Tensor) -> torch.Tensor:
     """y[i] = sum_{s <= i} H_s seq[i - s] for i < T (the response at t = i + 1 to inputs
-    seq[j] entering at t = j + 1): H (T, o, c) real, ``seq_fft`` the FFT over time, with 2T
-    points, of seq (K, T, c) complex -> y (K, T, o) complex."""
+    seq[j] entering at t = j + 1): H (T, *E, o, c) real (E: ensemble axes), ``seq_fft`` the
+    FFT over time, with 2T points, of seq (K, T, c) complex -> y (*E, K, T, o) complex."""
     T = H.shape[0]
     Hf = torch.fft.fft(H, n=2 * T, dim=0)
-    return torch.fft.ifft(torch.einsum("loc,klc->klo", Hf, seq_fft), dim=1)[:, :T]
+    y = torch.fft.ifft(torch.einsum("l...oc,klc->...klo", Hf, seq_fft), dim=-2)
+    return y[..., :T, :]
 
 
 class TrackingRNN:
@@ -247,18 +261,22 @@ class TrackingRNN:
     ~ U(-1/sqrt(N), 1/sqrt(N)) entries (the paper states this for W_in only; W_out is drawn
     alike, as a default torch linear layer would be). W and W_out are trained. ``dt`` (the
     step) and ``tau`` (the time constant) in seconds; ``seed`` fixes the draw.
-    Introduced in Chapter 4, section "The task".
+    ``TrackingRNN.stack`` makes an ensemble: the tensors get a leading member axis
+    (``batch_shape``), and ``train_tracking`` trains its members as independent runs in one
+    computation; ``member(k)`` takes one out. ``device``: where its tensors live (the draw is
+    made on the CPU, so a seed gives the same network everywhere). Introduced in Chapter 4,
+    section "The task".
     """
 
     def __init__(self, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0,
-                 seed: int = 0, dtype=DTYPE):
+                 seed: int = 0, dtype=DTYPE, device="cpu"):
         N = _checks.integer("N", N, low=1)
         g = _checks.real("g", g, low=0.0)
         gen = make_generator(seed)
         W = torch.randn(N, N, generator=gen, dtype=dtype) * (g / math.sqrt(N))
         W_in = (2 * torch.rand(N, 4, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
         W_out = (2 * torch.rand(2, N, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
-        self._set(W, W_in, W_out, dt, tau)
+        self._set(*(x.to(device) for x in (W, W_in, W_out)), dt, tau)  # drawn on the CPU
 
     def _set(self, W, W_in, W_out, dt, tau):
         self.dt = _checks.real("dt", dt, low=0.0, low_open=True)
@@ -267,10 +285,12 @@ class TrackingRNN:
             raise ValueError(f"alpha = dt/tau must be <= 1, got dt={self.dt} and tau={self.tau}")
         for name, t in (("W", W), ("W_in", W_in), ("W_out", W_out)):
             _checks.finite_tensor(name, t)
-        N = W.shape[-1]
-        _checks.shape("W", W, (N, N))
-        _checks.shape("W_in", W_in, (N, 4))
-        _checks.shape("W_out", W_out, (2, N))
+        N, K = W.shape[-1], tuple(W.shape[:-2])
+        if len(K) > 1:
+            raise ValueError(f"W must have shape (N, N) or (members, N, N), got {tuple(W.shape)}")
+        _checks.shape("W", W, K + (N, N))
+        _checks.shape("W_in", W_in, K + (N, 4))
+        _checks.shape("W_out", W_out, K + (2, N))
         self.W = W.detach().clone().requires_grad_(True)
         self.W_out = W_out.detach().clone().requires_grad_(True)
         self.W_in = W_in.detach().clone()
@@ -284,9 +304,41 @@ class TrackingRNN:
     def copy(self) -> "TrackingRNN":
         return self.from_tensors(self.W, self.W_in, self.W_out, self.dt, self.tau)
 
+    @classmethod
+    def stack(cls, agents: list["TrackingRNN"]) -> "TrackingRNN":
+        """An ensemble whose member k is ``agents[k]`` (same N, dt and tau)."""
+        if not agents or not all(isinstance(a, TrackingRNN) and not a.batch_shape
+                                 for a in agents):
+            raise TypeError("stack needs a non-empty list of single TrackingRNN networks")
+        a0 = agents[0]
+        if any(a.N != a0.N or a.dt != a0.dt or a.tau != a0.tau for a in agents):
+            raise ValueError("stacked networks must share N, dt and tau")
+        return cls.from_tensors(*(torch.stack([getattr(a, k).detach() for a in agents])
+                                  for k in ("W", "W_in", "W_out")), a0.dt, a0.tau)
+
+    def member(self, k: int) -> "TrackingRNN":
+        """Ensemble member k, a copy."""
+        if not self.batch_shape:
+            raise ValueError("member() needs an ensemble (TrackingRNN.stack)")
+        k = _checks.integer("k", k, low=0, high=self.batch_shape[0] - 1)
+        return self.from_tensors(self.W[k], self.W_in[k], self.W_out[k], self.dt, self.tau)
+
+    def _view(self, k: int) -> "TrackingRNN":
+        """Member k sharing the ensemble's tensors (gradients reach them): for stepping one
+        member's references inside a training epoch."""
+        obj = type(self).__new__(type(self))
+        obj.dt, obj.tau = self.dt, self.tau
+        obj.W, obj.W_in, obj.W_out = self.W[k], self.W_in[k], self.W_out[k]
+        return obj
+
     @property
     def N(self) -> int:
-        return self.W.shape[0]
+        return self.W.shape[-1]
+
+    @property
+    def batch_shape(self) -> tuple:
+        """() for one network, (members,) for an ensemble."""
+        return tuple(self.W.shape[:-2])
 
     @property
     def alpha(self) -> float:
@@ -297,23 +349,25 @@ class TrackingRNN:
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """u = W_out h: h (..., N) -> (..., 2), accelerations."""
-        return h @ self.W_out.T
+        return h @ self.W_out.transpose(-1, -2)
 
     def snapshot(self) -> dict:
         """The tensors as numpy arrays; W_in is fixed, but a saved history needs it to rebuild
         the network (``agent_at``)."""
-        return {"W": self.W.detach().numpy().copy(), "W_out": self.W_out.detach().numpy().copy(),
-                "W_in": self.W_in.numpy().copy()}
+        return {k: getattr(self, k).detach().cpu().numpy().copy()
+                for k in ("W", "W_out", "W_in")}
 
     def rate_eigenvalues(self) -> np.ndarray:
-        """eig(W - I)/tau (N,) complex, in 1/s: the modes of dh/dt = (W - I) h / tau. A pair
-        a +/- i b oscillates at b rad/s. Sorted by decreasing imaginary part."""
+        """eig(W - I)/tau (*batch_shape, N) complex, in 1/s: the modes of dh/dt = (W - I) h /
+        tau. A pair a +/- i b oscillates at b rad/s. Sorted by decreasing imaginary part."""
         W = self.W.detach()
-        ev = torch.linalg.eigvals(W - torch.eye(self.N, dtype=W.dtype)).numpy() / self.tau
-        return ev[np.argsort(-ev.imag, kind="stable")]
+        eye = torch.eye(self.N, dtype=W.dtype, device=W.device)
+        ev = torch.linalg.eigvals(W - eye).cpu().numpy() / self.tau
+        return np.take_along_axis(ev, np.argsort(-ev.imag, axis=-1, kind="stable"), -1)
 
     def __repr__(self):
-        return f"TrackingRNN(N={self.N}, dt={self.dt}, tau={self.tau})"
+        bs = f", batch_shape={self.batch_shape}" if self.batch_shape else ""
+        return f"TrackingRNN(N={self.N}, dt={self.dt}, tau={self.tau}{bs})"
 
 
 # -- step by step (any reference, with the clamp) ---------------------------------------------
@@ -322,9 +376,11 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     """The closed loop stepped T times for references r (B, T+1, 2), with the plant's clamp.
 
     Returns {'q': (B, T+1, 4), 'u': (B, T+1, 2), 'inputs': (B, T+1, 4)} at t = 0..T.
-    Differentiable; the per-step work is two products with N x N and 4 x N matrices.
+    Differentiable; the per-step work is two products with N x N and 4 x N matrices. One
+    network (an ensemble member: ``agent.member(k)``).
     """
     _check_pair(agent, plant)
+    _single(agent)
     _checks.finite_tensor("r", r, agent.W.dtype)
     _checks.shape("r", r, (None, None, 2))
     if r.shape[1] < 2:
@@ -332,8 +388,11 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     _checks.fits_memory(f"r of shape {tuple(r.shape)} with N={agent.N}",
                         2 * r.shape[0] * r.shape[1] * (agent.N + 10))
     B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
-    A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype) + a * agent.W).T
+    A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype, device=r.device) + a * agent.W).T
     Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
+    if not (torch.is_grad_enabled() and (agent.W.requires_grad or agent.W_out.requires_grad)):
+        q, u = _stepped(agent, plant, r, A_hT, Pq)
+        return {"q": q, "u": u, "inputs": torch.cat([q[..., POS], r], -1)}
     BuT = (plant.B @ agent.W_out).T                   # (N, 4): u = W_out h moves v
     drive = r @ (a * agent.W_in[:, 2:]).T             # (B, T+1, N): the reference enters h
     q, h = r.new_zeros(B, 4), r.new_zeros(B, agent.N)
@@ -348,11 +407,39 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     return {"q": q, "u": agent.readout(h), "inputs": torch.cat([q[..., POS], r], -1)}
 
 
+def _stepped(agent, plant, r, A_hT, Pq):
+    """``rollout``'s loop when no gradient is wanted (test losses of a runaway network,
+    figures): q and u for every t in small preallocated buffers, h in two rotating ones, and
+    the reference entering through its own 2 x N product instead of a (B, T+1, N) drive.
+    Allocating the T+1 hidden states afresh on every call costs as much as the loop (page
+    faults). Seven calls per step, no temporaries. Returns q (B, T+1, 4) and u (B, T+1, 2)."""
+    B, T1, N, a = r.shape[0], r.shape[1], agent.N, agent.alpha
+    Q, U = r.new_zeros(T1, B, 4), r.new_zeros(T1, B, 2)
+    h, h_next = r.new_zeros(B, N), r.new_empty(B, N)
+    qs, us, rs = Q.unbind(0), U.unbind(0), r.transpose(0, 1).contiguous().unbind(0)
+    FT, BpT = plant.F.T.contiguous(), plant.B.T.contiguous()
+    A_hT, Pq = A_hT.detach().contiguous(), Pq.detach().contiguous()
+    WrT = (a * agent.W_in[:, 2:]).T.contiguous()      # (2, N): the reference enters h
+    WoT = agent.W_out.detach().T.contiguous()         # (N, 2): u = W_out h
+    for t in range(1, T1):
+        torch.mm(qs[t - 1], FT, out=qs[t])            # q_t = clamp(F q_{t-1} + B_p u_{t-1})
+        qs[t].addmm_(us[t - 1], BpT)
+        if plant.bound is not None:
+            qs[t].clamp_(-plant.bound, plant.bound)
+        torch.mm(h, A_hT, out=h_next)                 # h_t = A_h h_{t-1} + a W_in in_t
+        h_next.addmm_(qs[t], Pq).addmm_(rs[t], WrT)
+        torch.mm(h_next, WoT, out=us[t])
+        h, h_next = h_next, h
+    return Q.transpose(0, 1), U.transpose(0, 1)
+
+
 @single_thread()
 def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor:
     """The agent's controls (B, T+1, 2) when fed ``inputs`` (B, T+1, 4) instead of its plant."""
+    _single(agent)
     a = agent.alpha
-    A_hT = ((1 - a) * torch.eye(agent.N, dtype=inputs.dtype) + a * agent.W).T
+    A_hT = ((1 - a) * torch.eye(agent.N, dtype=inputs.dtype, device=inputs.device)
+            + a * agent.W).T
     drive = inputs @ (a * agent.W_in).T
     h = inputs.new_zeros(inputs.shape[0], agent.N)
     hs = [h]
@@ -382,66 +469,76 @@ def _tracking_loss(q, r):
 
 # -- linear (unclamped) responses, exact and sampled losses -----------------------------------
 def closed_loop_matrix(agent: TrackingRNN, plant: PointMass) -> torch.Tensor:
-    """M (4+N, 4+N) with s_{t+1} = M s_t + G r_{t+1}, s = (q, h), away from the clamp."""
+    """M (*batch_shape, 4+N, 4+N) with s_{t+1} = M s_t + G r_{t+1}, s = (q, h), away from the
+    clamp."""
     _check_pair(agent, plant)
-    a, N = agent.alpha, agent.N
-    W_pos = agent.W_in[:, :2]
-    top = torch.cat([plant.F, plant.B @ agent.W_out], -1)
-    A_h = (1 - a) * torch.eye(N, dtype=agent.W.dtype) + a * agent.W
+    a, N, K = agent.alpha, agent.N, agent.batch_shape
+    W_pos = agent.W_in[..., :2]
+    top = torch.cat([plant.F.expand(*K, 4, 4), plant.B @ agent.W_out], -1)
+    A_h = (1 - a) * torch.eye(N, dtype=agent.W.dtype, device=agent.W.device) + a * agent.W
     bottom = torch.cat([a * W_pos @ plant.C @ plant.F,
                         A_h + a * W_pos @ plant.C @ plant.B @ agent.W_out], -1)
-    return torch.cat([top, bottom], 0)
+    return torch.cat([top, bottom], -2)
 
 
 def closed_loop_rates(agent: TrackingRNN, plant: PointMass) -> np.ndarray:
-    """log(eig(M)) / dt (4+N,) complex, in 1/s, least stable first: the continuous-time rates
-    of the unclamped closed loop's modes (real part > 0: the mode grows)."""
+    """log(eig(M)) / dt (*batch_shape, 4+N) complex, in 1/s, least stable first: the
+    continuous-time rates of the unclamped closed loop's modes (real part > 0: it grows)."""
     with torch.no_grad():
-        ev = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).numpy()
+        ev = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).cpu().numpy()
     rates = np.log(ev.astype(complex)) / plant.dt
-    return rates[np.argsort(-rates.real, kind="stable")]
+    return np.take_along_axis(rates, np.argsort(-rates.real, axis=-1, kind="stable"), -1)
 
 
 class Response:
-    """Complex responses Y (K, T, 6) (columns ``OUTPUTS``, rows t = 1..T) of the unclamped loop
-    to rho_k on axis a_k, and the errors E (K, T, 2) = Y[pos] - rho_k e_{a_k}."""
+    """Complex responses Y (*E, K, T, 6) (columns ``OUTPUTS``, rows t = 1..T) of the unclamped
+    loop to rho_k on axis a_k, and the errors E (*E, K, T, 2) = Y[pos] - rho_k e_{a_k}; E:
+    the ensemble axis of an ensemble's response (absent for one network)."""
 
     def __init__(self, Y: torch.Tensor, refs: Sinusoids):
         self.Y, self.refs = Y, refs
-        self.err = Y[..., POS] - refs.targets()
-        self._worst = None
+        self.err = Y[..., POS] - refs._targets
+        self._worst = self._probe = None
 
     def probe_losses(self) -> torch.Tensor:
-        """Exact per-sinusoid losses (A_k^2/2)(1/T) sum_t ||E_k(t)||^2, (K,)."""
-        return self.refs.reference_power() * _sq(self.err).sum(-1).mean(-1)
+        """Exact per-sinusoid losses (A_k^2/2)(1/T) sum_t ||E_k(t)||^2, (*E, K); computed
+        once (training reads them for the loss and for the record)."""
+        if self._probe is None:
+            self._probe = self.refs._power * _sq(self.err).sum(-1).mean(-1)
+        return self._probe
 
     def expected_loss(self) -> torch.Tensor:
-        """The loss averaged over random phases: the sum of the probe losses."""
-        return self.probe_losses().sum()
+        """The loss averaged over random phases: the sum of the probe losses, (*E,)."""
+        return self.probe_losses().sum(-1)
 
     def combine(self, phases, which=None, part="err") -> torch.Tensor:
-        """Real trajectories Re sum_k c_k Y_k for phases (B, K): 'err' -> errors (B, T, 2),
-        'all' -> every output (B, T, 6)."""
+        """Real trajectories Re sum_k c_k Y_k for phases (B, K) or (*E, B, K): 'err' -> errors
+        (*E, B, T, 2), 'all' -> every output (*E, B, T, 6)."""
         return _recombine(self.refs.coefficients(phases, which),
                           self.err if part == "err" else self.Y)
 
     def sampled_losses(self, phases, which=None) -> torch.Tensor:
-        """Per-reference losses (B,) of the unclamped loop."""
+        """Per-reference losses (*E, B) of the unclamped loop."""
         return _quadratic_losses(self.refs.coefficients(phases, which), self.err)
 
     def transient_share(self, seconds: float) -> torch.Tensor:
-        """The fraction of each probe loss incurred at times t dt <= ``seconds``, (K,)."""
-        sq = _sq(self.err.detach()).sum(-1)                             # (K, T)
-        early = torch.arange(1, sq.shape[1] + 1) * self.refs.dt <= seconds
-        return sq[:, early].sum(-1) / sq.sum(-1)
+        """The fraction of each probe loss incurred at times t dt <= ``seconds``, (*E, K)."""
+        sq = _sq(self.err.detach()).sum(-1)                             # (*E, K, T)
+        early = torch.arange(1, sq.shape[-1] + 1, device=sq.device) * self.refs.dt <= seconds
+        return sq[..., early].sum(-1) / sq.sum(-1)
 
-    def worst_state(self) -> float:
-        """max over t, plant coordinate and every choice of phases of |q|: sum_k A_k |Y_k|.
-        The clamp is inactive for every reference iff this is <= the plant's bound."""
+    def worst_state(self):
+        """max over t, plant coordinate and every choice of phases of |q|: sum_k A_k |Y_k|, a
+        float (an array (E,) for an ensemble). The clamp is inactive for every reference iff
+        this is <= the plant's bound."""
+        worst = self._worst_states()
+        return float(worst) if worst.dim() == 0 else worst.cpu().numpy()
+
+    def _worst_states(self) -> torch.Tensor:
         if self._worst is None:
             with torch.no_grad():
-                mod = self.Y[..., :4].abs()
-                self._worst = float((self.refs.A[:, None, None] * mod).sum(0).max())
+                mod = self.Y[..., :4].abs()                             # (*E, K, T, 4)
+                self._worst = (self.refs.A[:, None, None] * mod).sum(-3).amax((-2, -1))
         return self._worst
 
 
@@ -450,39 +547,45 @@ def _sq(z: torch.Tensor) -> torch.Tensor:
 
 
 def _recombine(c: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """Re sum_k c_bk Y_k: c (B, K) complex, Y (K, T, o) complex -> (B, T, o) real."""
-    K, T, o = Y.shape
-    out = c.real @ Y.real.reshape(K, -1) - c.imag @ Y.imag.reshape(K, -1)
-    return out.reshape(-1, T, o)
+    """Re sum_k c_bk Y_k: c (..., B, K) complex, Y (..., K, T, o) complex -> (..., B, T, o)
+    real (leading axes broadcast)."""
+    T, o = Y.shape[-2:]
+    out = c.real @ Y.real.flatten(-2) - c.imag @ Y.imag.flatten(-2)
+    return out.unflatten(-1, (T, o))
 
 
 def _quadratic_losses(c: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
-    """(1/T) sum_t ||Re sum_k c_bk E_k(t)||^2 for every b, c (B, K), E (K, T, o) complex.
+    """(1/T) sum_t ||Re sum_k c_bk E_k(t)||^2 for every b, c (..., B, K), E (..., K, T, o)
+    complex (leading axes broadcast) -> (..., B).
 
     With z_b = (Re c_b, Im c_b) and V = (Re E; -Im E) flattened to (2K, T o), the loss is the
     quadratic form z_b (V V^T / T) z_b^T: one 2K x 2K Gram matrix instead of B trajectories.
     """
-    K, T = E.shape[:2]
-    V = torch.cat([E.real.reshape(K, -1), -E.imag.reshape(K, -1)])
+    T = E.shape[-2]
+    V = torch.cat([E.real.flatten(-2), -E.imag.flatten(-2)], -2)
     z = torch.cat([c.real, c.imag], -1)
-    return ((z @ (V @ V.T / T)) * z).sum(-1)
+    return ((z @ (V @ V.transpose(-1, -2) / T)) * z).sum(-1)
 
 
 @single_thread()
 def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids) -> Response:
-    """The K complex trajectories of the unclamped closed loop (differentiable in W, W_out)."""
+    """The K complex trajectories of the unclamped closed loop (differentiable in W, W_out);
+    of every member of an ensemble at once."""
     _check_refs(plant, refs)
     M = closed_loop_matrix(agent, plant)
-    N, z = agent.N, lambda *shape: torch.zeros(*shape, dtype=M.dtype)
-    C = torch.cat([torch.cat([torch.eye(4, dtype=M.dtype), z(4, N)], -1),
-                   torch.cat([z(2, 4), agent.W_out], -1)])           # (6, d): q and u = W_out h
-    G = torch.cat([z(4, 2), agent.alpha * agent.W_in[:, 2:]])         # (d, 2): r enters h
-    H = _impulse_response(C, M, G, refs.T)                            # (T, 6, 2)
+    N, E = agent.N, agent.batch_shape
+    z = lambda *shape: M.new_zeros(*E, *shape)
+    C = torch.cat([torch.cat([torch.eye(4, dtype=M.dtype, device=M.device).expand(*E, 4, 4),
+                              z(4, N)], -1),
+                   torch.cat([z(2, 4), agent.W_out], -1)], -2)   # (*E, 6, d): q, u = W_out h
+    G = torch.cat([z(4, 2), agent.alpha * agent.W_in[..., 2:]], -2)  # (*E, d, 2): r enters h
+    H = _impulse_response(C, M, G, refs.T)                            # (T, *E, 6, 2)
     return Response(_causal_conv(H, refs.targets_fft()), refs)
 
 
 def sampled_losses(agent, plant, refs, phases, which=None, response=None) -> torch.Tensor:
-    """Per-reference losses (B,) of the clamped plant for the phases (B, K).
+    """Per-reference losses (*E, B) of the clamped plant for the phases (B, K), or (E, B, K)
+    (one batch per member of an ensemble).
 
     Computed from the linear response when no state of the batch reaches the clamp (then it
     is the same number), by stepping the clamped loop otherwise.
@@ -491,28 +594,36 @@ def sampled_losses(agent, plant, refs, phases, which=None, response=None) -> tor
 
 
 def _sampled(agent, plant, refs, phases, which=None, response=None):
-    """(losses (B,), whether the clamp acted on any reference). Only the references whose
-    unclamped trajectory reaches the bound are stepped."""
+    """(losses (*E, B), whether the clamp acted on any reference: a bool, or (E,) bools for an
+    ensemble). Only the references whose unclamped trajectory reaches the bound are stepped."""
     resp = linear_response(agent, plant, refs) if response is None else response
     losses = resp.sampled_losses(phases, which)
-    if plant.bound is None or resp.worst_state() <= plant.bound:
-        return losses, False
+    E = agent.batch_shape
+    none = torch.zeros(E, dtype=torch.bool, device=losses.device) if E else False
+    if plant.bound is None or bool((resp._worst_states() <= plant.bound).all()):
+        return losses, none
     with torch.no_grad():
         states = resp.combine(phases, which, part="all")[..., :4]
-        hit = (states.abs() > plant.bound).flatten(1).any(-1)
+        hit = (states.abs() > plant.bound).flatten(-2).any(-1)           # (*E, B)
     if not hit.any():
-        return losses, False
-    r = refs.signal(torch.as_tensor(phases)[hit], which)
-    losses = losses.clone()
-    losses[hit] = _tracking_loss(rollout(agent, plant, r)["q"], r)
-    return losses, True
+        return losses, none
+    phases, losses = torch.as_tensor(phases), losses.clone()
+    if not E:
+        r = refs.signal(phases[hit], which)
+        losses[hit] = _tracking_loss(rollout(agent, plant, r)["q"], r)
+        return losses, True
+    for k in hit.any(-1).nonzero().flatten().tolist():  # step each member's own references
+        r = refs.signal((phases[k] if phases.dim() == 3 else phases)[hit[k]], which)
+        losses[k, hit[k]] = _tracking_loss(rollout(agent._view(k), plant, r)["q"], r)
+    return losses, hit.any(-1)
 
 
 def student_response(student: TrackingRNN, inputs_fft: torch.Tensor) -> torch.Tensor:
     """Controls (K, T, 2) complex of ``student`` driven open-loop by complex inputs (K, T, 4)
     at t = 1..T, given as their FFT over time with 2T points."""
+    _single(student)
     a, N = student.alpha, student.N
-    A_h = (1 - a) * torch.eye(N, dtype=student.W.dtype) + a * student.W
+    A_h = (1 - a) * torch.eye(N, dtype=student.W.dtype, device=student.W.device) + a * student.W
     H = _impulse_response(student.W_out, A_h, a * student.W_in, inputs_fft.shape[1] // 2)
     return _causal_conv(H, inputs_fft)
 
@@ -530,19 +641,21 @@ class _Teacher:
         self.teacher, self.plant, self.refs = teacher, plant, refs
 
     def losses(self, student, phases=None):
-        """Imitation loss: (exact phase average, False) if phases is None, else (per-reference
-        losses (B,), whether the clamp acted on the teacher's plant)."""
+        """Imitation losses from one response of the student: (exact phase average, per-
+        reference losses (B,) for ``phases`` or None, whether the clamp acted on the
+        teacher's plant)."""
         d = student_response(student, self.inputs_fft) - self.u
+        expected = (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum()
         if phases is None:
-            return (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum(), False
+            return expected, None, False
         if self.plant.bound is not None and self.worst > self.plant.bound:
             r = self.refs.signal(phases)
             with torch.no_grad():
                 out = rollout(self.teacher, self.plant, r)
             if out["q"].abs().max() >= self.plant.bound:  # the clamp acted: step the student
                 u = open_loop_controls(student, out["inputs"])
-                return ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1), True
-        return _quadratic_losses(self.refs.coefficients(phases), d), False
+                return expected, ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1), True
+        return expected, _quadratic_losses(self.refs.coefficients(phases), d), False
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -550,7 +663,7 @@ class _Teacher:
 def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                    refs: Sinusoids | None = None, *, epochs: int = 5000, lr: float = 1e-3,
                    batch: int = 100, mode: str = "sampled", teacher: TrackingRNN | None = None,
-                   seed: int = 0, test_seed: int = 12345, n_test: int = 100,
+                   seed=0, test_seed: int = 12345, n_test: int = 100,
                    test_every: int = 25, record_every: int = 10) -> History:
     """Train ``agent`` in place with Adam; return its History.
 
@@ -572,14 +685,24 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     (R,) of the unclamped closed loop (max |eig(M)|; > 1: it runs away), ``snapshot_epoch``,
     ``params/W``, ``params/W_out``, ``params/W_in``. Divergence or Ctrl-C stop training with
     the history so far; any other error carries it as its ``history`` attribute.
+
+    An ensemble (``TrackingRNN.stack``) trains its members as independent closed-loop runs
+    in one computation (Adam acts elementwise, so each member's update is its own); ``seed``
+    may then give one seed per member (each draws its own batches, as its run alone would),
+    and every array gets a member axis after the epoch axis (``History.member(k)`` takes one
+    run out). A non-finite loss in any member stops all of them.
     Introduced in Chapter 4, section "Training".
     """
     plant = PointMass() if plant is None else plant
     refs = Sinusoids() if refs is None else refs
     _check_pair(agent, plant)
     _check_refs(plant, refs)
+    members = agent.batch_shape[0] if agent.batch_shape else None
     if teacher is not None:
         _check_pair(teacher, plant, "teacher")
+        _single(teacher, "teacher")
+        _single(agent, "agent (an open-loop twin)")
+    seeds = _member_seeds(seed, members)
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
     batch = _checks.integer("batch", batch, low=1)
@@ -589,11 +712,19 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     test_seed = _checks.integer("test_seed", test_seed, low=0, high=2**64 - 1)
     _checks.choice("mode", mode, MODES)
     _checks.fits_memory(f"batch={batch}, n_test={n_test}, T={refs.T}, N={agent.N} (stepped "
-                        f"episodes)", (batch + n_test) * (refs.T + 1) * (agent.N + 10))
+                        f"episodes)", (batch + n_test) * (refs.T + 1) * (agent.N + 10)
+                        * (members or 1))
     config = dict(kind="tracking", agent=repr(agent), plant=repr(plant), refs=repr(refs),
                   epochs=epochs, lr=lr, batch=batch, mode=mode, open_loop=teacher is not None,
-                  seed=seed, test_seed=test_seed, n_test=n_test, dt=agent.dt, tau=agent.tau)
-    gen = make_generator(seed)
+                  seed=seeds if members else seeds[0], test_seed=test_seed, n_test=n_test,
+                  dt=agent.dt, tau=agent.tau)
+    gens = [make_generator(s) for s in seeds]
+
+    def train_phases():  # (B, K), or (members, B, K): each member from its own generator
+        if members is None:
+            return refs.sample_phases(batch, gens[0])
+        return torch.stack([refs.sample_phases(batch, g) for g in gens])
+
     test_phases = refs.sample_phases(n_test, make_generator(test_seed))
     teach = None if teacher is None else _Teacher(teacher, plant, refs)
     opt = torch.optim.Adam(agent.parameters(), lr=lr)
@@ -607,43 +738,40 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
             clamped = False
             if teach is not None:
                 with torch.set_grad_enabled(train):
-                    expected, _ = teach.losses(agent)
-                    if mode == "exact":
-                        loss = expected
-                    else:
-                        per, clamped = teach.losses(agent, refs.sample_phases(batch, gen))
-                        loss = per.mean()
+                    phases = None if mode == "exact" else train_phases()
+                    expected, per, clamped = teach.losses(agent, phases)
+                    loss = expected if mode == "exact" else per.mean()
             else:
                 expected = resp.expected_loss()
                 if mode == "exact":
                     loss = expected
                 else:
                     with torch.set_grad_enabled(train):
-                        per, clamped = _sampled(agent, plant, refs,
-                                                refs.sample_phases(batch, gen), response=resp)
-                    loss = per.mean()
+                        per, clamped = _sampled(agent, plant, refs, train_phases(),
+                                                response=resp)
+                    loss = per.mean(-1)  # (members,): the sum's gradient is each member's
             if train:
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.sum().backward()
                 grads = [p.grad for p in agent.parameters()]
-            if not (torch.isfinite(loss) and (not train or all(torch.isfinite(g).all()
-                                                                for g in grads))):
+            if not (torch.isfinite(loss).all() and (not train or all(torch.isfinite(g).all()
+                                                                      for g in grads))):
                 message = _stopped(e, rows[-1]["loss"] if rows else None)
                 break
-            row = {"epoch": e, "loss": loss.item(), "expected_loss": expected.item(),
+            row = {"epoch": e, "loss": loss.detach(), "expected_loss": expected.detach(),
                    "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
                    "clamped": clamped}
             if e < 100 or e % test_every == 0 or not train:
                 with torch.no_grad():
                     test = sampled_losses(agent, plant, refs, test_phases, response=resp)
-                row.update(test_epoch=e, test_loss=test.mean().item())
+                row.update(test_epoch=e, test_loss=test.mean(-1))
             if e % record_every == 0 or not train:
                 with torch.no_grad():
-                    rho = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).abs().max()
+                    rho = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).abs().amax(-1)
                 row.update({"eig_epoch": e, "eig_W": agent.rate_eigenvalues(),
-                            "spectral_radius": rho.item(), "snapshot_epoch": e},
+                            "spectral_radius": rho, "snapshot_epoch": e},
                            **{f"params/{k}": v for k, v in agent.snapshot().items()})
-            rows.append({k: v.detach().numpy().copy() if torch.is_tensor(v) else v
+            rows.append({k: v.detach().cpu().numpy().copy() if torch.is_tensor(v) else v
                          for k, v in row.items()})
             if train:
                 opt.step()
@@ -656,6 +784,17 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return History(config, _stack_rows(rows), message, time.perf_counter() - start)
+
+
+def _member_seeds(seed, members) -> list:
+    """One seed per ensemble member (a single seed serves every member) or [seed]."""
+    if isinstance(seed, (list, tuple)):
+        if members is None or len(seed) != members:
+            raise ValueError(f"seed must be one integer, or one per member of an ensemble "
+                             f"({members or 'none here'}), got {_checks.short(seed)}")
+        return [_checks.integer(f"seed[{k}]", s, low=0, high=2**64 - 1)
+                for k, s in enumerate(seed)]
+    return [_checks.integer("seed", seed, low=0, high=2**64 - 1)] * (members or 1)
 
 
 def _stack_rows(rows: list[dict]) -> dict:
@@ -782,6 +921,9 @@ def _check_pair(agent, plant, name="agent"):
     _check_type("plant", plant, PointMass)
     if not math.isclose(agent.dt, plant.dt):
         raise ValueError(f"{name} dt={agent.dt} and plant dt={plant.dt} must agree")
+    if agent.W.device != plant.F.device:
+        raise ValueError(f"{name} is on {agent.W.device} and the plant on {plant.F.device}: "
+                         f"build both with the same device=")
 
 
 def _history_with(history, name, columns=None):
@@ -796,6 +938,12 @@ def _history_with(history, name, columns=None):
                          f"refs), got shape {a.shape}")
 
 
+def _single(agent, name="agent"):
+    if agent.batch_shape:
+        raise ValueError(f"{name} must be one network here, got an ensemble "
+                         f"{agent.batch_shape}: take a member (agent.member(k))")
+
+
 def _check_type(name, value, kind):
     if not isinstance(value, kind):
         raise TypeError(f"{name} must be a {kind.__name__}, got {_checks.short(value)}")
@@ -806,3 +954,6 @@ def _check_refs(plant, refs):
     _check_type("refs", refs, Sinusoids)
     if not math.isclose(refs.dt, plant.dt):
         raise ValueError(f"refs dt={refs.dt} and plant dt={plant.dt} must agree")
+    if refs.A.device != plant.F.device:
+        raise ValueError(f"refs are on {refs.A.device} and the plant on {plant.F.device}: "
+                         f"build both with the same device=")

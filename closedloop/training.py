@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks, coupled
+from ._threads import single_thread
 from .agents import Agent, has_overlaps, make_generator
 from .envs import DoubleIntegrator
 
@@ -110,8 +111,8 @@ class History:
 def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epochs: int = 1000,
                       T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                       beta: float = 0.0, mode: str = "sampled", seed: int = 0,
-                      eig_every: int = 1, snapshot_every: int = 0, monitor=None,
-                      monitor_every: int = 1) -> History:
+                      eig_every: int = 1, eig_W: bool = True, snapshot_every: int = 0,
+                      monitor=None, monitor_every: int = 1) -> History:
     """Train ``agent`` in place on the closed-loop control objective; return its History.
 
     ``T`` (steps) and ``beta`` (control cost) may give one value per member of a 1-axis
@@ -120,9 +121,11 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
     ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
     evaluated every ``monitor_every`` epochs and recorded under its names (with
-    ``monitor_epoch``), e.g. a test loss from fixed starts (``gains.probe``). A non-finite
-    loss or gradient stops training with a warning; Ctrl-C stops it too; either way the
-    history so far is returned. Introduced in Chapter 2, section "Training".
+    ``monitor_epoch``), e.g. a test loss from fixed starts (``gains.probe``).
+    ``eig_W=False`` leaves out eig(W), which costs a second eigendecomposition per record
+    (eig(P) and the spectral radius are always recorded). A non-finite loss or gradient stops
+    training with a warning; Ctrl-C stops it too; either way the history so far is returned.
+    Introduced in Chapter 2, section "Training".
     """
     env = DoubleIntegrator() if env is None else env
     coupled.check_pair(agent, env)
@@ -140,72 +143,81 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     gen = make_generator(seed)
     F = env.x0_factor()
 
+    # validated above: every epoch calls the unchecked core (the expected loss over x_0 is
+    # the cost summed over the rows of F, as in ``coupled.expected_loss``)
+    costs = lambda x0: coupled._start_costs(agent, env, x0, T, T_max, beta)
+
     def objective(e):
         if mode == "exact":
-            loss = coupled.expected_loss(agent, env, T, beta)
+            loss = costs(F).sum(-1)
             return loss, {"expected_loss": loss.detach()}
         x0 = env.sample_x0(batch, gen)
         if linear:  # the exact loss rides along: its starts F join the batch
-            costs = coupled.start_costs(agent, env, torch.cat([x0, F]), T, beta)
-            expected = costs[..., batch:].detach().sum(-1)
-            return costs[..., :batch].mean(-1), {"expected_loss": expected}
-        return coupled.closed_loop_loss(agent, env, x0, T, beta), {}
+            c = costs(torch.cat([x0, F]))
+            return c[..., :batch].mean(-1), {"expected_loss": c[..., batch:].detach().sum(-1)}
+        return costs(x0).mean(-1), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
                   T=_plain(T), lr=lr, batch=batch, clip=clip, beta=_plain(beta), mode=mode,
                   seed=seed)
     return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                   eig_every=eig_every, snapshot_every=snapshot_every, monitor=monitor,
-                   monitor_every=monitor_every)
+                   eig_every=eig_every, eig_W=eig_W, snapshot_every=snapshot_every,
+                   monitor=monitor, monitor_every=monitor_every)
 
 
 def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: float,
-            clip: float | None, eig_every: int = 1, snapshot_every: int = 0, monitor=None,
-            monitor_every: int = 1) -> History:
+            clip: float | None, eig_every: int = 1, eig_W: bool = True,
+            snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
     """The training loop shared by closed-loop and open-loop training: SGD with per-member
     gradient clipping on ``objective(epoch) -> (loss (*K,), {name: extra per-epoch record})``.
 
     Records, before each update and after the last: the loss, the gradient norm, the
-    overlaps (rank-one agents), eig of the (linearized) coupled system every ``eig_every``
-    epochs, parameter snapshots every ``snapshot_every`` epochs and ``monitor(agent)`` every
-    ``monitor_every`` epochs (0 turns a record off). Stops with a warning on a non-finite
-    loss or gradient and on Ctrl-C, keeping the history so far; any other error propagates
-    with the history so far attached as its ``history`` attribute. An epoch's records are
-    kept whole or not at all, and an update changes every parameter or none.
+    overlaps (rank-one agents), eig of the (linearized) coupled system and, if ``eig_W``, of W
+    every ``eig_every`` epochs, parameter snapshots every ``snapshot_every`` epochs and
+    ``monitor(agent)`` every ``monitor_every`` epochs (0 turns a record off). Stops with a
+    warning on a non-finite loss or gradient and on Ctrl-C, keeping the history so far; any
+    other error propagates with the history so far attached as its ``history`` attribute.
+    An epoch's records are kept whole or not at all, and an update changes every parameter
+    or none. Runs on one thread (``_threads.single_thread``: products of N ~ 100 gain little
+    from a second one and lose much when the cores are shared).
     """
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
     if clip is not None:
         clip = _checks.real("clip", clip, low=0.0, low_open=True)
     eig_every = _checks.integer("eig_every", eig_every, low=0)
+    if not isinstance(eig_W, (bool, np.bool_)):
+        raise TypeError(f"eig_W must be True or False, got {_checks.short(eig_W)}")
     snapshot_every = _checks.integer("snapshot_every", snapshot_every, low=0)
     monitor_every = _checks.integer("monitor_every", monitor_every, low=0)
     if monitor is not None and not callable(monitor):
         raise TypeError(f"monitor must be a callable agent -> dict, got {type(monitor).__name__}")
     strides = dict(eig=eig_every, snapshot=snapshot_every,
                    monitor=monitor_every if monitor is not None else 0)
-    rec = _Recorder(agent, env, monitor, strides, epochs)
+    rec = _Recorder(agent, env, monitor, strides, epochs, bool(eig_W))
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
     try:
-        for e in range(epochs + 1):
-            loss, extra = objective(e)
-            finite = bool(torch.isfinite(loss).all())
-            grads = torch.autograd.grad(loss.sum(), params) if finite and e < epochs else None
-            gnorm = _member_norm(grads, agent) if grads is not None else None
-            if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                message = _stopped(e, rec.last("loss"))
-                break
-            row = {"epoch": e, "loss": loss.detach(), **extra}
-            if gnorm is not None:
-                row["grad_norm"] = gnorm
-            rec.epoch(row, agent, e)
-            if grads is None:
-                break
-            scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
-            with torch.no_grad():
-                steps = [lr * _expand(scale, g, agent) * g for g in grads]
-                torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
+        with single_thread():
+            for e in range(epochs + 1):
+                loss, extra = objective(e)
+                finite = bool(torch.isfinite(loss).all())
+                grads = (torch.autograd.grad(loss.sum(), params) if finite and e < epochs
+                         else None)
+                gnorm = _member_norm(grads, agent) if grads is not None else None
+                if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
+                    message = _stopped(e, rec.last("loss"))
+                    break
+                row = {"epoch": e, "loss": loss.detach(), **extra}
+                if gnorm is not None:
+                    row["grad_norm"] = gnorm
+                rec.epoch(row, agent, e)
+                if grads is None:
+                    break
+                scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
+                with torch.no_grad():
+                    steps = [lr * _expand(scale, g, agent) * g for g in grads]
+                    torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
         message = _interrupted(e, len(rec.rows))
     except Exception as exc:
@@ -301,8 +313,9 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
     if source == "teacher":
         coupled.check_pair(teacher, env, "teacher")
     coupled.check_env(env)
-    if source == "white_noise":
-        return torch.randn(T, batch, generator=generator, dtype=env.dtype)
+    if source == "white_noise":  # drawn where the generator is, used where env is
+        return torch.randn(T, batch, generator=generator, dtype=env.dtype,
+                           device=generator.device).to(env.A.device)
     with torch.no_grad():
         x = coupled.rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
     return env.observe(x[1:])
@@ -311,8 +324,8 @@ def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator
 def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None = None, *,
                     epochs: int = 1000, T: int = 50, lr: float = 1e-2, batch: int = 100,
                     clip: float | None = 1.0, inputs: str = "white_noise", seed: int = 0,
-                    eig_every: int = 1, snapshot_every: int = 0, monitor=None,
-                    monitor_every: int = 1) -> History:
+                    eig_every: int = 1, eig_W: bool = True, snapshot_every: int = 0,
+                    monitor=None, monitor_every: int = 1) -> History:
     """Train ``student`` in place to imitate ``teacher``'s controls open loop; return its History.
 
     Each epoch both networks receive the same ``batch`` observation sequences of length ``T``
@@ -332,6 +345,9 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     if teacher.dtype != student.dtype:
         raise TypeError(f"teacher.dtype {teacher.dtype} and the student's {student.dtype} "
                         f"must agree")
+    if teacher.device != student.device:
+        raise ValueError(f"teacher is on {teacher.device} and the student on "
+                         f"{student.device}: build both on one device")
     _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
                         f"{student.batch_shape} (the states of one batch)",
                         _episode_size(student, T, batch) + _episode_size(teacher, T, batch))
@@ -350,16 +366,17 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
                   epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed)
     return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                   eig_every=eig_every, snapshot_every=snapshot_every, monitor=monitor,
-                   monitor_every=monitor_every)
+                   eig_every=eig_every, eig_W=eig_W, snapshot_every=snapshot_every,
+                   monitor=monitor, monitor_every=monitor_every)
 
 
 class _Recorder:
     """Collects each epoch's records in a dict that joins ``rows`` only when complete (one
     list append), so that Ctrl-C in the middle of an epoch's records leaves none of them."""
 
-    def __init__(self, agent, env, monitor, strides, epochs):
+    def __init__(self, agent, env, monitor, strides, epochs, eig_W=True):
         self.rows: list[dict] = []
+        self.eig_W = eig_W
         self.pending: dict = {}
         self.rank_one = has_overlaps(agent)
         self.env, self.monitor, self.strides, self.epochs = env, monitor, strides, epochs
@@ -384,11 +401,12 @@ class _Recorder:
         if self.rank_one:
             self.add("overlaps", agent.overlaps())
         if self.due("eig", e):
-            ev = coupled.spectrum(agent, self.env)
+            ev = coupled._spectrum(agent, self.env)
             self.add("eig_epoch", e)
             self.add("eig_P", ev)
             self.add("spectral_radius", ev.abs()[..., 0])
-            self.add("eig_W", coupled.recurrent_spectrum(agent))
+            if self.eig_W:
+                self.add("eig_W", coupled.recurrent_spectrum(agent))
         if self.due("snapshot", e):
             self.add("snapshot_epoch", e)
             for k, v in agent.snapshot().items():

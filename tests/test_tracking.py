@@ -153,11 +153,11 @@ def test_open_loop_imitation_matches_stepping(refs):
     out = tr.rollout(teacher, plant, refs.signal(phases))
     u = tr.open_loop_controls(student, out["inputs"])
     want = ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1)
-    got, clamped = tr._Teacher(teacher, plant, refs).losses(student, phases)
+    _, got, clamped = tr._Teacher(teacher, plant, refs).losses(student, phases)
     assert not clamped
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
-    same, _ = tr._Teacher(teacher, plant, refs).losses(teacher)
-    assert same.item() < 1e-20  # a student equal to its teacher has nothing to learn
+    same, none, _ = tr._Teacher(teacher, plant, refs).losses(teacher)
+    assert same.item() < 1e-20 and none is None  # a student equal to its teacher: no loss
 
 
 def test_rate_eigenvalues_read_rotation_frequencies():
@@ -271,3 +271,48 @@ def test_silent_network_rates_and_transient_share(refs):
     share = tr.linear_response(a, tr.PointMass(), refs).transient_share(10.0)
     power = refs.rho[:, 1:].abs() ** 2  # the error is the reference itself
     torch.testing.assert_close(share, power[:, :100].sum(-1) / power.sum(-1))
+
+
+@pytest.mark.parametrize("out_scale,bound", [(1.0, 10.0), (3.0, 10.0), (3.0, None)])
+def test_stepped_rollout_without_gradient_equals_the_autograd_loop(refs, out_scale, bound):
+    """The in-place loop used under no_grad against the differentiable one, on a tame loop,
+    a runaway loop held by the clamp, and a runaway loop without it."""
+    plant, a = tr.PointMass(bound=bound), net(seed=3, out_scale=out_scale)
+    r = refs.signal(refs.sample_phases(5, make_generator(2)))
+    slow = tr.rollout(a, plant, r)
+    with torch.no_grad():
+        fast = tr.rollout(a, plant, r)
+    for k in ("q", "u", "inputs"):
+        scale = slow[k].detach().abs().max()
+        torch.testing.assert_close(fast[k], slow[k].detach(), rtol=0, atol=1e-12 * scale)
+
+
+def test_an_ensemble_trains_like_its_members_alone():
+    """Two networks (one a runaway loop that reaches the clamp) trained as one ensemble, each
+    with its own seed, against each trained alone: every record agrees to float tolerance."""
+    refs, plant = tr.Sinusoids(), tr.PointMass()
+    nets = [net(seed=0), net(seed=1, out_scale=3.0)]
+    kw = dict(epochs=6, batch=5, n_test=4, test_every=2, record_every=3)
+    ens = tr.TrackingRNN.stack(nets)
+    h = tr.train_tracking(ens, plant, refs, seed=[4, 7], **kw)
+    assert h.clamped[:, 1].any()  # the runaway member's batches were stepped
+    for k, (a, s) in enumerate(zip(nets, (4, 7))):
+        alone = tr.train_tracking(a.copy(), plant, refs, seed=s, **kw)
+        member = h.member(k)
+        assert member.arrays.keys() == alone.arrays.keys()
+        for name, want in alone.arrays.items():
+            np.testing.assert_allclose(member.arrays[name], want, rtol=1e-9, atol=1e-12,
+                                       err_msg=name)
+
+
+def test_ensemble_arguments_are_checked():
+    ens = tr.TrackingRNN.stack([net(seed=0), net(seed=1)])
+    refs = tr.Sinusoids(T=20)
+    with pytest.raises(ValueError, match="seed"):
+        tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="one network"):
+        tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, teacher=net(seed=2))
+    with pytest.raises(ValueError, match="one network"):
+        tr.rollout(ens, tr.PointMass(), refs.signal(refs.sample_phases(2, make_generator(0))))
+    with pytest.raises(ValueError, match="N, dt and tau"):
+        tr.TrackingRNN.stack([net(N=5), net(N=6)])

@@ -1,0 +1,125 @@
+"""The step loop shared by every nonlinear (and open-loop) rollout, with its gradient written
+out: s_{t+1} = phi(s_t P^T + input_{t+1}) on the stacked state of environment and network.
+
+Shapes: states are row vectors (..., B, d), time first in trajectories (T+1, ..., B, d).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._threads import single_thread
+
+
+def closed_loop(PT, s0, z, T, tanh, lo, inputs=None):
+    """The states of s_{t+1} = (pre[:lo], phi(pre[lo:])), pre = s_t P^T (+ inputs[t]), and the
+    readout u_t = z . s_t[lo:], for t = 0..T, differentiable in every tensor argument.
+
+    PT (*K, d, d) = P^T; s0 (*K, B, d); z (*K, d - lo); inputs None or (T, *K, B, d), the
+    term added to pre_{t+1}; the leading axes broadcast. ``lo`` leading coordinates are
+    linear (the environment's), the others pass through tanh if ``tanh``. Returns
+    (S[..., :lo], S[..., lo:], U) with S (T+1, *K, B, d) and U (T+1, *K, B).
+    """
+    K = torch.broadcast_shapes(PT.shape[:-2], s0.shape[:-2], z.shape[:-1],
+                               () if inputs is None else inputs.shape[1:-2])
+    d, B = PT.shape[-1], s0.shape[-2]
+    PT, s0, z = PT.expand(*K, d, d), s0.expand(*K, B, d), z.expand(*K, d - lo)
+    if inputs is not None:
+        inputs = inputs.expand(T, *K, B, d)
+    if K:  # one ensemble axis: products become batched (b)mm on contiguous blocks
+        flat = lambda t, lead: t.reshape(*t.shape[:lead], -1, *t.shape[lead + len(K):])
+        PT, s0, z = flat(PT, 0), flat(s0, 0), flat(z, 0)
+        inputs = None if inputs is None else flat(inputs, 1)
+    X, H, U = _ClosedLoop.apply(PT, s0, z, inputs, T, tanh, lo)
+    if K:
+        X, H, U = (v.unflatten(1, K) for v in (X, H, U))
+    return X, H, U
+
+
+class _ClosedLoop(torch.autograd.Function):
+    """The loop of ``closed_loop``, with at most one ensemble axis Kf (flattened by it).
+
+    One product with the stacked P per step gives both x_{t+1} and the network's input
+    W h_t + m y_{t+1} (y_{t+1} depends on u_t = z.h_t). Backpropagation through time is
+    written out: the adjoint runs backwards with one in-place product per step, and the
+    gradient of P, sum_t s_t^T g_{t+1}, is a single product over all steps instead of T
+    small ones. The readout's gradient enters the adjoint directly (no full-size gradient of
+    the states is built when only x and u are used, as in a loss).
+    PT (Kf?, d, d), s0 (Kf?, B, d), z (Kf?, N), inputs None or (T, Kf?, B, d)
+    -> views X (T+1, Kf?, B, lo) and H (T+1, Kf?, B, N) of the states, U (T+1, Kf?, B).
+    """
+
+    @staticmethod
+    def forward(ctx, PT, s0, z, inputs, T, tanh, lo):
+        ctx.set_materialize_grads(False)  # unused outputs (h in a loss) get no gradient
+        S = s0.new_empty(T + 1, *s0.shape)
+        S[0] = s0
+        PT = PT.contiguous()  # a transposed operand sends matmul(out=) to a slow path
+        batched = PT.dim() == 3
+        # per-step views made in one call each: slicing inside the loop costs more than a
+        # product's worth of time over an episode
+        states, hidden = S.unbind(0), S[..., lo:].unbind(0)
+        steps = (None,) * T if inputs is None else inputs.unbind(0)
+        mm, addmm = (torch.bmm, torch.baddbmm) if batched else (torch.mm, torch.addmm)
+        with single_thread():
+            for t in range(T):
+                if steps[t] is None:
+                    mm(states[t], PT, out=states[t + 1])
+                else:
+                    addmm(steps[t], states[t], PT, out=states[t + 1])
+                if tanh:
+                    hidden[t + 1].tanh_()
+        H = S[..., lo:]
+        U = (H @ z.unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(PT, S, z)
+        ctx.tanh, ctx.lo = tanh, lo
+        return S[..., :lo], H, U
+
+    @staticmethod
+    def backward(ctx, dX, dH, dU):
+        PT, S, z = ctx.saved_tensors
+        lo, T, N, d = ctx.lo, S.shape[0] - 1, z.shape[-1], S.shape[-1]
+        P, batched = PT.transpose(-1, -2).contiguous(), PT.dim() == 3
+        # G[t-1] = dL/dpre_t for t = 1..T: first what reaches s_t directly, from x_t, h_t and
+        # u_t = z.h_t, then (below) what reaches it through later steps, and phi'
+        G = S.new_empty(T, *S.shape[1:])
+        Gx, Gh = G[..., :lo], G[..., lo:]
+        if dU is not None:
+            torch.mul(dU[1:, ..., None], z.unsqueeze(-2), out=Gh)
+        else:
+            Gh.zero_()
+        if dH is not None:
+            Gh.add_(dH[1:])
+        if lo:
+            Gx.copy_(dX[1:]) if dX is not None else Gx.zero_()
+        grads, grads_h = G.unbind(0), Gh.unbind(0)
+        if ctx.tanh:  # phi' = 1 - h^2 enters as g_h -= g_h h^2; h^2 for all steps at once
+            squares = S[1:, ..., lo:].square().unbind(0)
+        with single_thread():
+            for t in range(T, 0, -1):
+                if ctx.tanh:
+                    grads_h[t - 1].addcmul_(grads_h[t - 1], squares[t - 1], value=-1)
+                if t > 1:
+                    (grads[t - 2].baddbmm_ if batched else grads[t - 2].addmm_)(grads[t - 1], P)
+        prev = S[:-1]
+        if batched:  # (T, Kf, B, d) -> (Kf, T B, d)
+            prev, G = prev.transpose(0, 1), G.transpose(0, 1)
+        dPT = (prev.reshape(*prev.shape[:-3], -1, d).transpose(-1, -2)
+               @ G.reshape(*G.shape[:-3], -1, d))
+        ds0 = dz = None
+        if ctx.needs_input_grad[1]:
+            ds0 = grads[0] @ P
+            if dX is not None and lo:
+                ds0[..., :lo] += dX[0]
+            if dH is not None:
+                ds0[..., lo:] += dH[0]
+            if dU is not None:
+                ds0[..., lo:] += dU[0, ..., None] * z.unsqueeze(-2)
+        if ctx.needs_input_grad[2] and dU is not None:
+            H = S[..., lo:]
+            if batched:
+                dz = torch.einsum("tkbn,tkb->kn", H, dU)
+            else:
+                dz = H.reshape(-1, N).transpose(0, 1) @ dU.reshape(-1)
+        dinputs = (G.transpose(0, 1) if batched else G) if ctx.needs_input_grad[3] else None
+        return dPT, ds0, dz, dinputs, None, None, None

@@ -9,6 +9,7 @@ Times are medians over repeats after a warm-up; ratios are plain / fast from the
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -52,10 +53,14 @@ def compare(plain, fast, repeats=7):
 
 
 def chapter_time(name):
+    """Wall time of papermill running one chapter at its paper-scale parameters, with this
+    checkout's package first on the kernel's path (not whichever copy is installed)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "papermill", f"book/{name}", str(OUT / name),
                     "--cwd", "book", "--no-progress-bar"], cwd=ROOT, check=True,
-                   capture_output=True)
+                   capture_output=True, env=env)
     return time.perf_counter() - t
 
 
@@ -76,6 +81,12 @@ def main(argv=None):
     print(rows[-1], flush=True)
     ts, te = compare(*cases.ensemble_pair(), repeats=max(3, args.repeats // 2))
     rows.append(("10 rank-one trainings of 50 epochs: sequential vs one ensemble", ts, te, 4))
+    print(rows[-1], flush=True)
+    ts, te = compare(*cases.tracking_ensemble_pair(), repeats=3)
+    rows.append(("3 tracking trainings of 40 epochs: sequential vs one ensemble", ts, te, None))
+    print(rows[-1], flush=True)
+    tp, tf = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
+    rows.append(("tanh epoch in float32 (an option, not the default)", tp, tf, None))
     print(rows[-1], flush=True)
 
     scaling = {}
@@ -105,9 +116,10 @@ def write_table(rows, scaling, chapters):
              "warm-up, plain and fast interleaved in one run.", "",
              "| case | plain loop | closedloop | ratio | target |", "|---|---|---|---|---|"]
     for label, tp, tf, target in rows:
-        ok = "met" if tp / tf >= target else "missed"
+        goal = "-" if target is None else (
+            f">= {target}x ({'met' if tp / tf >= target else 'missed'})")
         lines.append(f"| {label} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
-                     f"{tp / tf:.1f}x | >= {target}x ({ok}) |")
+                     f"{tp / tf:.1f}x | {goal} |")
     lines += ["", "## Cost of one epoch against T and N (forward + backward)", "",
               "| network | axis | value | plain | closedloop | ratio |",
               "|---|---|---|---|---|---|"]

@@ -23,12 +23,14 @@ def plain_closed_loop_loss(agent, env, x0, T, beta=0.0):
     return cost.mean()
 
 
-def epoch_pair(kind: str, N: int = 100, T: int = 50, batch: int = 100):
+def epoch_pair(kind: str, N: int = 100, T: int = 50, batch: int = 100, dtype=torch.float64):
     """(plain, fast) callables doing one epoch's forward + backward for ``kind``."""
     if kind == "rank_one":
-        env, agent, beta = DoubleIntegrator(), RankOneAgent(N=N, seed=0), 0.0
+        env = DoubleIntegrator(dtype=dtype)
+        agent, beta = RankOneAgent(N=N, seed=0, dtype=dtype), 0.0
     elif kind == "tanh":
-        env, agent, beta = DoubleIntegrator(UniformBox(1.0)), RNNAgent(N=N, g=0.1, seed=0), 0.005
+        env = DoubleIntegrator(UniformBox(1.0), dtype=dtype)
+        agent, beta = RNNAgent(N=N, g=0.1, seed=0, dtype=dtype), 0.005
     else:
         raise ValueError(f"kind must be 'rank_one' or 'tanh', got {kind!r}")
     gen = torch.Generator().manual_seed(0)
@@ -78,3 +80,22 @@ def tracking_pair(N: int = 100, batch: int = 100):
         torch.autograd.grad(tracking.sampled_losses(agent, plant, refs, phases).mean(), params)
 
     return plain, fast
+
+
+def tracking_ensemble_pair(K: int = 3, epochs: int = 40, N: int = 100):
+    """(sequential, ensemble): K tracking trainings (the paper's task, batch 100) one after
+    another, or as one ensemble with one seed per member."""
+    from closedloop import tracking
+
+    plant, refs = tracking.PointMass(), tracking.Sinusoids()
+    nets = [tracking.TrackingRNN(N=N, seed=k) for k in range(K)]
+
+    def sequential():
+        for k, net in enumerate(nets):
+            tracking.train_tracking(net.copy(), plant, refs, epochs=epochs, seed=k)
+
+    def ensemble():
+        tracking.train_tracking(tracking.TrackingRNN.stack(nets), plant, refs, epochs=epochs,
+                                seed=list(range(K)))
+
+    return sequential, ensemble

@@ -38,7 +38,6 @@ unclamped linear loop. Introduced in Chapter 4.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 
 from . import _checks
+from ._threads import single_thread
 from .agents import make_generator
 from .envs import DTYPE
 from .stages import settles
@@ -57,20 +57,6 @@ MODES = ("sampled", "exact")
 HUMAN_ACQUISITION = (2.5 / 20, 4 / 20, 6 / 20, 9.5 / 20)
 OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
 POS = [0, 2]  # x, y among the plant coordinates
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one thread inside the block (or the decorated function). Matrices of
-    N ~ 100 gain nothing from intra-op threads, and where cores are shared, threads that wait
-    on each other make every product many times slower (measured here: a step-by-step episode
-    25x slower with 2 threads on 2 cores while another process used one of them)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 class PointMass:

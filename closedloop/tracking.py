@@ -218,6 +218,8 @@ def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
     log2(baby) products of d x d matrices and T/baby small ones, instead of T sequential steps
     or log2(T) products of a T-long stack with d x d matrices.
     """
+    if C.dim() > 2 or M.dim() > 2 or G.dim() > 2:
+        return _impulse_response_batched(C, M, G, T, baby)
     babies, Mb = G[None], M
     while babies.shape[0] < min(baby, T):
         babies = torch.cat([babies, Mb @ babies], 0)
@@ -226,8 +228,27 @@ def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
     giants = [C]
     for _ in range(-(-T // b) - 1):
         giants.append(giants[-1] @ Mb)
-    H = torch.einsum("j...od,i...dc->ji...oc", torch.stack(giants), babies)
+    H = torch.einsum("jod,idc->jioc", torch.stack(giants), babies)
     return H.reshape(-1, *H.shape[2:])[:T]
+
+
+def _impulse_response_batched(C, M, G, T, baby):
+    """``_impulse_response`` with ensemble axes: the baby steps side by side in the columns,
+    (*K, d, n c), so each doubling is one batched product with M^n (stacking them on a new
+    leading axis, as the single-network path does, would broadcast-copy M^n to every baby
+    step), and giants x babies one batched product. Same numbers up to rounding."""
+    o, c = C.shape[-2], G.shape[-1]
+    babies, Mb, n = G, M, 1
+    while n < min(baby, T):
+        babies = torch.cat([babies, Mb @ babies], -1)
+        Mb, n = Mb @ Mb, 2 * n
+    giants = [C]
+    for _ in range(-(-T // n) - 1):
+        giants.append(giants[-1] @ Mb)
+    H = torch.cat(giants, -2) @ babies                                 # (*K, J o, n c)
+    K = H.shape[:-2]
+    H = H.reshape(*K, len(giants), o, n, c).movedim((-4, -2), (0, 1))  # (J, n, *K, o, c)
+    return H.reshape(len(giants) * n, *K, o, c)[:T]
 
 
 def _causal_conv(H: torch.Tensor, seq_fft: torch.Tensor) -> torch.Tensor:

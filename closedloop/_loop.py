@@ -56,8 +56,8 @@ class _ClosedLoop(torch.autograd.Function):
         S[0] = s0
         PT = PT.contiguous()  # a transposed operand sends matmul(out=) to a slow path
         batched = PT.dim() == 3
-        # per-step views made in one call each: slicing inside the loop costs more than a
-        # product's worth of time over an episode
+        # the per-step views made in one call each (indexing S[t] inside the loop costs a few
+        # microseconds per step, a tenth of a product)
         states, hidden = S.unbind(0), S[..., lo:].unbind(0)
         steps = (None,) * T if inputs is None else inputs.unbind(0)
         mm, addmm = (torch.bmm, torch.baddbmm) if batched else (torch.mm, torch.addmm)
@@ -93,12 +93,12 @@ class _ClosedLoop(torch.autograd.Function):
         if lo:
             Gx.copy_(dX[1:]) if dX is not None else Gx.zero_()
         grads, grads_h = G.unbind(0), Gh.unbind(0)
-        if ctx.tanh:  # phi' = 1 - h^2 enters as g_h -= g_h h^2; h^2 for all steps at once
-            squares = S[1:, ..., lo:].square().unbind(0)
+        if ctx.tanh:  # phi' = 1 - h^2 for all steps at once (three passes, not 2T calls)
+            slopes = S[1:, ..., lo:].square().neg_().add_(1).unbind(0)
         with single_thread():
             for t in range(T, 0, -1):
                 if ctx.tanh:
-                    grads_h[t - 1].addcmul_(grads_h[t - 1], squares[t - 1], value=-1)
+                    grads_h[t - 1].mul_(slopes[t - 1])
                 if t > 1:
                     (grads[t - 2].baddbmm_ if batched else grads[t - 2].addmm_)(grads[t - 1], P)
         prev = S[:-1]

@@ -218,6 +218,8 @@ def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
     log2(baby) products of d x d matrices and T/baby small ones, instead of T sequential steps
     or log2(T) products of a T-long stack with d x d matrices.
     """
+    if C.dim() > 2 or M.dim() > 2 or G.dim() > 2:
+        return _impulse_response_batched(C, M, G, T, baby)
     babies, Mb = G[None], M
     while babies.shape[0] < min(baby, T):
         babies = torch.cat([babies, Mb @ babies], 0)
@@ -226,8 +228,27 @@ def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
     giants = [C]
     for _ in range(-(-T // b) - 1):
         giants.append(giants[-1] @ Mb)
-    H = torch.einsum("j...od,i...dc->ji...oc", torch.stack(giants), babies)
+    H = torch.einsum("jod,idc->jioc", torch.stack(giants), babies)
     return H.reshape(-1, *H.shape[2:])[:T]
+
+
+def _impulse_response_batched(C, M, G, T, baby):
+    """``_impulse_response`` with ensemble axes: the baby steps side by side in the columns,
+    (*K, d, n c), so each doubling is one batched product with M^n (stacking them on a new
+    leading axis, as the single-network path does, would broadcast-copy M^n to every baby
+    step), and giants x babies one batched product. Same numbers up to rounding."""
+    o, c = C.shape[-2], G.shape[-1]
+    babies, Mb, n = G, M, 1
+    while n < min(baby, T):
+        babies = torch.cat([babies, Mb @ babies], -1)
+        Mb, n = Mb @ Mb, 2 * n
+    giants = [C]
+    for _ in range(-(-T // n) - 1):
+        giants.append(giants[-1] @ Mb)
+    H = torch.cat(giants, -2) @ babies                                 # (*K, J o, n c)
+    K = H.shape[:-2]
+    H = H.reshape(*K, len(giants), o, n, c).movedim((-4, -2), (0, 1))  # (J, n, *K, o, c)
+    return H.reshape(len(giants) * n, *K, o, c)[:T]
 
 
 def _causal_conv(H: torch.Tensor, seq_fft: torch.Tensor) -> torch.Tensor:
@@ -579,9 +600,11 @@ def sampled_losses(agent, plant, refs, phases, which=None, response=None) -> tor
     return _sampled(agent, plant, refs, phases, which, response)[0]
 
 
-def _sampled(agent, plant, refs, phases, which=None, response=None):
+def _sampled(agent, plant, refs, phases, which=None, response=None, step=None):
     """(losses (*E, B), whether the clamp acted on any reference: a bool, or (E,) bools for an
-    ensemble). Only the references whose unclamped trajectory reaches the bound are stepped."""
+    ensemble). Only the references whose unclamped trajectory reaches the bound are stepped,
+    and in an ensemble only those of the members ``step`` (E,) marks (default: all; the
+    others, exact-mode members, keep their unclamped losses, which nothing uses)."""
     resp = linear_response(agent, plant, refs) if response is None else response
     losses = resp.sampled_losses(phases, which)
     E = agent.batch_shape
@@ -591,6 +614,8 @@ def _sampled(agent, plant, refs, phases, which=None, response=None):
     with torch.no_grad():
         states = resp.combine(phases, which, part="all")[..., :4]
         hit = (states.abs() > plant.bound).flatten(-2).any(-1)           # (*E, B)
+        if step is not None:
+            hit &= step[:, None]
     if not hit.any():
         return losses, none
     phases, losses = torch.as_tensor(phases), losses.clone()
@@ -674,9 +699,9 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
 
     An ensemble (``TrackingRNN.stack``) trains its members as independent closed-loop runs
     in one computation (Adam acts elementwise, so each member's update is its own); ``seed``
-    may then give one seed per member (each draws its own batches, as its run alone would),
-    and every array gets a member axis after the epoch axis (``History.member(k)`` takes one
-    run out). A non-finite loss in any member stops all of them.
+    may then give one seed per member (each draws its own batches, as its run alone would)
+    and ``mode`` one mode per member; every array gets a member axis after the epoch axis
+    (``History.member(k)`` takes one run out). A non-finite loss in any member stops all.
     Introduced in Chapter 4, section "Training".
     """
     plant = PointMass() if plant is None else plant
@@ -689,6 +714,10 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
         _single(teacher, "teacher")
         _single(agent, "agent (an open-loop twin)")
     seeds = _member_seeds(seed, members)
+    modes = _member_modes(mode, members)
+    if teacher is not None and not isinstance(mode, str):
+        raise ValueError("mode must be one mode for an open-loop twin")
+    exact = torch.tensor([m == "exact" for m in modes], device=plant.F.device)
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
     batch = _checks.integer("batch", batch, low=1)
@@ -696,12 +725,12 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     record_every = _checks.integer("record_every", record_every, low=1)
     test_every = _checks.integer("test_every", test_every, low=1)
     test_seed = _checks.integer("test_seed", test_seed, low=0, high=2**64 - 1)
-    _checks.choice("mode", mode, MODES)
     _checks.fits_memory(f"batch={batch}, n_test={n_test}, T={refs.T}, N={agent.N} (stepped "
                         f"episodes)", (batch + n_test) * (refs.T + 1) * (agent.N + 10)
                         * (members or 1))
     config = dict(kind="tracking", agent=repr(agent), plant=repr(plant), refs=repr(refs),
-                  epochs=epochs, lr=lr, batch=batch, mode=mode, open_loop=teacher is not None,
+                  epochs=epochs, lr=lr, batch=batch, mode=modes if members else modes[0],
+                  open_loop=teacher is not None,
                   seed=seeds if members else seeds[0], test_seed=test_seed, n_test=n_test,
                   dt=agent.dt, tau=agent.tau)
     gens = [make_generator(s) for s in seeds]
@@ -721,7 +750,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
             train = e < epochs
             with torch.set_grad_enabled(train and teach is None):
                 resp = linear_response(agent, plant, refs)
-            clamped = False
+            clamped = torch.zeros_like(exact) if members else False
             if teach is not None:
                 with torch.set_grad_enabled(train):
                     phases = None if mode == "exact" else train_phases()
@@ -729,13 +758,15 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                     loss = expected if mode == "exact" else per.mean()
             else:
                 expected = resp.expected_loss()
-                if mode == "exact":
+                if exact.all():
                     loss = expected
                 else:
                     with torch.set_grad_enabled(train):
                         per, clamped = _sampled(agent, plant, refs, train_phases(),
-                                                response=resp)
+                                                response=resp, step=~exact if members else None)
                     loss = per.mean(-1)  # (members,): the sum's gradient is each member's
+                    if exact.any():  # exact members train on their expected loss
+                        loss = torch.where(exact, expected, loss)
             if train:
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
@@ -770,6 +801,16 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return History(config, _stack_rows(rows), message, time.perf_counter() - start)
+
+
+def _member_modes(mode, members) -> list:
+    """One mode per ensemble member (a single mode serves every member) or [mode]."""
+    if isinstance(mode, (list, tuple)):
+        if members is None or len(mode) != members:
+            raise ValueError(f"mode must be one of {list(MODES)}, or one per member of an "
+                             f"ensemble ({members or 'none here'}), got {_checks.short(mode)}")
+        return [_checks.choice(f"mode[{k}]", m, MODES) for k, m in enumerate(mode)]
+    return [_checks.choice("mode", mode, MODES)] * (members or 1)
 
 
 def _member_seeds(seed, members) -> list:

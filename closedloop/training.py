@@ -7,6 +7,7 @@ own norm. The history is a set of numpy arrays indexed by epoch, never copies of
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
@@ -178,8 +179,10 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     warning on a non-finite loss or gradient and on Ctrl-C, keeping the history so far; any
     other error propagates with the history so far attached as its ``history`` attribute.
     An epoch's records are kept whole or not at all, and an update changes every parameter
-    or none. Runs on one thread (``_threads.single_thread``: products of N ~ 100 gain little
-    from a second one and lose much when the cores are shared).
+    or none. A nonlinear agent trains on one thread (``_threads.single_thread``: its epoch is
+    a loop of products of N ~ 100, which gain little from a second thread and lose much when
+    the cores are shared); a linear one, whose epoch is a few large batched operations (matrix
+    powers), keeps the default threads.
     """
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -198,7 +201,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
     try:
-        with single_thread():
+        with single_thread() if agent.activation != "identity" else contextlib.nullcontext():
             for e in range(epochs + 1):
                 loss, extra = objective(e)
                 finite = bool(torch.isfinite(loss).all())

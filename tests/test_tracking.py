@@ -288,16 +288,18 @@ def test_stepped_rollout_without_gradient_equals_the_autograd_loop(refs, out_sca
 
 
 def test_an_ensemble_trains_like_its_members_alone():
-    """Two networks (one a runaway loop that reaches the clamp) trained as one ensemble, each
-    with its own seed, against each trained alone: every record agrees to float tolerance."""
+    """Three networks trained as one ensemble, each with its own seed and mode (one a runaway
+    loop that reaches the clamp, one on the exact loss), against each trained alone: every
+    record agrees to float tolerance."""
     refs, plant = tr.Sinusoids(), tr.PointMass()
-    nets = [net(seed=0), net(seed=1, out_scale=3.0)]
+    nets = [net(seed=0), net(seed=1, out_scale=3.0), net(seed=2, out_scale=3.0)]
+    seeds, modes = [4, 7, 9], ["sampled", "sampled", "exact"]
     kw = dict(epochs=6, batch=5, n_test=4, test_every=2, record_every=3)
     ens = tr.TrackingRNN.stack(nets)
-    h = tr.train_tracking(ens, plant, refs, seed=[4, 7], **kw)
-    assert h.clamped[:, 1].any()  # the runaway member's batches were stepped
-    for k, (a, s) in enumerate(zip(nets, (4, 7))):
-        alone = tr.train_tracking(a.copy(), plant, refs, seed=s, **kw)
+    h = tr.train_tracking(ens, plant, refs, seed=seeds, mode=modes, **kw)
+    assert h.clamped[:, 1].any() and not h.clamped[:, 2].any()  # stepped: sampled runaway only
+    for k, (a, s, m) in enumerate(zip(nets, seeds, modes)):
+        alone = tr.train_tracking(a.copy(), plant, refs, seed=s, mode=m, **kw)
         member = h.member(k)
         assert member.arrays.keys() == alone.arrays.keys()
         for name, want in alone.arrays.items():
@@ -310,6 +312,10 @@ def test_ensemble_arguments_are_checked():
     refs = tr.Sinusoids(T=20)
     with pytest.raises(ValueError, match="seed"):
         tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="mode"):
+        tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, mode=["exact"])
+    with pytest.raises(ValueError, match="mode"):
+        tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, mode=["exact", "fast"])
     with pytest.raises(ValueError, match="one network"):
         tr.train_tracking(ens, tr.PointMass(), refs, epochs=1, teacher=net(seed=2))
     with pytest.raises(ValueError, match="one network"):

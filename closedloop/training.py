@@ -147,8 +147,15 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     # validated above: every epoch calls the unchecked core (the expected loss over x_0 is
     # the cost summed over the rows of F, as in ``coupled.expected_loss``)
     costs = lambda x0: coupled._start_costs(agent, env, x0, T, T_max, beta)
+    ones = F.new_ones(F.shape[0])
 
     def objective(e):
+        if linear and isinstance(T, int):  # one cost matrix for the batch and the exact loss
+            S = coupled._cost_matrix(agent, env, T, beta)
+            expected = coupled._quadratic_loss(S, F, ones)
+            loss = expected if mode == "exact" else coupled._quadratic_loss(
+                S, env.sample_x0(batch, gen))
+            return loss, {"expected_loss": expected.detach()}
         if mode == "exact":
             loss = costs(F).sum(-1)
             return loss, {"expected_loss": loss.detach()}

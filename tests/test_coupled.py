@@ -229,3 +229,45 @@ def test_drive_equals_the_step_loop_with_gradients(activation, K, y_members):
     for gf, gs in zip(torch.autograd.grad((fast * w).sum(), a.parameters()),
                       torch.autograd.grad((slow * w).sum(), a.parameters())):
         torch.testing.assert_close(gf, gs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 50, 64, 65])
+@pytest.mark.parametrize("scale", [0.3, 0.6])  # spectral radius below and above 1
+def test_lyapunov_sum_equals_the_explicit_sum(T, scale):
+    g = torch.Generator().manual_seed(T)
+    P = scale * torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
+    M = torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
+    ref, Pt = torch.zeros_like(M), torch.eye(5, dtype=torch.float64).expand(3, 5, 5)
+    for _ in range(T):
+        ref = ref + Pt.transpose(-1, -2) @ M @ Pt
+        Pt = P @ Pt
+    got = coupled.lyapunov_sum(P, M, T)
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-10 * ref.abs().max())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RankOneAgent(N=20, seed=1, uv_scale=0.3),                     # stable
+    lambda: RankOneAgent(N=20, seed=1, s_zm0=0.3),                        # runaway
+    lambda: RNNAgent(N=8, g=0.5, activation="identity", seed=2),          # full linear P
+    lambda: RNNAgent(N=8, g=1.5, activation="identity", seed=2, batch_shape=(3,)),
+])
+def test_batch_loss_from_the_cost_matrix_equals_stepping_every_start(env, make):
+    """closed_loop_loss (a trace with the cost matrix, never a state) against the mean of the
+    per-start costs of a plain step loop, in value and gradient, with a control cost."""
+    agent, T, beta = make(), 40, 0.2
+    x0 = env.sample_x0(64, torch.Generator().manual_seed(0))
+    fast = coupled.closed_loop_loss(agent, env, x0, T, beta)
+    W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
+    x, h = x0.expand(*agent.batch_shape, 64, 2), x0.new_zeros(*agent.batch_shape, 64, agent.N)
+    cost = 0.0
+    for _ in range(T):
+        u = (h * z.unsqueeze(-2)).sum(-1)
+        cost = cost + beta * u**2
+        x = x @ env.A.T + u[..., None] * env.B
+        h = h @ W.transpose(-1, -2) + (x @ env.C)[..., None] * m.unsqueeze(-2)
+        cost = cost + (x**2).sum(-1) / (2 * T)
+    slow = cost.mean(-1)
+    assert torch.allclose(fast, slow, rtol=1e-10)
+    for gf, gs in zip(torch.autograd.grad(fast.sum(), agent.parameters()),
+                      torch.autograd.grad(slow.sum(), agent.parameters())):
+        assert torch.allclose(gf, gs, rtol=1e-8, atol=1e-10 * gs.abs().max())

@@ -46,6 +46,30 @@ def epoch_pair(kind: str, N: int = 100, T: int = 50, batch: int = 100, dtype=tor
     return plain, fast
 
 
+def tanh_floor(N: int = 100, T: int = 50, batch: int = 100, dtype=torch.float64):
+    """What no implementation of the tanh epoch can skip, alone: T products and tanh for the
+    forward pass, T - 1 products for backpropagation through time and one for the gradient of
+    W over all steps, on the stacked (2+N)-dim state, with the package's thread setting."""
+    from closedloop._threads import loop_threads
+
+    d, gen = N + 2, torch.Generator().manual_seed(0)
+    S = torch.randn(T + 1, batch, d, generator=gen, dtype=dtype)
+    G = torch.randn(T, batch, d, generator=gen, dtype=dtype)
+    PT = torch.randn(d, d, generator=gen, dtype=dtype) / d**0.5
+    states, grads = S.unbind(0), G.unbind(0)
+
+    def floor():
+        with loop_threads(batch * d * d):
+            for t in range(T):
+                torch.mm(states[t], PT, out=states[t + 1])
+                states[t + 1].tanh_()
+            for t in range(T - 1, 0, -1):
+                grads[t - 1].addmm_(grads[t], PT)
+        S[:-1].reshape(-1, d).T @ G.reshape(-1, d)
+
+    return floor
+
+
 def ensemble_pair(K: int = 10, epochs: int = 50, N: int = 100):
     """(sequential, ensemble): K rank-one trainings one after another, or as one ensemble."""
     env = DoubleIntegrator()

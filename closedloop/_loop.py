@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._threads import single_thread
+from ._threads import loop_threads
 
 
 def closed_loop(PT, s0, z, T, tanh, lo, inputs=None):
@@ -61,7 +61,7 @@ class _ClosedLoop(torch.autograd.Function):
         states, hidden = S.unbind(0), S[..., lo:].unbind(0)
         steps = (None,) * T if inputs is None else inputs.unbind(0)
         mm, addmm = (torch.bmm, torch.baddbmm) if batched else (torch.mm, torch.addmm)
-        with single_thread():
+        with loop_threads(s0.numel() * PT.shape[-1]):
             for t in range(T):
                 if steps[t] is None:
                     mm(states[t], PT, out=states[t + 1])
@@ -95,7 +95,7 @@ class _ClosedLoop(torch.autograd.Function):
         grads, grads_h = G.unbind(0), Gh.unbind(0)
         if ctx.tanh:  # phi' = 1 - h^2 for all steps at once (three passes, not 2T calls)
             slopes = S[1:, ..., lo:].square().neg_().add_(1).unbind(0)
-        with single_thread():
+        with loop_threads(S[0].numel() * d):
             for t in range(T, 0, -1):
                 if ctx.tanh:
                     grads_h[t - 1].mul_(slopes[t - 1])

@@ -7,7 +7,6 @@ own norm. The history is a set of numpy arrays indexed by epoch, never copies of
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import time
@@ -19,7 +18,6 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks, coupled
-from ._threads import single_thread
 from .agents import Agent, has_overlaps, make_generator
 from .envs import DoubleIntegrator
 
@@ -186,10 +184,9 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     warning on a non-finite loss or gradient and on Ctrl-C, keeping the history so far; any
     other error propagates with the history so far attached as its ``history`` attribute.
     An epoch's records are kept whole or not at all, and an update changes every parameter
-    or none. A nonlinear agent trains on one thread (``_threads.single_thread``: its epoch is
-    a loop of products of N ~ 100, which gain little from a second thread and lose much when
-    the cores are shared); a linear one, whose epoch is a few large batched operations (matrix
-    powers), keeps the default threads.
+    or none. Threads: the step loop of a nonlinear agent chooses its own
+    (``_threads.loop_threads``: one thread for products of N ~ 100, which gain little from a
+    second and lose much when the cores are shared).
     """
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -208,26 +205,25 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
     try:
-        with single_thread() if agent.activation != "identity" else contextlib.nullcontext():
-            for e in range(epochs + 1):
-                loss, extra = objective(e)
-                finite = bool(torch.isfinite(loss).all())
-                grads = (torch.autograd.grad(loss.sum(), params) if finite and e < epochs
-                         else None)
-                gnorm = _member_norm(grads, agent) if grads is not None else None
-                if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                    message = _stopped(e, rec.last("loss"))
-                    break
-                row = {"epoch": e, "loss": loss.detach(), **extra}
-                if gnorm is not None:
-                    row["grad_norm"] = gnorm
-                rec.epoch(row, agent, e)
-                if grads is None:
-                    break
-                scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
-                with torch.no_grad():
-                    steps = [lr * _expand(scale, g, agent) * g for g in grads]
-                    torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
+        for e in range(epochs + 1):
+            loss, extra = objective(e)
+            finite = bool(torch.isfinite(loss).all())
+            grads = (torch.autograd.grad(loss.sum(), params) if finite and e < epochs
+                     else None)
+            gnorm = _member_norm(grads, agent) if grads is not None else None
+            if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
+                message = _stopped(e, rec.last("loss"))
+                break
+            row = {"epoch": e, "loss": loss.detach(), **extra}
+            if gnorm is not None:
+                row["grad_norm"] = gnorm
+            rec.epoch(row, agent, e)
+            if grads is None:
+                break
+            scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
+            with torch.no_grad():
+                steps = [lr * _expand(scale, g, agent) * g for g in grads]
+                torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
         message = _interrupted(e, len(rec.rows))
     except Exception as exc:

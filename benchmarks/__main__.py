@@ -69,6 +69,8 @@ def chapter_time(name):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--chapters", action="store_true", help="time every chapter at paper scale")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile of the plain tanh loop (compiling: minutes)")
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,22 @@ def main(argv=None):
         tp, tf = compare(*cases.epoch_pair(kind), repeats=args.repeats)
         rows.append((label, tp, tf, target))
         print(rows[-1], flush=True)
+    plain, _ = cases.epoch_pair("rank_one")
+    paths = cases.rank_one_paths()
+    for name in ("states by doubling", "fused step loop"):
+        tp, tf = compare(plain, paths[name], repeats=args.repeats)
+        rows.append((f"rank-one epoch, {name} instead of the cost matrix", tp, tf, None))
+        print(rows[-1], flush=True)
     plain, _ = cases.epoch_pair("tanh")
+    if args.compile:
+        epoch = cases.compiled_tanh()
+        t = time.perf_counter()
+        epoch()
+        seconds = time.perf_counter() - t
+        tp, tf = compare(plain, epoch, repeats=args.repeats)
+        rows.append((f"tanh epoch, plain loop under torch.compile (first call, compiling: "
+                     f"{seconds:.0f} s)", tp, tf, None))
+        print(rows[-1], flush=True)
     tp, tf = compare(plain, cases.tanh_floor(), repeats=args.repeats)
     rows.append(("tanh epoch: its products and tanh alone, the most any implementation could "
                  "gain", tp, tf, None))

@@ -46,6 +46,44 @@ def epoch_pair(kind: str, N: int = 100, T: int = 50, batch: int = 100, dtype=tor
     return plain, fast
 
 
+def rank_one_paths(N: int = 100, T: int = 50, batch: int = 100):
+    """The rank-one epoch (forward + backward) by each way of computing a linear closed loop:
+    {'cost matrix': the package's (``closed_loop_loss``), 'states by doubling': every start's
+    s_t = P_eff^t s_0 in O(log T) products (``start_costs``), 'fused step loop': the tanh
+    network's loop run linearly on P_eff}."""
+    from closedloop._loop import closed_loop
+
+    env, agent = DoubleIntegrator(), RankOneAgent(N=N, seed=0)
+    x0 = env.sample_x0(batch, torch.Generator().manual_seed(0))
+    params = agent.parameters()
+    s0 = torch.cat([x0, x0.new_zeros(batch, 2)], -1)
+
+    def loop_loss():
+        P, _ = coupled.linear_system(agent, env)
+        x, _, u = closed_loop(P.transpose(-1, -2), s0, agent.overlaps()[:2], T, False, 2)
+        return coupled.episode_cost(x, u, 0.0).mean()
+
+    losses = {"cost matrix": lambda: coupled.closed_loop_loss(agent, env, x0, T),
+              "states by doubling": lambda: coupled.start_costs(agent, env, x0, T).mean(),
+              "fused step loop": loop_loss}
+    return {name: (lambda f=f: torch.autograd.grad(f(), params)) for name, f in losses.items()}
+
+
+def compiled_tanh(N: int = 100, T: int = 50, batch: int = 100):
+    """One epoch (forward + backward) of the plain tanh loop under torch.compile; its first
+    call compiles."""
+    env = DoubleIntegrator(UniformBox(1.0))
+    agent = RNNAgent(N=N, g=0.1, seed=0)
+    x0 = env.sample_x0(batch, torch.Generator().manual_seed(0))
+    params = agent.parameters()
+    compiled = torch.compile(plain_closed_loop_loss)
+
+    def epoch():
+        torch.autograd.grad(compiled(agent, env, x0, T, 0.005), params)
+
+    return epoch
+
+
 def tanh_floor(N: int = 100, T: int = 50, batch: int = 100, dtype=torch.float64):
     """What no implementation of the tanh epoch can skip, alone: T products and tanh for the
     forward pass, T - 1 products for backpropagation through time and one for the gradient of

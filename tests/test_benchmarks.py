@@ -24,3 +24,18 @@ def test_plain_and_fast_epochs_agree(kind, monkeypatch):
     torch.testing.assert_close(grads["loss"][0], grads["loss"][1], rtol=1e-10, atol=0)
     for a, b in zip(*grads["g"]):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_the_rank_one_paths_give_the_same_gradient(monkeypatch):
+    """The three ways of computing a linear closed loop that the benchmark compares."""
+    grads = []
+    real = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda loss, params: grads.append(
+        (loss.detach(), real(loss, params))) or grads[-1][1])
+    for path in cases.rank_one_paths(N=16, T=20, batch=8).values():
+        path()
+    assert len(grads) == 3
+    for loss, g in grads[1:]:
+        torch.testing.assert_close(loss, grads[0][0], rtol=1e-10, atol=0)
+        for a, b in zip(g, grads[0][1]):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)

@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator  # noqa: E402
 import torch  # noqa: E402
 
 from . import cases  # noqa: E402
@@ -166,7 +167,14 @@ def plot_scaling(scaling):
             v, tp, tf = zip(*scaling[kind, axis])
             ax.plot(v, [1e3 * t for t in tp], "--o", color=color, ms=3, label=f"{kind}, plain")
             ax.plot(v, [1e3 * t for t in tf], "-o", color=color, ms=3, label=f"{kind}, closedloop")
-        ax.set(xscale="log", yscale="log", xlabel=axis, ylabel="ms per epoch")
+        ax.set(xscale="log", yscale="log", xlabel=axis + (" (steps)" if axis == "T" else
+                                                          " (neurons)"), ylabel="ms per epoch")
+        ax.set_xticks(v, [str(x) for x in v])  # the measured values, not 10^k with minor labels
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_title("N = 100, batch 100" if axis == "T" else "T = 50, batch 100", fontsize=9)
     axes[0].legend(fontsize=7)
     fig.savefig(OUT / "scaling.png", dpi=110)
 

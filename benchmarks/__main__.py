@@ -2,6 +2,7 @@
 
     python -m benchmarks              # epochs, ensemble, scaling in T and N
     python -m benchmarks --chapters   # also each chapter's wall time at paper scale
+    python -m benchmarks --compile    # also torch.compile of the plain tanh loop (minutes)
 
 Times are medians over repeats after a warm-up; ratios are plain / fast from the same run.
 """
@@ -138,7 +139,7 @@ def main(argv=None):
 def write_table(rows, scaling, chapters):
     lines = ["# closedloop benchmarks", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians after "
-             "warm-up, plain and fast interleaved in one run.", "",
+             "warm-up, in alternating rounds of plain and fast within one run.", "",
              "| case | plain loop | closedloop | ratio | target |", "|---|---|---|---|---|"]
     for label, tp, tf, target in rows:
         goal = "-" if target is None else (

@@ -35,6 +35,7 @@ class Agent:
     """Base class: named tensors, some trainable, with ensemble axes in front."""
 
     names: tuple[str, ...] = ()
+    lead = "z"  # the tensor (*batch_shape, n) whose leading axes and dtype are the agent's
 
     def __init__(self, tensors: dict[str, torch.Tensor], trainable, activation: str):
         self.activation = _checks.choice("activation", activation, ACTIVATIONS)
@@ -79,11 +80,11 @@ class Agent:
 
     @property
     def batch_shape(self) -> tuple:
-        return tuple(self.tensors["z"].shape[:-1])
+        return tuple(self.tensors[self.lead].shape[:-1])
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.tensors["z"].dtype
+        return self.tensors[self.lead].dtype
 
     @property
     def device(self) -> torch.device:
@@ -312,6 +313,7 @@ class OverlapAgent(Agent):
     """
 
     names = ("q0", "L", "w")
+    lead = "q0"
 
     def __init__(self, overlaps, metric=None, dtype=DTYPE):
         q0 = torch.as_tensor(overlaps, dtype=dtype)
@@ -335,14 +337,6 @@ class OverlapAgent(Agent):
     def N(self) -> int:
         """The hidden state lives in span{m, u}: two coordinates (a, b)."""
         return 2
-
-    @property
-    def batch_shape(self) -> tuple:
-        return tuple(self.tensors["q0"].shape[:-1])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.tensors["q0"].dtype
 
     def overlaps(self) -> torch.Tensor:
         """(s_zm, s_zu, s_vm, s_vu) = q0 + L w, shape (*batch_shape, 4); differentiable."""

@@ -376,6 +376,18 @@ def epoch_progress(epochs: int, report: Callable):
     return monitor
 
 
+def _epoch_explorer(fig, draw, art, epochs, n_frames, include, name) -> "Explorer":
+    """An Explorer with one epoch slider over ``epochs``, whose static form shows
+    ``n_frames`` of them (the ``include`` epochs among them), starting at the last."""
+    frames = pick_frames(epochs, n_frames, include)
+    control = slider("epoch", epochs[-1], options=epochs)
+    ex = Explorer(fig, draw, {"epoch": control}, [{"epoch": e} for e in frames],
+                  label=lambda v: f"epoch {v['epoch']}", start=len(frames) - 1, name=name,
+                  note=_epochs_note(len(frames), len(epochs)))
+    ex.artists = art
+    return ex
+
+
 def _epochs_note(shown: int, recorded: int) -> str:
     if shown >= recorded:
         return f"all {recorded} recorded epochs"
@@ -453,14 +465,7 @@ def gain_space_explorer(h_closed, h_open, like, env, *, T: int = 50, x0=(1.0, 1.
             art[f"pos_{name}"].set_ydata(x1)
             art[f"u_{name}"].set_ydata(u)
 
-    frames = pick_frames(epochs, n_frames, include)
-    control = slider("epoch", epochs[-1], options=epochs)
-    ex = Explorer(fig, draw, {"epoch": control}, [{"epoch": e} for e in frames],
-                  label=lambda v: f"epoch {v['epoch']}", start=len(frames) - 1,
-                  name="epoch of both trainings",
-                  note=_epochs_note(len(frames), len(epochs)))
-    ex.artists = art
-    return ex
+    return _epoch_explorer(fig, draw, art, epochs, n_frames, include, "epoch of both trainings")
 
 
 # -- Chapter 2 --------------------------------------------------------------------------------
@@ -686,14 +691,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
             art[f"probe{k}"].set_ydata(qp[k, :, 2 * refs.axes[k]])
             art[f"probe_loss{k}"].set_text(f"loss {loss[k]:.2f}")
 
-    frames = pick_frames(epochs, n_frames, include)
-    control = slider("epoch", epochs[-1], options=epochs)
-    ex = Explorer(fig, draw, {"epoch": control}, [{"epoch": e} for e in frames],
-                  label=lambda v: f"epoch {v['epoch']}", start=len(frames) - 1,
-                  name="training epoch",
-                  note=_epochs_note(len(frames), len(epochs)))
-    ex.artists = art
-    return ex
+    return _epoch_explorer(fig, draw, art, epochs, n_frames, include, "training epoch")
 
 
 __all__ = ["Explorer", "Trainer", "epoch_progress", "gain_space_explorer", "pick_frames",

@@ -129,6 +129,15 @@ def finite(x) -> bool:
     return bool(np.isfinite(x).all())
 
 
+def train_hostile(data, train, valid, bad):
+    """``train`` with one argument of ``valid`` made hostile: a clear error naming it, or a
+    whole, finite history."""
+    name, kw = one_bad(data, valid, bad)
+    h = attempt(lambda: train(**kw), name)
+    if h is not ERROR:
+        check_history(h, kw["epochs"])
+
+
 def check_history(h, epochs):
     """A whole history: completed with epochs + 1 rows, or stopped with a message; finite."""
     assert isinstance(h, History)
@@ -228,10 +237,7 @@ def test_train_closed_loop(data):
     valid = dict(agent=Fresh(make), env=ENV, epochs=2, T=6, lr=1e-2, batch=3, clip=1.0,
                  beta=0.0, mode="exact" if linear else "sampled", seed=0, eig_every=1,
                  snapshot_every=1, monitor=None, monitor_every=1)
-    name, kw = one_bad(data, valid, TRAIN_BAD)
-    h = attempt(lambda: train_closed_loop(**kw), name)
-    if h is not ERROR:
-        check_history(h, kw["epochs"])
+    train_hostile(data, train_closed_loop, valid, TRAIN_BAD)
 
 
 @SOME
@@ -241,10 +247,7 @@ def test_train_open_loop(data):
     valid = dict(student=Fresh(lambda: RNNAgent(N=4, seed=1)),
                  teacher=Fresh(lambda: RNNAgent(N=4, seed=2)), env=ENV, epochs=2, T=5, lr=1e-2,
                  batch=3, clip=1.0, inputs="teacher", seed=0)
-    name, kw = one_bad(data, valid, TRAIN_BAD)
-    h = attempt(lambda: train_open_loop(**kw), name)
-    if h is not ERROR:
-        check_history(h, kw["epochs"])
+    train_hostile(data, train_open_loop, valid, TRAIN_BAD)
     name, kw = one_bad(data, dict(source="white_noise", batch=3, T=4,
                                   generator=Fresh(lambda: make_generator(0)),
                                   teacher=RNNAgent(N=3), env=ENV))
@@ -442,12 +445,9 @@ def test_train_tracking(data):
     valid = dict(agent=Fresh(lambda: tr.TrackingRNN(N=4, seed=0)), plant=tr.PointMass(),
                  refs=refs, epochs=2, lr=1e-3, batch=3, mode="sampled", teacher=None, seed=0,
                  test_seed=1, n_test=2, test_every=1, record_every=1)
-    name, kw = one_bad(data, valid, {"epochs": hostile(huge=False, ints=(-5, 3)),
-                                     "test_every": hostile(huge=False),
-                                     "record_every": hostile(huge=False)})
-    h = attempt(lambda: tr.train_tracking(**kw), name)
-    if h is not ERROR:
-        check_history(h, kw["epochs"])
+    train_hostile(data, tr.train_tracking, valid, {"epochs": hostile(huge=False, ints=(-5, 3)),
+                                                    "test_every": hostile(huge=False),
+                                                    "record_every": hostile(huge=False)})
 
 
 @SOME

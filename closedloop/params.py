@@ -80,7 +80,8 @@ CHAPTERS: dict[str, dict[str, Param]] = {
     },
     "ch3_tradeoff": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
-        "N": Param(int, 2), "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED,
+        "N": Param(int, 4),  # RankOneAgent.compressed() spans m, u, v, z: four neurons
+        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED,
         "stage2_offset": Param(int, 0),
         "alpha_values": Param(list, item=Param(float, 0.0, 1.0)),  # weights of L_inf
         "T_prime": COUNT, "alpha_lr": POSITIVE, "alpha_steps": Param(int, 0),

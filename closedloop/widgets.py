@@ -234,7 +234,7 @@ class Explorer:
             self.draw(**self.values)  # still while a slider moves, and frames render faster
             fig.draw_without_rendering()
             fig.set_layout_engine("none")
-        self.redraw()
+        self.refresh()
         for w in self.controls.values():
             w.observe(lambda change: self.redraw(), names="value")
         self.widget = widgets.VBox([widgets.HBox(list(self.controls.values()),

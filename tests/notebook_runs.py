@@ -8,7 +8,6 @@ The glued numbers of each chapter are checked for presence and sanity.
 import ast
 import json
 import math
-import time
 from pathlib import Path
 
 import papermill as pm
@@ -82,6 +81,17 @@ def test_chapter_runs(name):
         assert 0 <= float(values["stage3_final_eig_gap"]) < 1
 
 
+def test_chapter_3_runs_when_its_network_never_stabilizes(tmp_path):
+    """So few epochs that no stage boundary is reached: the chapter falls back to fixed
+    epochs (and says so) and every section, figures included, still runs."""
+    name = "ch3_tradeoff.ipynb"
+    out = tmp_path / name
+    pm.execute_notebook(str(ROOT / "book" / name), str(out),
+                        parameters=dict(PARAMS[name], epochs=20, T_sweep_epochs=5),
+                        cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
+    assert "no stabilization within 20 epochs" in out.read_text()
+
+
 # one bad setting per chapter, and the start of the message its check cell must give
 BAD = {"ch1_open_closed.ipynb": ("epochs", -1, "epochs must be >= 1, got -1"),
        "ch2_stages.ipynb": ("N", 1, "N must be >= 2, got 1"),
@@ -96,11 +106,9 @@ def test_a_bad_parameter_stops_the_chapter_at_its_check_cell(name, tmp_path):
     tmp_path, not _build/ci, where nbval would re-run it."""
     key, value, message = BAD[name]
     out = tmp_path / name
-    tick = time.perf_counter()
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(str(ROOT / "book" / name), str(out), parameters={key: value},
                             cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
-    seconds = time.perf_counter() - tick
     assert message in str(err.value) and "check_parameters" in err.value.source
     code = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
     failed = [i for i, c in enumerate(code)
@@ -108,4 +116,3 @@ def test_a_bad_parameter_stops_the_chapter_at_its_check_cell(name, tmp_path):
     assert failed == [2] and "check_parameters" in "".join(code[2]["source"])
     assert "injected-parameters" in code[1]["metadata"]["tags"]  # right after papermill's
     assert not any(c["execution_count"] for c in code[3:])  # nothing after it ran
-    assert seconds < 60, f"{seconds:.0f} s to reach the check cell"

@@ -64,7 +64,8 @@ def test_round_trip_of_interrupted_and_tracking_histories(tmp_path, env):
         stopped = train_closed_loop(RankOneAgent(N=5, s_zm0=0.2), env, epochs=50, lr=1e3,
                                     clip=None, T=200)
     back = roundtrip(stopped, tmp_path / "stopped.npz")
-    assert_identical(stopped, back) and not back.completed
+    assert_identical(stopped, back)
+    assert not back.completed
     t = tr.train_tracking(tr.TrackingRNN(N=5), refs=tr.Sinusoids(T=30), epochs=3, batch=2,
                           n_test=2)
     assert_identical(t, roundtrip(t, tmp_path / "tracking.npz"))

@@ -281,7 +281,7 @@ class RankOneAgent(Agent):
         Since grad_z = g_zm m + g_zu u, grad_u = g_zu z + g_vu v, grad_v = g_vm m + g_vu u,
         G is made of the vectors' norms and mutual overlaps (and the full gradient's squared
         norm is g^T G g). G = I only if |m| = 1, |u|^2 + |z|^2 = |u|^2 + |v|^2 = 1 and m.u =
-        z.v = 0. Introduced in Chapter 3, section "Stage 3".
+        z.v = 0. Introduced in Chapter 3, section "Stage 3: four numbers are enough".
         """
         u, v, z, m = (self.tensors[k].detach() for k in ("u", "v", "z", "m"))
         dot = lambda a, b: (a * b).sum(-1)
@@ -309,7 +309,7 @@ class OverlapAgent(Agent):
       equals the full network's to first order in lr, clipping included (the gradient norm
       is sqrt(g^T G g) in both).
 
-    Introduced in Chapter 3, section "Stage 3".
+    Introduced in Chapter 3, section "Stage 3: four numbers are enough".
     """
 
     names = ("q0", "L", "w")

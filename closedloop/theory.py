@@ -1,4 +1,5 @@
-"""Closed forms of the paper: the characteristic cubic, stage-1 theory, and the LQR baseline.
+"""Closed forms of the paper: the characteristic cubic, stage-1 theory, the stage-2
+perturbative theory and the alpha-model's losses L_0 and L_inf, and the LQR baseline.
 
 Overlaps are arrays (..., 4) ordered (s_zm, s_zu, s_vm, s_vu), as in ``RankOneAgent.overlaps``.
 """
@@ -20,10 +21,8 @@ def cubic_coefficients(overlaps) -> np.ndarray:
         lambda^3 - (s_vu + 2) lambda^2 + (2 s_vu - s_zm + 1) lambda
                  + (s_vu s_zm - s_vu - s_vm s_zu) = 0
     """
-    q = _as_overlaps(overlaps)
-    s_zm, s_zu, s_vm, s_vu = np.moveaxis(q, -1, 0)
-    return np.stack([np.ones_like(s_zm), -(s_vu + 2), 2 * s_vu - s_zm + 1,
-                     s_vu * s_zm - s_vu - s_vm * s_zu], -1)
+    c2, c1, c0 = _cubic_terms(_as_overlaps(overlaps))
+    return np.stack([np.ones_like(c2), c2, c1, c0], -1)
 
 
 def cubic_roots(overlaps) -> np.ndarray:
@@ -143,9 +142,9 @@ def pair_modulus_sq(overlaps, lambda3=None):
     by default the perturbative lambda_3 is used. For a complex pair this is the squared
     modulus of both; the loop grows along the pair when it exceeds 1.
     """
-    s_zm, _, _, s_vu = _unbind(overlaps)
+    b, c, _ = _cubic_terms(overlaps)
     lam3 = perturbative_lambda3(overlaps) if lambda3 is None else lambda3
-    return (2 * s_vu - s_zm + 1) - (s_vu + 2) * lam3 + lam3 ** 2
+    return c + b * lam3 + lam3 ** 2
 
 
 def short_term_loss(overlaps):
@@ -184,7 +183,7 @@ def pair_growth(overlaps):
     ``pair_modulus_sq``); a real pair has |lambda_1| = (|S| + sqrt(S^2 - 4p)) / 2, which can
     exceed 1 while p < 1 (a product is not a growth rate). Differentiable for torch input.
     """
-    s_zm, _, _, s_vu = _unbind(overlaps)
+    s_vu = _unbind(overlaps)[3]
     lam3 = exact_lambda3(overlaps)
     S = s_vu + 2 - lam3
     p = pair_modulus_sq(overlaps, lam3)

@@ -58,6 +58,10 @@ from . import coupled, gains, theory, tracking
 from .agents import RankOneAgent
 from .plotting import PALETTE, WIDTH, complex_plane, shade_stages
 
+__all__ = ["Explorer", "Trainer", "epoch_progress", "gain_space_explorer", "pick_frames",
+           "render_png", "selector", "slider", "sparse_log_ticks", "stage1_explorer",
+           "static_html", "tracking_explorer", "tradeoff_explorer"]
+
 LIVE_DPI = 100     # the live figure (a PNG re-rendered on every change)
 FRAME_DPI = 80     # each static frame; book-width figures are then about 560 px wide
 FRAME_COLORS = 96  # palette size of a static frame (line art needs few colours)
@@ -692,11 +696,6 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
             art[f"probe_loss{k}"].set_text(f"loss {loss[k]:.2f}")
 
     return _epoch_explorer(fig, draw, art, epochs, n_frames, include, "training epoch")
-
-
-__all__ = ["Explorer", "Trainer", "epoch_progress", "gain_space_explorer", "pick_frames",
-           "render_png", "selector", "slider", "stage1_explorer", "static_html",
-           "tracking_explorer"]
 
 
 # -- Chapter 3 --------------------------------------------------------------------------------

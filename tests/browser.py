@@ -44,7 +44,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_chapters import pending
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_NB = ROOT / "_build" / "ci"
@@ -300,8 +299,7 @@ def test_page_works_offline(book, browser, page):
         assert math["math"] > 0, "a chapter without a single equation"
 
 
-@pytest.mark.parametrize("page", [pytest.param(p, marks=pending(f"{Path(p).name}.ipynb"))
-                                  for p in CHAPTERS])
+@pytest.mark.parametrize("page", CHAPTERS)
 def test_static_explorer_scrubs(book, browser, page):
     browser.get((book / f"{page}.html").as_uri())
     sliders = browser.find_all(".cl-explorer input[type=range]")

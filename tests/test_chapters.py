@@ -9,19 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Chapters whose explorer and run box are still to be written (issue #7), with what is
-# missing. Their tests are expected to fail (strict): once a chapter has both, its test
-# passes, which fails the run until it is taken off this list.
-PENDING: dict = {}
-
-
-def pending(name: str) -> list:
-    """The marks of a chapter notebook ``name``: a strict xfail while it is PENDING."""
-    return [pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else []
-
-
-CHAPTERS = [pytest.param(p, id=p.name, marks=pending(p.name))
-            for p in sorted((ROOT / "book").glob("ch*.ipynb"))]
+CHAPTERS = [pytest.param(p, id=p.name) for p in sorted((ROOT / "book").glob("ch*.ipynb"))]
 
 
 def cells(path):

@@ -11,11 +11,6 @@ from closedloop.agents import OverlapAgent
 from closedloop.training import sweep, train_closed_loop
 
 
-@pytest.fixture
-def env():
-    return DoubleIntegrator()
-
-
 def eig_eff(q, env):
     """Nonzero eigenvalues of P_eff (independent of the cubic): (..., 3)."""
     ev = torch.linalg.eigvals(coupled.effective_matrix(torch.as_tensor(q), env)).numpy()

@@ -74,18 +74,13 @@ def test_round_trip_of_interrupted_and_tracking_histories(tmp_path, env):
 def test_config_tuples_come_back_as_lists_and_objects_are_refused(tmp_path):
     h = History({"freqs": (0.1, 0.2), "w": np.float64(2.0), "k": torch.tensor([1, 2]),
                  "none": None}, {"epoch": np.arange(3)})
-    assert History.load(_save(h, tmp_path / "a.npz")).config == {
+    assert roundtrip(h, tmp_path / "a.npz").config == {
         "freqs": [0.1, 0.2], "w": 2.0, "k": [1, 2], "none": None}
     with pytest.raises(TypeError, match=r"config\['agent'\]"):
         History({"agent": RankOneAgent(N=3)}, {}).save(tmp_path / "b.npz")
     with pytest.raises(TypeError, match="pickle"):
         History({}, {"x": np.array([object()])}).save(tmp_path / "c.npz")
     assert not (tmp_path / "b.npz").exists() and not (tmp_path / "c.npz").exists()
-
-
-def _save(h, path):
-    h.save(path)
-    return path
 
 
 def test_a_failed_save_leaves_the_earlier_file_intact(saved, tmp_path, monkeypatch):

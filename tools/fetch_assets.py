@@ -98,7 +98,8 @@ def unpack(data: bytes, files: dict, dest: Path) -> int:
 
 def main(dest: Path) -> None:
     stamp = dest / "versions.json"
-    want = {name: version for name, version, _, _ in PACKAGES}
+    # what is unpacked, not only which versions: a changed file map also refetches
+    want = {name: [version, files] for name, version, _, files in PACKAGES}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         stamp.touch()  # up to date: tell make so
         return

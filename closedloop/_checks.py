@@ -41,7 +41,8 @@ def real(name: str, value, *, low: float | None = None, high: float | None = Non
 
 def choice(name: str, value, allowed) -> str:
     try:  # an array or tensor compared with the allowed values raises, or is ambiguous
-        ok = not isinstance(value, (bool, np.bool_)) and bool(value in allowed)
+        ok = (not isinstance(value, (bool, np.bool_, np.ndarray, torch.Tensor))
+              and bool(value in allowed))
     except (TypeError, ValueError, RuntimeError):
         ok = False
     if not ok:

@@ -171,11 +171,7 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     """
     T = _checks.integer("T", T, low=1)
     check_pair(agent, env)
-    _checks.on_device("x0", x0, env.A.device)
-    _checks.finite_tensor("x0", x0, env.dtype)
-    if x0.dim() < 2 or x0.shape[-1] != 2:
-        raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
-    _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
+    _check_x0(agent, env, x0)
     out = _rollout(agent, env, x0, T)
     for v in out.values():
         _no_overflow(v, f"the closed loop of this agent from these x0 over T={T} steps")
@@ -243,7 +239,7 @@ def _check_x0(agent, env, x0):
     _checks.on_device("x0", x0, env.A.device)
     _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
-        raise ValueError(f"x0 must have shape (B, 2), got {tuple(x0.shape)}")
+        raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
     _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
 
 
@@ -276,7 +272,7 @@ def _cost_matrix(agent, env, T: int, beta) -> torch.Tensor:
     if torch.is_tensor(beta):
         beta = _align(beta.to(P), P.dim())
     M = PtE @ P[..., :2, :] / (2.0 * T) + beta * (r[..., :, None] * r[..., None, :])
-    return lyapunov_sum(P, M, T)[..., :2, :2]
+    return _lyapunov_sum(P, M, T)[..., :2, :2]
 
 
 def _quadratic_loss(S: torch.Tensor, x0: torch.Tensor, weights=None) -> torch.Tensor:
@@ -297,8 +293,23 @@ def lyapunov_sum(P: torch.Tensor, M: torch.Tensor, T: int) -> torch.Tensor:
     """sum_{t=0}^{T-1} (P^t)^T M P^t for P, M (*K, d, d): O(log T) products of d x d matrices.
 
     Binary doubling on S_n = sum_{t<n} (P^t)^T M P^t: S_{a+b} = S_a + (P^a)^T S_b P^a, one
-    term per set bit of T. T >= 1 steps (unchecked: callers validate it).
+    term per set bit of T (steps, >= 1). Returns (*broadcast(K), d, d); beyond the float
+    range, inf or NaN entries (an unstable P over many steps).
     """
+    T = _checks.integer("T", T, low=1)
+    for name, X in (("P", P), ("M", M)):
+        _checks.finite_tensor(name, X)
+        if X.dim() < 2 or X.shape[-1] != X.shape[-2]:
+            raise ValueError(f"{name} must have shape (*K, d, d), got {tuple(X.shape)}")
+    if P.shape[-1] != M.shape[-1] or P.dtype != M.dtype:
+        raise ValueError(f"P and M must share d and dtype, got {tuple(P.shape)} {P.dtype} and "
+                         f"{tuple(M.shape)} {M.dtype}")
+    _broadcast("P", P.shape[:-2], "M", M.shape[:-2])
+    return _lyapunov_sum(P, M, T)
+
+
+def _lyapunov_sum(P, M, T):
+    """``lyapunov_sum`` unchecked (the cost matrix of every training epoch)."""
     S = Pacc = None
     Pk, Sk, bits = P, M, T  # Pk = P^n, Sk = S_n for n = 2^k
     while True:

@@ -50,7 +50,7 @@ from ._threads import single_thread
 from .agents import make_generator
 from .envs import DTYPE
 from .stages import settles
-from .training import History, _attach_history, _interrupted, _stopped
+from .training import History, _attach_history, _interrupted, _stack_rows, _stopped
 
 MODES = ("sampled", "exact")
 # human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
@@ -715,8 +715,6 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
         _single(agent, "agent (an open-loop twin)")
     seeds = _member_seeds(seed, members)
     modes = _member_modes(mode, members)
-    if teacher is not None and not isinstance(mode, str):
-        raise ValueError("mode must be one mode for an open-loop twin")
     exact = torch.tensor([m == "exact" for m in modes], device=plant.F.device)
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -822,12 +820,6 @@ def _member_seeds(seed, members) -> list:
         return [_checks.integer(f"seed[{k}]", s, low=0, high=2**64 - 1)
                 for k, s in enumerate(seed)]
     return [_checks.integer("seed", seed, low=0, high=2**64 - 1)] * (members or 1)
-
-
-def _stack_rows(rows: list[dict]) -> dict:
-    """Per-epoch dicts -> {name: array over the epochs that recorded it}."""
-    names = dict.fromkeys(k for r in rows for k in r)  # first-seen order
-    return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
 
 
 # -- reading a history ------------------------------------------------------------------------

@@ -132,10 +132,11 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
-    _checks.fits_memory(f"T={T_max}, batch={batch}, N={agent.N}, batch_shape="
-                        f"{agent.batch_shape} (the states of one batch)",
-                        _episode_size(agent, T_max, batch + 2))
     linear = agent.activation == "identity"
+    if not (linear and isinstance(T, int)):  # else a cost matrix per epoch, never the states
+        _checks.fits_memory(f"T={T_max}, batch={batch}, N={agent.N}, batch_shape="
+                            f"{agent.batch_shape} (the states of one batch)",
+                            _episode_size(agent, T_max, batch + 2))
     if mode == "exact" and not linear:
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
                          "use mode='sampled' for tanh")
@@ -433,8 +434,13 @@ class _Recorder:
         self.rows.append(self.pending)
 
     def finish(self):
-        names = dict.fromkeys(k for r in self.rows for k in r)  # first-seen order
-        return {k: np.stack([r[k] for r in self.rows if k in r]) for k in names}
+        return _stack_rows(self.rows)
+
+
+def _stack_rows(rows: list[dict]) -> dict:
+    """Per-epoch dicts -> {name: array over the epochs that recorded it}."""
+    names = dict.fromkeys(k for r in rows for k in r)  # first-seen order
+    return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
 
 
 def _stopped(e: int, last_loss) -> str:

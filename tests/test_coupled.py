@@ -271,3 +271,13 @@ def test_batch_loss_from_the_cost_matrix_equals_stepping_every_start(env, make):
     for gf, gs in zip(torch.autograd.grad(fast.sum(), agent.parameters()),
                       torch.autograd.grad(slow.sum(), agent.parameters())):
         assert torch.allclose(gf, gs, rtol=1e-8, atol=1e-10 * gs.abs().max())
+
+
+@pytest.mark.parametrize("kw,name", [(dict(T=0), "T"), (dict(T=-3), "T"), (dict(T=2.5), "T"),
+                                     (dict(M=torch.ones(3, 3)), "M"),
+                                     (dict(P=torch.full((2, 2), float("nan"))), "P"),
+                                     (dict(M=torch.ones(2, 3, dtype=torch.float64)), "M")])
+def test_lyapunov_sum_names_a_bad_argument(kw, name):
+    args = dict(P=torch.eye(2, dtype=torch.float64), M=torch.eye(2, dtype=torch.float64), T=3)
+    with pytest.raises((ValueError, TypeError), match=name):
+        coupled.lyapunov_sum(**{**args, **kw})

@@ -178,3 +178,10 @@ def test_agent_at_rebuilds_the_nearest_snapshot(env):
     assert b.snapshot_epoch == 10 and b.activation == "tanh"
     np.testing.assert_array_equal(b.tensors["W"].detach().numpy(), h.arrays["params/W"][2])
     assert h.agent_at(12, like=a).snapshot_epoch == 12
+
+
+@pytest.mark.parametrize("mode", [np.array(["exact"]), torch.tensor([1]), ["exact"]])
+def test_a_mode_that_is_not_a_name_is_refused(env, mode):
+    """An array holding an allowed name is not that name (its config would not be either)."""
+    with pytest.raises(ValueError, match="mode must be one of"):
+        train_closed_loop(RankOneAgent(N=4), env, epochs=1, mode=mode)

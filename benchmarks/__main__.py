@@ -30,17 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "bench"
 
 
-def median_time(f, repeats=7, warmup=2):
-    for _ in range(warmup):
-        f()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def compare(plain, fast, repeats=7):
     """Median times of ``repeats`` calls of each, in alternating rounds (a load change on the
     machine hits both alike). Each timed call follows an untimed call of the same function,

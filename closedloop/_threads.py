@@ -17,7 +17,8 @@ def single_thread():
     many times slower (measured on 2 cores with one other busy process: a tanh training
     epoch 184 ms with 2 threads, 72 ms with 1; the backward of a stepped tracking batch
     4 to 19 s with 2 threads, 0.09 s with 1).
-    Large single products (the gradient of P over all steps at once) stay outside.
+    Used whole by tracking (``train_tracking``, its step loops); the tanh step loop decides
+    by product size (``loop_threads``).
     """
     n = torch.get_num_threads()
     if n == 1:

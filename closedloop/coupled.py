@@ -102,7 +102,7 @@ def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
     """s_t = P^t s_0 for t = 0..T by doubling: O(log T) sequential matrix products.
 
     P (*K, d, d); s0 (..., B, d) with leading axes that broadcast against K.
-    Returns (T+1, *broadcast(K, ...), B, d). States beyond the float64 range are an error.
+    Returns (T+1, *broadcast(K, ...), B, d). States beyond the dtype's range are an error.
     """
     T = _checks.integer("T", T, low=0)
     _checks.finite_tensor("P", P)
@@ -118,10 +118,11 @@ def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
 
 
 def _no_overflow(states, what):
-    """``states``, or a ValueError if they left the float64 range (an unstable system run
+    """``states``, or a ValueError if they left their dtype's range (an unstable system run
     for too many steps): never NaN or inf passed on as a trajectory."""
     if not torch.isfinite(states).all():
-        raise ValueError(f"{what} overflow float64 (the system grows too fast for that many "
+        dtype = str(states.dtype).removeprefix("torch.")
+        raise ValueError(f"{what} overflow {dtype} (the system grows too fast for that many "
                          f"steps): shorten T")
     return states
 
@@ -167,7 +168,7 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     """Step the closed loop T times (any activation), differentiably.
 
     x0 (B, 2) or (*K, B, 2). Returns {'x': (T+1, *K, B, 2), 'u': (T+1, *K, B),
-    'h': (T+1, *K, B, N)} for t = 0..T. States beyond the float64 range are an error.
+    'h': (T+1, *K, B, N)} for t = 0..T. States beyond the dtype's range are an error.
     """
     T = _checks.integer("T", T, low=1)
     check_pair(agent, env)
@@ -197,7 +198,7 @@ def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor
     axes of ``...`` (an ensemble whose members differ in horizon or control cost). A member
     with horizon T_k below the rollout's counts only its steps t <= T_k.
 
-    A sum of squares: where the states overflowed float64 (an unstable loop over many steps)
+    A sum of squares: where the states overflowed their dtype (an unstable loop over many steps)
     it is inf, never NaN (which inf - inf in the states would otherwise carry into it).
     """
     return torch.where(torch.isnan(cost := _episode_cost(x, u, beta, T)), torch.inf, cost)
@@ -391,7 +392,7 @@ def linearized(agent: Agent) -> Agent:
 
     Since tanh(0) = 0 and tanh'(0) = 1, the coupled system of a tanh network linearized at
     (x, h) = (0, 0) is the P of this linear agent: it decides whether the target is locally
-    stable. Introduced in Chapter 1, section "The final solutions".
+    stable. ``spectrum`` gives the eigenvalues of this P for any agent without building it.
     """
     _check_agent(agent)
     if agent.activation == "identity":

@@ -281,3 +281,22 @@ def test_lyapunov_sum_names_a_bad_argument(kw, name):
     args = dict(P=torch.eye(2, dtype=torch.float64), M=torch.eye(2, dtype=torch.float64), T=3)
     with pytest.raises((ValueError, TypeError), match=name):
         coupled.lyapunov_sum(**{**args, **kw})
+
+
+def test_the_spectrum_of_a_tanh_network_is_that_of_its_linearization(env):
+    """tanh'(0) = 1: the Jacobian of the tanh closed loop at (x, h) = 0, by autograd through
+    one step, has the eigenvalues that spectrum() reports and linearized() carries."""
+    agent = RNNAgent(N=6, g=0.8, seed=4)
+    lin = coupled.linearized(agent)
+    assert lin.activation == "identity" and agent.activation == "tanh"
+
+    def step(s):
+        x, h = s[:2], s[2:]
+        u = h @ agent.tensors["z"]
+        x1 = env.A @ x + env.B * u
+        h1 = torch.tanh(agent.recurrent_matrix() @ h + agent.tensors["m"] * (env.C @ x1))
+        return torch.cat([x1, h1])
+
+    J = torch.autograd.functional.jacobian(step, torch.zeros(8, dtype=torch.float64))
+    assert match(torch.linalg.eigvals(J).numpy(), coupled.spectrum(agent, env).numpy()) < 1e-10
+    assert torch.allclose(coupled.coupled_matrix(lin, env), J.detach())

@@ -117,6 +117,10 @@ class Agent:
         if y.dim() < 2 or y.shape[0] < 1 or tuple(y.shape[1:-1]) not in ((), self.batch_shape):
             raise ValueError(f"y must have shape (T, B) or (T, *batch_shape, B) with T >= 1 "
                              f"and batch_shape={self.batch_shape}, got {tuple(y.shape)}")
+        return self._drive(y)
+
+    def _drive(self, y):
+        """``drive`` unchecked (open-loop training, every epoch, on inputs it made itself)."""
         K, B = self.batch_shape, y.shape[-1]
         if y.dim() == 2:  # the same observations for every member
             y = y.reshape(y.shape[0], *(1,) * len(K), B)

@@ -79,9 +79,9 @@ def test_open_loop_inputs_never_depend_on_the_student():
     seen, said = {}, {}
 
     class Spy(RNNAgent):
-        def drive(self, y):
+        def _drive(self, y):  # what training calls, after checking once
             seen.setdefault(self.tag, []).append(y.detach().clone())
-            u = super().drive(y)
+            u = super()._drive(y)
             said.setdefault(self.tag, []).append(u.detach().clone())
             return u
 

@@ -170,8 +170,8 @@ def test_ctrl_c_in_the_monitor_keeps_whole_epochs(k):
 def test_ctrl_c_in_the_objective_of_open_loop_training(env, monkeypatch):
     import closedloop.training as training
 
-    monkeypatch.setattr(training, "open_loop_inputs",
-                        interrupting(training.open_loop_inputs, 4))
+    monkeypatch.setattr(training, "_open_loop_inputs",
+                        interrupting(training._open_loop_inputs, 4))
     with pytest.warns(RuntimeWarning, match="interrupted at epoch 3"):
         h = train_open_loop(RNNAgent(N=5, seed=1), RNNAgent(N=5, seed=2), env, epochs=10, T=8,
                             batch=3)

@@ -713,8 +713,11 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
         _check_pair(teacher, plant, "teacher")
         _single(teacher, "teacher")
         _single(agent, "agent (an open-loop twin)")
-    seeds = _member_seeds(seed, members)
-    modes = _member_modes(mode, members)
+    seeds = _per_member("seed", seed, members, lambda n, v: _checks.integer(n, v, low=0,
+                                                                             high=2**64 - 1),
+                        "one integer")
+    modes = _per_member("mode", mode, members, lambda n, v: _checks.choice(n, v, MODES),
+                        f"one of {list(MODES)}")
     exact = torch.tensor([m == "exact" for m in modes], device=plant.F.device)
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -801,25 +804,16 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     return History(config, _stack_rows(rows), message, time.perf_counter() - start)
 
 
-def _member_modes(mode, members) -> list:
-    """One mode per ensemble member (a single mode serves every member) or [mode]."""
-    if isinstance(mode, (list, tuple)):
-        if members is None or len(mode) != members:
-            raise ValueError(f"mode must be one of {list(MODES)}, or one per member of an "
-                             f"ensemble ({members or 'none here'}), got {_checks.short(mode)}")
-        return [_checks.choice(f"mode[{k}]", m, MODES) for k, m in enumerate(mode)]
-    return [_checks.choice("mode", mode, MODES)] * (members or 1)
-
-
-def _member_seeds(seed, members) -> list:
-    """One seed per ensemble member (a single seed serves every member) or [seed]."""
-    if isinstance(seed, (list, tuple)):
-        if members is None or len(seed) != members:
-            raise ValueError(f"seed must be one integer, or one per member of an ensemble "
-                             f"({members or 'none here'}), got {_checks.short(seed)}")
-        return [_checks.integer(f"seed[{k}]", s, low=0, high=2**64 - 1)
-                for k, s in enumerate(seed)]
-    return [_checks.integer("seed", seed, low=0, high=2**64 - 1)] * (members or 1)
+def _per_member(name: str, value, members, check, what: str) -> list:
+    """One value per ensemble member, each passed through ``check(name, v)``: a list or
+    tuple of ``members`` values, or one value that serves every member (or the only run
+    when ``members`` is None). ``what`` describes a single value in the error."""
+    if isinstance(value, (list, tuple)):
+        if members is None or len(value) != members:
+            raise ValueError(f"{name} must be {what}, or one per member of an ensemble "
+                             f"({members or 'none here'}), got {_checks.short(value)}")
+        return [check(f"{name}[{k}]", v) for k, v in enumerate(value)]
+    return [check(name, value)] * (members or 1)
 
 
 # -- reading a history ------------------------------------------------------------------------

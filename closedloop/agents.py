@@ -17,6 +17,7 @@ import torch
 
 from . import _checks
 from ._loop import closed_loop
+from .conventions import INITS
 from .envs import DTYPE
 
 ACTIVATIONS = {"tanh": torch.tanh, "identity": lambda a: a}
@@ -176,29 +177,33 @@ class Agent:
 
 
 class RNNAgent(Agent):
-    """Full-rank RNN controller with W ~ N(0, g^2/N), m, z ~ N(0, 1/N) entries (paper s.2).
+    """Full-rank RNN controller with W ~ N(0, g^2/N) entries (paper s.2).
 
+    ``init='paper'`` (the authors' code, section 9 of the spec): m, z ~ N(0, 1/N^2) entries,
+    standard deviation 1/N; ``init='gaussian'`` (the paper's text, s.2): N(0, 1/N).
     ``N`` neurons; ``g`` initial recurrent strength (0.1 in the paper's tanh runs);
     ``activation`` 'tanh' or 'identity'; ``batch_shape`` ensemble axes; ``seed`` fixes the
-    draw (made on the CPU, then moved to ``device``). W, m and z are trained. Introduced in
-    Chapter 2, section "The setup".
+    draw (made on the CPU, then moved to ``device``; the same normal draws for either
+    ``init``, only their scale differs). W, m and z are trained. Introduced in Chapter 1.
     """
 
     names = ("W", "m", "z")
 
     def __init__(self, N: int = 100, g: float = 0.1, activation: str = "tanh", seed: int = 0,
-                 batch_shape: tuple = (), dtype=DTYPE, device="cpu"):
+                 batch_shape: tuple = (), dtype=DTYPE, device="cpu", init: str = "paper"):
         N = _checks.integer("N", N, low=1)
         g = _checks.real("g", g, low=0.0)
         _checks.choice("activation", activation, ACTIVATIONS)
+        _checks.choice("init", init, INITS)
         bs = _checks.int_tuple("batch_shape", batch_shape)
         dtype = _checks.float_dtype("dtype", dtype)
         _checks.fits_memory(f"N={N} with batch_shape={bs} (W has N^2 entries per member)",
                             math.prod(bs) * N * N, dtype.itemsize)
         gen = make_generator(seed)
         W = _scaled_draw("g", g, torch.randn(*bs, N, N, generator=gen, dtype=dtype), N)
-        m = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
-        z = torch.randn(*bs, N, generator=gen, dtype=dtype) / math.sqrt(N)
+        std = 1 / N if init == "paper" else 1 / math.sqrt(N)
+        m = torch.randn(*bs, N, generator=gen, dtype=dtype) * std
+        z = torch.randn(*bs, N, generator=gen, dtype=dtype) * std
         tensors = {k: t.to(device) for k, t in (("W", W), ("m", m), ("z", z))}
         super().__init__(tensors, ("W", "m", "z"), activation)
 
@@ -210,20 +215,24 @@ class RNNAgent(Agent):
 class RankOneAgent(Agent):
     """Linear RNN with rank-one recurrence W = u v^T (paper s.4).
 
-    u, v ~ N(0, uv_scale^2/N) and m ~ N(0, 1/N) entries. z ~ N(0, 1/N) unless ``s_zm0`` is
-    given: then z = s_zm0 m / |m|^2 + z_perp, with z_perp orthogonal to m of typical norm
-    ``z_perp_scale``, so z . m = s_zm0 exactly. ``s_zm0`` may be a tensor of shape
-    ``batch_shape`` (one prescribed overlap per ensemble member). u, v, z are trained; m is
-    fixed unless ``train_m``. The draw is made on the CPU, then moved to ``device``.
-    Introduced in Chapter 2, section "The setup".
+    u, v ~ N(0, uv_scale^2/N) entries. ``init='paper'`` (the authors' code, section 9 of the
+    spec): m and z entries ~ U(-1/sqrt(N), 1/sqrt(N)), so |m|^2 ~ 1/3; ``init='gaussian'``
+    (the paper's text): N(0, 1/N), |m|^2 ~ 1. If ``s_zm0`` is given, z = s_zm0 m / |m|^2 +
+    z_perp with z_perp orthogonal to m, so z . m = s_zm0 exactly: with ``init='paper'``
+    |z_perp| is ``z_perp_scale`` times the parallel part's norm |s_zm0| / |m| (the authors'
+    construction), with 'gaussian' z_perp has typical norm ``z_perp_scale``. ``s_zm0`` may
+    be a tensor of shape ``batch_shape`` (one prescribed overlap per ensemble member). u, v,
+    z are trained; m is fixed unless ``train_m``. The draw is made on the CPU, then moved to
+    ``device``. Introduced in Chapter 2, section "The setup".
     """
 
     names = ("u", "v", "z", "m")
 
     def __init__(self, N: int = 100, seed: int = 0, s_zm0=None, z_perp_scale: float = 0.1,
                  uv_scale: float = 1.0, train_m: bool = False, batch_shape: tuple = (),
-                 dtype=DTYPE, device="cpu"):
+                 dtype=DTYPE, device="cpu", init: str = "paper"):
         N = _checks.integer("N", N, low=1)
+        _checks.choice("init", init, INITS)
         uv_scale = _checks.real("uv_scale", uv_scale, low=0.0)
         z_perp_scale = _checks.real("z_perp_scale", z_perp_scale, low=0.0)
         bs = _checks.int_tuple("batch_shape", batch_shape)
@@ -236,9 +245,13 @@ class RankOneAgent(Agent):
         draw = lambda name, scale: _scaled_draw(
             name, scale, torch.randn(*bs, N, generator=gen, dtype=dtype), N)
         u, v = draw("uv_scale", uv_scale), draw("uv_scale", uv_scale)
-        m, z = draw("m", 1.0), draw("z", 1.0)
+        if init == "paper":  # U(-1/sqrt(N), 1/sqrt(N))
+            uniform = lambda: (2 * torch.rand(*bs, N, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
+            m, z = uniform(), uniform()
+        else:
+            m, z = draw("m", 1.0), draw("z", 1.0)
         if s_zm0 is not None:
-            z = _prescribed_readout(s_zm0, m, z, z_perp_scale, N)
+            z = _prescribed_readout(s_zm0, m, z, z_perp_scale, N, relative=init == "paper")
         trainable = ("u", "v", "z") + (("m",) if train_m else ())
         tensors = {k: t.to(device) for k, t in (("u", u), ("v", v), ("z", z), ("m", m))}
         super().__init__(tensors, trainable, "identity")
@@ -370,7 +383,10 @@ def _scaled_draw(name, scale, draw, N):
     return out
 
 
-def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N):
+def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N, relative=False):
+    """z = s_zm0 m / |m|^2 + z_perp: ``relative`` makes |z_perp| = z_perp_scale |s_zm0| / |m|
+    exactly (the authors'), else z_perp is the draw's part orthogonal to m times
+    z_perp_scale."""
     s = _checks.real_tensor("s_zm0", s_zm0, m.dtype)
     if (s.abs() > 1).any():
         raise ValueError(f"s_zm0 must lie in [-1, 1] (|z.m| <= |z||m| ~ 1 at the N(0, 1/N) "
@@ -382,5 +398,8 @@ def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N):
         raise ValueError("z_perp_scale must be 0 when N = 1 (no direction orthogonal to m)")
     mm = (m * m).sum(-1, keepdim=True)
     perp = z_draw - (z_draw * m).sum(-1, keepdim=True) / mm * m
+    if relative:  # a unit direction orthogonal to m, scaled to a fraction of the parallel part
+        norm = perp.norm(dim=-1, keepdim=True)
+        perp = perp / torch.where(norm > 0, norm, 1.0) * s[..., None].abs() / mm.sqrt()
     return s[..., None] * m / mm + _scaled_draw("z_perp_scale", z_perp_scale, perp,
                                                 1)

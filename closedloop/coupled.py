@@ -5,14 +5,17 @@ sequence of matrix powers; for the rank-one agent (h_t in span{m, u}) the same h
 4-dimensional (x1, x2, a, b) under P_eff. Shapes: P (*K, d, d); states are row vectors
 (..., B, d); K are ensemble axes, B initial states, T steps.
 
-Episode cost of one start x_0 (paper s.1, target x* = 0), over the T states x_1..x_T and the
-T controls u_0..u_{T-1} that produce them:
+Episode cost of one start x_0 (paper s.1, target x* = 0), over T states and the T controls
+u_0..u_{T-1}:
 
-    cost = 1/(2T) sum_{t=1..T} ||x_t||^2  +  beta * sum_{t=0..T-1} u_t^2 .
+    cost = 1/(2T) sum_{t in window} ||x_t||^2  +  beta * sum_{t=0..T-1} u_t^2 ,
 
-The 1/2 is a mean over the two state coordinates (torch's ``mse_loss`` convention); it is the
-1/2 of the paper's stage-1 formula, and with it the final loss and spectral radius land near
-the authors' reported values (Chapter 2 discusses this).
+window t = 0..T-1 (``window='from_x0'``, the authors' code: x_0 included, x_T not; the
+default) or t = 1..T (``window='after_x0'``, the states the controls produce). The 1/2 is a
+mean over the two state coordinates (torch's ``mse_loss`` convention), the 1/2 of the paper's
+stage-1 formula. The window is read in one place, ``conventions.first_state``; how a batch's
+loss scales with T and the batch (a sum over time, a batch-summed control cost) is the
+training's business (``conventions.Convention``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from . import _checks
 from ._loop import closed_loop
+from .conventions import first_state
 from .agents import Agent, has_overlaps
 
 
@@ -191,29 +195,34 @@ def _rollout(agent, env, x0, T):
     return {"x": x, "u": u, "h": h}
 
 
-def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None) -> torch.Tensor:
+def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None,
+                 window: str = "from_x0") -> torch.Tensor:
     """Cost per start from x (T+1, ..., 2) and u (T+1, ...) for t = 0..T: returns (...).
 
     ``T`` and ``beta`` are numbers or per-member tensors (*K,) that align with the leading
     axes of ``...`` (an ensemble whose members differ in horizon or control cost). A member
-    with horizon T_k below the rollout's counts only its steps t <= T_k.
+    with horizon T_k below the rollout's counts only its first T_k steps. ``window``:
+    'from_x0' counts x_0..x_{T-1}, 'after_x0' x_1..x_T (``conventions.first_state``).
 
     A sum of squares: where the states overflowed their dtype (an unstable loop over many steps)
     it is inf, never NaN (which inf - inf in the states would otherwise carry into it).
     """
-    return torch.where(torch.isnan(cost := _episode_cost(x, u, beta, T)), torch.inf, cost)
+    cost = _episode_cost(x, u, beta, T, first_state(window))
+    return torch.where(torch.isnan(cost), torch.inf, cost)
 
 
-def _episode_cost(x, u, beta, T):
+def _episode_cost(x, u, beta, T, first):
+    """``episode_cost`` with the window as its first step ``first`` (0 or 1)."""
     if torch.is_tensor(beta):
         beta = _align(beta.to(x), u.dim() - 1)
+    xs = x[first:x.shape[0] - 1 + first]  # T states from x_first
     if T is None:
-        return (x[1:] ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
-    t = torch.arange(1, x.shape[0], dtype=x.dtype, device=x.device)
+        return (xs ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
+    t = torch.arange(0, x.shape[0] - 1, dtype=x.dtype, device=x.device)  # steps counted
     Tk = _align(torch.as_tensor(T, dtype=x.dtype, device=x.device), u.dim() - 1)
     t = t.reshape(-1, *([1] * (u.dim() - 1)))
-    state = ((x[1:] ** 2).mean(-1) * (t <= Tk)).sum(0) / Tk  # mean over each own horizon
-    control = ((u[:-1] ** 2) * (t - 1 < Tk)).sum(0)
+    state = ((xs ** 2).mean(-1) * (t < Tk)).sum(0) / Tk  # mean over each own horizon
+    control = ((u[:-1] ** 2) * (t < Tk)).sum(0)
     return state + beta * control
 
 
@@ -222,18 +231,21 @@ def _align(v: torch.Tensor, dims: int) -> torch.Tensor:
     return v.reshape(*v.shape, *([1] * (dims - v.dim())))
 
 
-def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0) -> torch.Tensor:
+def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0,
+                window: str = "from_x0") -> torch.Tensor:
     """Episode cost of every start: x0 (..., B, 2) -> (*batch_shape, ..., B).
 
     Linear agents use matrix powers, the tanh agent the step loop; both give the same number
     for the same network. ``T`` (steps) and ``beta`` (control cost) are numbers, or sequences
-    with one value per member of a 1-axis ensemble (``per_member``).
+    with one value per member of a 1-axis ensemble (``per_member``); ``window`` as in
+    ``episode_cost``.
     """
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
+    first = first_state(window)
     check_pair(agent, env)
     _check_x0(agent, env, x0)
-    return _start_costs(agent, env, x0, T, T_max, beta)
+    return _start_costs(agent, env, x0, T, T_max, beta, first)
 
 
 def _check_x0(agent, env, x0):
@@ -244,7 +256,7 @@ def _check_x0(agent, env, x0):
     _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
 
 
-def _start_costs(agent, env, x0, T, T_max, beta):
+def _start_costs(agent, env, x0, T, T_max, beta, first):
     """``start_costs`` unchecked, with T and beta as ``per_member`` returned them: training
     validates once and calls this every epoch."""
     horizon = None if isinstance(T, int) else T
@@ -256,23 +268,24 @@ def _start_costs(agent, env, x0, T, T_max, beta):
     else:
         traj = _rollout(agent, env, x0, T_max)
         x, u = traj["x"], traj["u"]
-    return episode_cost(x, u, beta, horizon)
+    cost = _episode_cost(x, u, beta, horizon, first)
+    return torch.where(torch.isnan(cost), torch.inf, cost)
 
 
-def _cost_matrix(agent, env, T: int, beta) -> torch.Tensor:
+def _cost_matrix(agent, env, T: int, beta, first: int) -> torch.Tensor:
     """S_xx (*K, 2, 2) with episode cost x_0^T S_xx x_0, for a linear agent and one horizon T.
 
     With s_t = P^t s_0 and u_t = r . s_t, the cost is s_0^T S s_0 where
-    S = sum_{t=0}^{T-1} (P^t)^T M P^t and M = P^T E P / (2T) + beta r r^T (E picks x out of s;
-    the state term sums x_1..x_T, hence the P^T .. P). Since s_0 = (x_0, 0), only the 2 x 2
-    block S_xx is used. One S serves a whole batch: O(d^3 log T) instead of the O(T B d^2) of
-    stepping every start.
+    S = sum_{t=0}^{T-1} (P^t)^T M P^t and M = (P^f)^T E P^f / (2T) + beta r r^T: E picks x out
+    of s, and f = ``first`` (0 or 1) shifts the state window to x_f..x_{f+T-1}. Since
+    s_0 = (x_0, 0), only the 2 x 2 block S_xx is used. One S serves a whole batch:
+    O(d^3 log T) instead of the O(T B d^2) of stepping every start.
     """
     P, r = _linear_system(agent, env)
-    PtE = P.transpose(-1, -2)[..., :, :2]  # P^T E, keeping its two nonzero columns
+    Ex = P[..., :2, :] if first else torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)[:2]
     if torch.is_tensor(beta):
         beta = _align(beta.to(P), P.dim())
-    M = PtE @ P[..., :2, :] / (2.0 * T) + beta * (r[..., :, None] * r[..., None, :])
+    M = Ex.transpose(-1, -2) @ Ex / (2.0 * T) + beta * (r[..., :, None] * r[..., None, :])
     return _lyapunov_sum(P, M, T)[..., :2, :2]
 
 
@@ -355,28 +368,33 @@ def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=Non
 
 
 def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,
-                     weights: torch.Tensor | None = None) -> torch.Tensor:
+                     weights: torch.Tensor | None = None, window: str = "from_x0"
+                     ) -> torch.Tensor:
     """sum_b weights_b * cost(x0_b): the loss of each ensemble member, shape batch_shape.
 
     ``weights`` (B,) defaults to 1/B (the batch mean). For a linear agent and one horizon T
     this is tr(S_xx X^T diag(w) X) with the episode's cost matrix (``lyapunov_sum``), never
     stepping the starts; otherwise the mean of ``start_costs``. Both are the same number.
+    ``window`` as in ``episode_cost``.
     """
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
+    first = first_state(window)
     check_pair(agent, env)
     _check_x0(agent, env, x0)
     if weights is not None:
         _checks.finite_tensor("weights", weights, env.dtype)
         _checks.shape("weights", weights, (x0.shape[-2],))
     if agent.activation == "identity" and isinstance(T, int):  # a batch loss, not its starts
-        return _quadratic_loss(_cost_matrix(agent, env, T, beta), x0, weights)
-    costs = _start_costs(agent, env, x0, T, T_max, beta)
+        return _quadratic_loss(_cost_matrix(agent, env, T, beta, first), x0, weights)
+    costs = _start_costs(agent, env, x0, T, T_max, beta, first)
     return costs.mean(-1) if weights is None else (costs * weights).sum(-1)
 
 
-def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:
-    """E over x_0 of the episode cost, in closed form (linear agents only).
+def expected_loss(agent: Agent, env, T: int, beta: float = 0.0,
+                  window: str = "from_x0") -> torch.Tensor:
+    """E over x_0 of the episode cost, in closed form (linear agents only; ``window`` as in
+    ``episode_cost``).
 
     The cost is quadratic in s_0 = (x_0, 0) and s_t = P^t s_0, so its expectation depends on
     x_0 only through E[x_0 x_0^T] = F^T F: it equals the cost summed over the rows of F.
@@ -384,7 +402,8 @@ def expected_loss(agent: Agent, env, T: int, beta: float = 0.0) -> torch.Tensor:
     check_pair(agent, env)
     _require_linear(agent)
     F = env.x0_factor()
-    return closed_loop_loss(agent, env, F, T, beta, weights=F.new_ones(F.shape[0]))
+    return closed_loop_loss(agent, env, F, T, beta, weights=F.new_ones(F.shape[0]),
+                            window=window)
 
 
 def linearized(agent: Agent) -> Agent:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import _checks, coupled
+from . import _checks, conventions, coupled
 from .agents import Agent, has_overlaps, make_generator
 from .envs import DoubleIntegrator
 
@@ -29,7 +29,8 @@ class History:
     """What training recorded. ``arrays[name]`` has shape (n_records, *batch_shape, ...).
 
     Row e of the per-epoch arrays describes the network *before* update e; the last row is
-    the final network (so there are epochs + 1 rows for a completed run). Keys:
+    the final network (so there are epochs + 1 rows for a completed run, epochs + 2 when
+    epoch 0 makes no update: rows 0 and 1 are then the same network). Keys:
 
     - ``epoch`` (E,); ``loss`` (E, *K): the loss the update was computed from;
       ``expected_loss`` (E, *K): its exact expectation over x_0 (linear agents);
@@ -110,9 +111,14 @@ class History:
 def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epochs: int = 1000,
                       T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                       beta: float = 0.0, mode: str = "sampled", seed: int = 0,
-                      eig_every: int = 1, eig_W: bool = True, snapshot_every: int = 0,
-                      monitor=None, monitor_every: int = 1) -> History:
+                      convention=None, eig_every: int = 1, eig_W: bool = True,
+                      snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
     """Train ``agent`` in place on the closed-loop control objective; return its History.
+
+    ``convention`` (a ``conventions.Convention`` or its name) says how the loss is formed and
+    whether epoch 0 updates; by default the authors' (``conventions.paper_for(agent)``:
+    ``PAPER_TANH`` for a tanh agent, ``PAPER_RANK_ONE`` otherwise). ``epochs`` counts
+    updates. The recorded ``loss`` and ``expected_loss`` are in the convention's units.
 
     ``T`` (steps) and ``beta`` (control cost) may give one value per member of a 1-axis
     ensemble (see ``sweep``). ``mode='sampled'``: a fresh batch of ``batch`` initial states
@@ -140,43 +146,58 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     if mode == "exact" and not linear:
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
                          "use mode='sampled' for tanh")
+    conv = conventions.resolve(convention, conventions.paper_for(agent))
     gen = make_generator(seed)
     F = env.x0_factor()
+    # the convention read once: the window's first state, the per-start control weight and
+    # the factor of a time sum, numbers or per-member tensors (*K,)
+    first, beta_eff = conv.first_state, _as_dtype(conv.beta_eff(beta, T, batch), env.dtype)
+    scale = _as_dtype(conv.time_factor(T), env.dtype)
+    if torch.is_tensor(scale):
+        scale = scale.to(env.A.device)
+    if torch.is_tensor(beta_eff):
+        beta_eff = beta_eff.to(env.A.device)
 
     # validated above: every epoch calls the unchecked core (the expected loss over x_0 is
     # the cost summed over the rows of F, as in ``coupled.expected_loss``)
-    costs = lambda x0: coupled._start_costs(agent, env, x0, T, T_max, beta)
+    costs = lambda x0: coupled._start_costs(agent, env, x0, T, T_max, beta_eff, first)
     ones = F.new_ones(F.shape[0])
 
     def objective(e):
         if linear and isinstance(T, int):  # one cost matrix for the batch and the exact loss
-            S = coupled._cost_matrix(agent, env, T, beta)
+            S = scale * coupled._cost_matrix(agent, env, T, beta_eff, first)
             expected = coupled._quadratic_loss(S, F, ones)
             loss = expected if mode == "exact" else coupled._quadratic_loss(
                 S, env.sample_x0(batch, gen))
             return loss, {"expected_loss": expected.detach()}
         if mode == "exact":
-            loss = costs(F).sum(-1)
+            loss = scale * costs(F).sum(-1)
             return loss, {"expected_loss": loss.detach()}
         x0 = env.sample_x0(batch, gen)
         if linear:  # the exact loss rides along: its starts F join the batch
-            c = costs(torch.cat([x0, F]))
+            c = scale * costs(torch.cat([x0, F]))
             return c[..., :batch].mean(-1), {"expected_loss": c[..., batch:].detach().sum(-1)}
-        return costs(x0).mean(-1), {}
+        return scale * costs(x0).mean(-1), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
                   T=_plain(T), lr=lr, batch=batch, clip=clip, beta=_plain(beta), mode=mode,
-                  seed=seed)
+                  seed=seed, convention=conv.name, window=conv.window, time=conv.time,
+                  control=conv.control, update_at_epoch0=conv.update_at_epoch0)
     return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                   eig_every=eig_every, eig_W=eig_W, snapshot_every=snapshot_every,
-                   monitor=monitor, monitor_every=monitor_every)
+                   update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
+                   snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)
 
 
 def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: float,
-            clip: float | None, eig_every: int = 1, eig_W: bool = True,
-            snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
+            clip: float | None, update_at_epoch0: bool = True, eig_every: int = 1,
+            eig_W: bool = True, snapshot_every: int = 0, monitor=None,
+            monitor_every: int = 1) -> History:
     """The training loop shared by closed-loop and open-loop training: SGD with per-member
     gradient clipping on ``objective(epoch) -> (loss (*K,), {name: extra per-epoch record})``.
+
+    ``epochs`` updates. With ``update_at_epoch0=False`` epoch 0 only records (its gradient
+    norm included) and the updates are those of epochs 1..epochs (the authors' tanh runs):
+    epochs + 2 rows, the last the final network.
 
     Records, before each update and after the last: the loss, the gradient norm, the
     overlaps (rank-one agents), eig of the (linearized) coupled system and, if ``eig_W``, of W
@@ -202,14 +223,18 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
         raise TypeError(f"monitor must be a callable agent -> dict, got {type(monitor).__name__}")
     strides = dict(eig=eig_every, snapshot=snapshot_every,
                    monitor=monitor_every if monitor is not None else 0)
-    rec = _Recorder(agent, env, monitor, strides, epochs, bool(eig_W))
+    if not isinstance(update_at_epoch0, (bool, np.bool_)):
+        raise TypeError(f"update_at_epoch0 must be True or False, got "
+                        f"{_checks.short(update_at_epoch0)}")
+    last = epochs if update_at_epoch0 or not epochs else epochs + 1  # the final network's row
+    rec = _Recorder(agent, env, monitor, strides, last, bool(eig_W))
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
     try:
-        for e in range(epochs + 1):
+        for e in range(last + 1):
             loss, extra = objective(e)
             finite = bool(torch.isfinite(loss).all())
-            grads = (torch.autograd.grad(loss.sum(), params) if finite and e < epochs
+            grads = (torch.autograd.grad(loss.sum(), params) if finite and e < last
                      else None)
             gnorm = _member_norm(grads, agent) if grads is not None else None
             if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
@@ -221,6 +246,8 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
             rec.epoch(row, agent, e)
             if grads is None:
                 break
+            if e == 0 and not update_at_epoch0:
+                continue
             scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
             with torch.no_grad():
                 steps = [lr * _expand(scale, g, agent) * g for g in grads]
@@ -337,13 +364,14 @@ def _open_loop_inputs(source, batch, T, generator, teacher, env):
 def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None = None, *,
                     epochs: int = 1000, T: int = 50, lr: float = 1e-2, batch: int = 100,
                     clip: float | None = 1.0, inputs: str = "white_noise", seed: int = 0,
-                    eig_every: int = 1, eig_W: bool = True, snapshot_every: int = 0,
-                    monitor=None, monitor_every: int = 1) -> History:
+                    convention=None, eig_every: int = 1, eig_W: bool = True,
+                    snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
     """Train ``student`` in place to imitate ``teacher``'s controls open loop; return its History.
 
     Each epoch both networks receive the same ``batch`` observation sequences of length ``T``
-    (``open_loop_inputs``) and the loss is the mean squared difference of their controls,
-    mean over t = 1..T and the batch. The environment is never driven by the student: only
+    (``open_loop_inputs``) and the loss is the squared difference of their controls u_1..u_T,
+    batch mean, summed over the steps (``convention`` ``PAPER_OPEN_LOOP``, the default, which
+    also makes no update at epoch 0) or averaged over them (``time='mean'``, e.g. ``BOOK``). The environment is never driven by the student: only
     ``monitor`` (e.g. ``gains.probe``) puts it in the closed loop, to measure it.
     Optimizer, clipping and recording are those of ``train_closed_loop``.
     Introduced in Chapter 1, section "Open-loop training".
@@ -360,20 +388,23 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     if teacher.batch_shape not in ((), student.batch_shape):
         raise ValueError(f"teacher.batch_shape must be () or the student's "
                          f"{student.batch_shape}, got {teacher.batch_shape}")
+    conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
     teacher = teacher.detached()
     gen = make_generator(seed)
+    scale = conv.time_factor(T)
 
     def objective(e):  # validated above: the unchecked cores, every epoch
         y = _open_loop_inputs(inputs, batch, T, gen, teacher, env)
         with torch.no_grad():
             target = teacher._drive(y)
-        return ((student._drive(y) - target) ** 2).mean((0, -1)), {}
+        return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
 
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
-                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed)
+                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed,
+                  convention=conv.name, time=conv.time, update_at_epoch0=conv.update_at_epoch0)
     return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                   eig_every=eig_every, eig_W=eig_W, snapshot_every=snapshot_every,
-                   monitor=monitor, monitor_every=monitor_every)
+                   update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
+                   snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)
 
 
 class _Recorder:
@@ -474,6 +505,11 @@ def _attach_history(exc: Exception, e: int, make) -> None:
 def _episode_size(agent, T: int, batch: int) -> int:
     """Numbers held for one batch's episodes (the states kept for backpropagation)."""
     return (T + 1) * math.prod(agent.batch_shape) * batch * (agent.N + 2)
+
+
+def _as_dtype(v, dtype):
+    """A per-member tensor in ``dtype`` (numbers stay numbers)."""
+    return v.to(dtype) if torch.is_tensor(v) else v
 
 
 def _plain(v):

@@ -1,0 +1,118 @@
+"""The choices the paper leaves unstated, in one place (``shared/paper.md`` section 9).
+
+A loss "mean squared state over an episode" can mean several things, and the authors' curves
+were made with particular ones. Each chapter's default is the authors' setup
+(``PAPER_RANK_ONE``, ``PAPER_TANH``, ``PAPER_OPEN_LOOP``); the book's earlier normalisation
+(``BOOK``: the states after the start, a time-mean loss, an update at every epoch) stays
+available by name, so that a chapter can show what a convention changes.
+
+One episode of T steps from x_0 costs, per start (t counts steps, the state term averages the
+two coordinates)::
+
+    c = 1/(2T) sum_{t in window} ||x_t||^2  +  beta_eff * sum_{t=0..T-1} u_t^2
+
+with window t = 0..T-1 (``window='from_x0'``, the authors': x_0 included, x_T not) or
+t = 1..T (``window='after_x0'``). A batch's loss is ``time_factor * mean_b c_b``:
+``time='mean'`` keeps it (time_factor 1), ``time='sum'`` sums over the steps instead of
+averaging (time_factor T, the authors' tanh runs: a gradient T times larger, which clipping
+at 1 then bounds far more often). ``control='batch_sum'`` reads beta as the weight of the
+batch *sum* of u_t^2 in each step's term (the authors' tanh runs: beta_eff = beta B / T with
+a time sum), ``'batch_mean'`` as the weight of the per-start sum (beta_eff = beta).
+``update_at_epoch0``: whether epoch 0 makes an update (the authors' rank-one runs) or only
+records (their tanh runs: 1001 epochs, 1000 updates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from . import _checks
+
+WINDOWS = ("from_x0", "after_x0")
+TIME = ("mean", "sum")
+CONTROL = ("batch_mean", "batch_sum")
+INITS = ("paper", "gaussian")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How a batch's loss is formed and when updates start (see the module docstring)."""
+
+    window: str = "from_x0"
+    time: str = "mean"
+    control: str = "batch_mean"
+    update_at_epoch0: bool = True
+    name: str = "custom"
+
+    def __post_init__(self):
+        _checks.choice("window", self.window, WINDOWS)
+        _checks.choice("time", self.time, TIME)
+        _checks.choice("control", self.control, CONTROL)
+        if not isinstance(self.update_at_epoch0, bool):
+            raise TypeError(f"update_at_epoch0 must be True or False, got "
+                            f"{_checks.short(self.update_at_epoch0)}")
+
+    @property
+    def first_state(self) -> int:
+        """The first step whose state the loss counts (``first_state(self.window)``)."""
+        return first_state(self.window)
+
+    def time_factor(self, T):
+        """What a per-start cost (a time mean) is multiplied by: 1, or T for a time sum."""
+        return T if self.time == "sum" else 1
+
+    def beta_eff(self, beta, T, batch: int):
+        """The weight of sum_t u_t^2 in the per-start cost c, from the setting's beta."""
+        return beta * batch / T if self.control == "batch_sum" else beta
+
+    def with_(self, **changes) -> "Convention":
+        """A copy with some fields changed (named 'custom' unless ``name`` is given)."""
+        return replace(self, **{"name": "custom", **changes})
+
+    def describe(self) -> str:
+        """One line for a figure caption or a table row."""
+        states = "x_0..x_{T-1}" if self.window == "from_x0" else "x_1..x_T"
+        return (f"{self.name}: states {states}, {self.time} over time, control cost "
+                f"{self.control.replace('_', ' ')}, "
+                f"{'an update at epoch 0' if self.update_at_epoch0 else 'no update at epoch 0'}")
+
+
+#: The authors' rank-one linear runs (Chapters 2-3): x_0..x_{T-1}, time mean, an update at
+#: every epoch including epoch 0.
+PAPER_RANK_ONE = Convention("from_x0", "mean", "batch_mean", True, "paper (rank one)")
+#: The authors' tanh closed-loop run (Chapter 1): sum over t = 0..T-1 of
+#: [1/2 batch-mean ||x_t||^2 + beta * batch-sum u_t^2], no update at epoch 0.
+PAPER_TANH = Convention("from_x0", "sum", "batch_sum", False, "paper (tanh)")
+#: The authors' open-loop student (Chapter 1): the squared output difference summed over the
+#: steps (batch mean), no update at epoch 0. (The window and control fields do not apply.)
+PAPER_OPEN_LOOP = Convention("from_x0", "sum", "batch_mean", False, "paper (open loop)")
+#: The book's earlier normalisation: x_1..x_T, time mean, an update at every epoch.
+BOOK = Convention("after_x0", "mean", "batch_mean", True, "book")
+
+NAMED = {"paper_rank_one": PAPER_RANK_ONE, "paper_tanh": PAPER_TANH,
+         "paper_open_loop": PAPER_OPEN_LOOP, "book": BOOK}
+
+
+def paper_for(agent) -> Convention:
+    """The authors' convention for an agent's closed-loop training: ``PAPER_TANH`` for a tanh
+    network, ``PAPER_RANK_ONE`` for a linear one (rank-one, reduced or full)."""
+    return PAPER_TANH if getattr(agent, "activation", None) == "tanh" else PAPER_RANK_ONE
+
+
+def first_state(window: str) -> int:
+    """The first step whose state the loss counts: 0 for 'from_x0' (x_0..x_{T-1}), 1 for
+    'after_x0' (x_1..x_T). The one place a window is read: ``coupled`` sums the states
+    x_{first}..x_{first+T-1} of a rollout and builds its cost matrix from this number."""
+    return WINDOWS.index(_checks.choice("window", window, WINDOWS))
+
+
+def resolve(convention, default: Convention) -> Convention:
+    """A Convention from a Convention, one of the names of ``NAMED``, or None (``default``)."""
+    if convention is None:
+        return default
+    if isinstance(convention, Convention):
+        return convention
+    if isinstance(convention, str):
+        return NAMED[_checks.choice("convention", convention, tuple(NAMED))]
+    raise TypeError(f"convention must be a Convention, one of {sorted(NAMED)} or None, got "
+                    f"{_checks.short(convention)}")

@@ -10,16 +10,16 @@ from closedloop.training import train_closed_loop
 
 
 def plain_closed_loop_loss(agent, env, x0, T, beta=0.0):
-    """The closed loop as people usually write it: env step, network step, readout, per t."""
+    """The closed loop as people usually write it: cost of (x_t, u_t), env step, network step,
+    readout, for t = 0..T-1 (the authors' window, x_0 included)."""
     W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
     x, h = x0, x0.new_zeros(x0.shape[0], agent.N)
     u, cost = x0.new_zeros(x0.shape[0]), 0.0
     for _ in range(T):
-        cost = cost + beta * u**2
+        cost = cost + (x**2).sum(-1) / (2 * T) + beta * u**2
         x = x @ env.A.T + u[:, None] * env.B
         h = agent.phi(h @ W.T + (x @ env.C)[:, None] * m)
         u = h @ z
-        cost = cost + (x**2).sum(-1) / (2 * T)
     return cost.mean()
 
 

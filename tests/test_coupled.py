@@ -79,8 +79,10 @@ def test_rank_one_loss_and_gradients_equal_full_rollout(env, uv):
         assert torch.allclose(gf, gs, rtol=1e-8, atol=1e-12)
 
 
-def test_expected_loss_is_the_covariance_trace(env):
-    """E||x_t||^2 = tr(E_x P^t S0 P^t^T E_x^T), with S0 = diag(Sigma0, 0), in plain numpy."""
+@pytest.mark.parametrize("window,first", [("from_x0", 0), ("after_x0", 1)])
+def test_expected_loss_is_the_covariance_trace(env, window, first):
+    """E||x_t||^2 = tr(E_x P^t S0 P^t^T E_x^T), with S0 = diag(Sigma0, 0), in plain numpy,
+    over the states t = first..first+T-1 of each window."""
     a = RNNAgent(N=8, g=0.3, activation="identity", seed=5)
     P = coupled.coupled_matrix(a, env).detach().numpy()
     z = a.z.detach().numpy()
@@ -90,12 +92,12 @@ def test_expected_loss_is_the_covariance_trace(env):
     Pt = np.eye(len(P))
     for t in range(T + 1):
         cov = Pt @ S @ Pt.T
-        if t >= 1:
+        if first <= t <= first + T - 1:
             state += np.trace(cov[:2, :2]) / (2 * T)
         if t <= T - 1:
             ctrl += z @ cov[2:, 2:] @ z
         Pt = P @ Pt
-    got = coupled.expected_loss(a, env, T, beta).item()
+    got = coupled.expected_loss(a, env, T, beta, window=window).item()
     assert got == pytest.approx(state + beta * ctrl, rel=1e-10)
 
 
@@ -131,17 +133,22 @@ def test_gradient_matches_finite_differences(env):
             assert g[i].item() == pytest.approx(fd, rel=1e-5, abs=1e-7)
 
 
-def test_tanh_rollout_matches_hand_loop(env):
-    a = RNNAgent(N=10, g=0.8, activation="tanh", seed=1)
+@pytest.mark.parametrize("window", ["from_x0", "after_x0"])
+def test_tanh_rollout_matches_hand_loop(env, window):
+    """The paper's window counts x_0..x_11 (the state before each step), the other x_1..x_12."""
+    a = RNNAgent(N=10, g=0.8, activation="tanh", seed=1, init="gaussian")
     W, m, z = (a.tensors[k].detach().numpy() for k in "Wmz")
     x0 = np.array([[0.5, -0.3]])
     x, h, u, cost = x0[0].copy(), np.zeros(10), 0.0, 0.0
     for _ in range(12):
+        if window == "from_x0":
+            cost += (x ** 2).sum() / 2 / 12
         x = np.array([x[0] + x[1], x[1] + u])
         h = np.tanh(W @ h + m * x[0])
         u = z @ h
-        cost += (x ** 2).sum() / 2 / 12
-    got = coupled.closed_loop_loss(a, env, torch.tensor(x0), 12).item()
+        if window == "after_x0":
+            cost += (x ** 2).sum() / 2 / 12
+    got = coupled.closed_loop_loss(a, env, torch.tensor(x0), 12, window=window).item()
     assert got == pytest.approx(cost, rel=1e-12)
 
 
@@ -165,29 +172,34 @@ def test_lqr_gain_stabilizes_and_is_the_riccati_fixed_point(env):
     assert np.allclose(K, K_iter, rtol=1e-6)
 
 
-def _plain_rollout_cost(agent, env, x0, T, beta):
-    """The closed loop written the usual way: one small autograd op at a time."""
+def _plain_rollout_cost(agent, env, x0, T, beta, window="from_x0"):
+    """The closed loop written the usual way: one small autograd op at a time. The state
+    cost counts x_t before each step (x_0..x_{T-1}) or after it (x_1..x_T)."""
     W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
     x = x0.expand(*agent.batch_shape, *x0.shape)
     h = x.new_zeros(*x.shape[:-1], agent.N)
     u, cost = x.new_zeros(x.shape[:-1]), 0.0
     for _ in range(T):
         cost = cost + beta * u**2
+        if window == "from_x0":
+            cost = cost + (x**2).sum(-1) / (2 * T)
         x = torch.stack([x[..., 0] + x[..., 1], x[..., 1] + u], -1)
         h = agent.phi(torch.einsum("...ij,...bj->...bi", W, h) + x[..., :1] * m.unsqueeze(-2))
         u = (h * z.unsqueeze(-2)).sum(-1)
-        cost = cost + (x**2).sum(-1) / (2 * T)
+        if window == "after_x0":
+            cost = cost + (x**2).sum(-1) / (2 * T)
     return cost.mean(-1)
 
 
+@pytest.mark.parametrize("window", ["from_x0", "after_x0"])
 @pytest.mark.parametrize("activation,g", [("tanh", 0.1), ("tanh", 2.5), ("identity", 1.3)])
-def test_fast_rollout_equals_plain_loop_with_gradients(env, activation, g):
+def test_fast_rollout_equals_plain_loop_with_gradients(env, activation, g, window):
     """Stable and runaway networks, an ensemble of 3: losses and gradients agree."""
-    a = RNNAgent(N=30, g=g, activation=activation, seed=4, batch_shape=(3,))
+    a = RNNAgent(N=30, g=g, activation=activation, seed=4, batch_shape=(3,), init="gaussian")
     x0 = env.sample_x0(8, torch.Generator().manual_seed(1))
     traj = coupled.rollout(a, env, x0, 25)
-    fast = coupled.episode_cost(traj["x"], traj["u"], 0.2).mean(-1)
-    slow = _plain_rollout_cost(a, env, x0, 25, 0.2)
+    fast = coupled.episode_cost(traj["x"], traj["u"], 0.2, window=window).mean(-1)
+    slow = _plain_rollout_cost(a, env, x0, 25, 0.2, window)
     torch.testing.assert_close(fast, slow, rtol=1e-10, atol=0)
     for gf, gs in zip(torch.autograd.grad(fast.sum(), a.parameters()),
                       torch.autograd.grad(slow.sum(), a.parameters())):
@@ -251,21 +263,26 @@ def test_lyapunov_sum_equals_the_explicit_sum(T, scale):
     lambda: RNNAgent(N=8, g=0.5, activation="identity", seed=2),          # full linear P
     lambda: RNNAgent(N=8, g=1.5, activation="identity", seed=2, batch_shape=(3,)),
 ])
-def test_batch_loss_from_the_cost_matrix_equals_stepping_every_start(env, make):
+@pytest.mark.parametrize("window", ["from_x0", "after_x0"])
+def test_batch_loss_from_the_cost_matrix_equals_stepping_every_start(env, make, window):
     """closed_loop_loss (a trace with the cost matrix, never a state) against the mean of the
-    per-start costs of a plain step loop, in value and gradient, with a control cost."""
+    per-start costs of a plain step loop, in value and gradient, with a control cost, for
+    the authors' window (x_0..x_{T-1}) and the other (x_1..x_T)."""
     agent, T, beta = make(), 40, 0.2
     x0 = env.sample_x0(64, torch.Generator().manual_seed(0))
-    fast = coupled.closed_loop_loss(agent, env, x0, T, beta)
+    fast = coupled.closed_loop_loss(agent, env, x0, T, beta, window=window)
     W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
     x, h = x0.expand(*agent.batch_shape, 64, 2), x0.new_zeros(*agent.batch_shape, 64, agent.N)
     cost = 0.0
     for _ in range(T):
         u = (h * z.unsqueeze(-2)).sum(-1)
         cost = cost + beta * u**2
+        if window == "from_x0":
+            cost = cost + (x**2).sum(-1) / (2 * T)
         x = x @ env.A.T + u[..., None] * env.B
         h = h @ W.transpose(-1, -2) + (x @ env.C)[..., None] * m.unsqueeze(-2)
-        cost = cost + (x**2).sum(-1) / (2 * T)
+        if window == "after_x0":
+            cost = cost + (x**2).sum(-1) / (2 * T)
     slow = cost.mean(-1)
     assert torch.allclose(fast, slow, rtol=1e-10)
     for gf, gs in zip(torch.autograd.grad(fast.sum(), agent.parameters()),

@@ -140,10 +140,12 @@ def train_hostile(data, train, valid, bad):
 
 
 def check_history(h, epochs):
-    """A whole history: completed with epochs + 1 rows, or stopped with a message; finite."""
+    """A whole history: completed with epochs + 1 rows (+ 1 when epoch 0 makes no update), or
+    stopped with a message; finite."""
     assert isinstance(h, History)
     if h.completed:
-        assert h.epoch.tolist() == list(range(epochs + 1))
+        rows = epochs + 1 + (epochs > 0 and not h.config["update_at_epoch0"])
+        assert h.epoch.tolist() == list(range(rows))
     else:
         assert "epoch" in h.message
         if h.arrays:

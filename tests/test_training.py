@@ -173,7 +173,7 @@ def test_detect_stages_from_effective_gains():
 
 def test_agent_at_rebuilds_the_nearest_snapshot(env):
     a = RNNAgent(N=8, g=0.3, seed=2)
-    h = train_closed_loop(a, env, epochs=12, snapshot_every=5)
+    h = train_closed_loop(a, env, epochs=12, snapshot_every=5, convention="book")
     b = h.agent_at(11, like=a)
     assert b.snapshot_epoch == 10 and b.activation == "tanh"
     np.testing.assert_array_equal(b.tensors["W"].detach().numpy(), h.arrays["params/W"][2])

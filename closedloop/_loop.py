@@ -51,6 +51,21 @@ class _ClosedLoop(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, PT, s0, z, inputs, T, tanh, lo):
+        # the whole forward and the whole backward under one thread policy: the backward's
+        # large elementwise passes ran on two threads while its steps ran on one (2-7 ms per
+        # call where the cores were shared), and the autograd engine does not inherit a
+        # setting made inside the forward
+        with loop_threads(s0.numel() * PT.shape[-1]):
+            return _ClosedLoop._forward(ctx, PT, s0, z, inputs, T, tanh, lo)
+
+    @staticmethod
+    def backward(ctx, dX, dH, dU):
+        S = ctx.saved_tensors[1]
+        with loop_threads(S[0].numel() * S.shape[-1]):
+            return _ClosedLoop._backward(ctx, dX, dH, dU)
+
+    @staticmethod
+    def _forward(ctx, PT, s0, z, inputs, T, tanh, lo):
         ctx.set_materialize_grads(False)  # unused outputs (h in a loss) get no gradient
         S = s0.new_empty(T + 1, *s0.shape)
         S[0] = s0
@@ -61,14 +76,13 @@ class _ClosedLoop(torch.autograd.Function):
         states, hidden = S.unbind(0), S[..., lo:].unbind(0)
         steps = (None,) * T if inputs is None else inputs.unbind(0)
         mm, addmm = (torch.bmm, torch.baddbmm) if batched else (torch.mm, torch.addmm)
-        with loop_threads(s0.numel() * PT.shape[-1]):
-            for t in range(T):
-                if steps[t] is None:
-                    mm(states[t], PT, out=states[t + 1])
-                else:
-                    addmm(steps[t], states[t], PT, out=states[t + 1])
-                if tanh:
-                    hidden[t + 1].tanh_()
+        for t in range(T):
+            if steps[t] is None:
+                mm(states[t], PT, out=states[t + 1])
+            else:
+                addmm(steps[t], states[t], PT, out=states[t + 1])
+            if tanh:
+                hidden[t + 1].tanh_()
         H = S[..., lo:]
         U = (H @ z.unsqueeze(-1)).squeeze(-1)
         ctx.save_for_backward(PT, S, z)
@@ -76,7 +90,7 @@ class _ClosedLoop(torch.autograd.Function):
         return S[..., :lo], H, U
 
     @staticmethod
-    def backward(ctx, dX, dH, dU):
+    def _backward(ctx, dX, dH, dU):
         PT, S, z = ctx.saved_tensors
         lo, T, N, d = ctx.lo, S.shape[0] - 1, z.shape[-1], S.shape[-1]
         P, batched = PT.transpose(-1, -2).contiguous(), PT.dim() == 3
@@ -95,12 +109,11 @@ class _ClosedLoop(torch.autograd.Function):
         grads, grads_h = G.unbind(0), Gh.unbind(0)
         if ctx.tanh:  # phi' = 1 - h^2 for all steps at once (three passes, not 2T calls)
             slopes = S[1:, ..., lo:].square().neg_().add_(1).unbind(0)
-        with loop_threads(S[0].numel() * d):
-            for t in range(T, 0, -1):
-                if ctx.tanh:
-                    grads_h[t - 1].mul_(slopes[t - 1])
-                if t > 1:
-                    (grads[t - 2].baddbmm_ if batched else grads[t - 2].addmm_)(grads[t - 1], P)
+        for t in range(T, 0, -1):
+            if ctx.tanh:
+                grads_h[t - 1].mul_(slopes[t - 1])
+            if t > 1:
+                (grads[t - 2].baddbmm_ if batched else grads[t - 2].addmm_)(grads[t - 1], P)
         prev = S[:-1]
         if batched:  # (T, Kf, B, d) -> (Kf, T B, d)
             prev, G = prev.transpose(0, 1), G.transpose(0, 1)

@@ -120,8 +120,9 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     ``PAPER_TANH`` for a tanh agent, ``PAPER_RANK_ONE`` otherwise). ``epochs`` counts
     updates. The recorded ``loss`` and ``expected_loss`` are in the convention's units.
 
-    ``T`` (steps) and ``beta`` (control cost) may give one value per member of a 1-axis
-    ensemble (see ``sweep``). ``mode='sampled'``: a fresh batch of ``batch`` initial states
+    ``T`` (steps), ``beta`` (control cost), ``lr`` and ``seed`` may give one value per member
+    of a 1-axis ensemble (see ``sweep`` and ``closedloop.sweep``); with one seed per member
+    each member draws its batches from its own generator, as it would alone. ``mode='sampled'``: a fresh batch of ``batch`` initial states
     each epoch (the paper); ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
     ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
@@ -136,6 +137,8 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     coupled.check_pair(agent, env)
     T, T_max = coupled.per_member("T", T, agent, integer=True, low=1)
     beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
+    lr = _per_member_lr(lr, agent)
+    seed, _ = coupled.per_member("seed", seed, agent, integer=True, low=0)
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
     linear = agent.activation == "identity"
@@ -147,7 +150,12 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
                          "use mode='sampled' for tanh")
     conv = conventions.resolve(convention, conventions.paper_for(agent))
-    gen = make_generator(seed)
+    if isinstance(seed, int):
+        gen = make_generator(seed)
+        draw = lambda: env.sample_x0(batch, gen)
+    else:  # (K, B, 2): member k's batches are those of its run alone
+        gens = [make_generator(s) for s in seed.tolist()]
+        draw = lambda: torch.stack([env.sample_x0(batch, g) for g in gens])
     F = env.x0_factor()
     # the convention read once: the window's first state, the per-start control weight and
     # the factor of a time sum, numbers or per-member tensors (*K,)
@@ -167,21 +175,20 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
         if linear and isinstance(T, int):  # one cost matrix for the batch and the exact loss
             S = scale * coupled._cost_matrix(agent, env, T, beta_eff, first)
             expected = coupled._quadratic_loss(S, F, ones)
-            loss = expected if mode == "exact" else coupled._quadratic_loss(
-                S, env.sample_x0(batch, gen))
+            loss = expected if mode == "exact" else coupled._quadratic_loss(S, draw())
             return loss, {"expected_loss": expected.detach()}
         if mode == "exact":
             loss = scale * costs(F).sum(-1)
             return loss, {"expected_loss": loss.detach()}
-        x0 = env.sample_x0(batch, gen)
+        x0 = draw()
         if linear:  # the exact loss rides along: its starts F join the batch
-            c = scale * costs(torch.cat([x0, F]))
+            c = scale * costs(torch.cat([x0, F.expand(*x0.shape[:-2], *F.shape)], -2))
             return c[..., :batch].mean(-1), {"expected_loss": c[..., batch:].detach().sum(-1)}
         return scale * costs(x0).mean(-1), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
-                  T=_plain(T), lr=lr, batch=batch, clip=clip, beta=_plain(beta), mode=mode,
-                  seed=seed, convention=conv.name, window=conv.window, time=conv.time,
+                  T=_plain(T), lr=_plain(lr), batch=batch, clip=clip, beta=_plain(beta),
+                  mode=mode, seed=_plain(seed), convention=conv.name, window=conv.window, time=conv.time,
                   control=conv.control, update_at_epoch0=conv.update_at_epoch0)
     return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
                    update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
@@ -211,7 +218,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     second and lose much when the cores are shared).
     """
     epochs = _checks.integer("epochs", epochs, low=0)
-    lr = _checks.real("lr", lr, low=0.0, low_open=True)
+    lr = _per_member_lr(lr, agent)
     if clip is not None:
         clip = _checks.real("clip", clip, low=0.0, low_open=True)
     eig_every = _checks.integer("eig_every", eig_every, low=0)
@@ -250,7 +257,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                 continue
             scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
             with torch.no_grad():
-                steps = [lr * _expand(scale, g, agent) * g for g in grads]
+                steps = [_expand(lr * scale, g, agent) * g for g in grads]
                 torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
         message = _interrupted(e, len(rec.rows))
@@ -363,7 +370,7 @@ def _open_loop_inputs(source, batch, T, generator, teacher, env):
 
 def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None = None, *,
                     epochs: int = 1000, T: int = 50, lr: float = 1e-2, batch: int = 100,
-                    clip: float | None = 1.0, inputs: str = "white_noise", seed: int = 0,
+                    clip: float | None = 1.0, inputs="white_noise", seed: int = 0,
                     convention=None, eig_every: int = 1, eig_W: bool = True,
                     snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
     """Train ``student`` in place to imitate ``teacher``'s controls open loop; return its History.
@@ -371,16 +378,25 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     Each epoch both networks receive the same ``batch`` observation sequences of length ``T``
     (``open_loop_inputs``) and the loss is the squared difference of their controls u_1..u_T,
     batch mean, summed over the steps (``convention`` ``PAPER_OPEN_LOOP``, the default, which
-    also makes no update at epoch 0) or averaged over them (``time='mean'``, e.g. ``BOOK``). The environment is never driven by the student: only
-    ``monitor`` (e.g. ``gains.probe``) puts it in the closed loop, to measure it.
+    also makes no update at epoch 0) or averaged over them (``time='mean'``, e.g. ``BOOK``).
+    The environment is never driven by the student: only ``monitor`` (e.g. ``gains.probe``)
+    puts it in the closed loop, to measure it.
+
+    A student with one ensemble axis (K,) may take one ``inputs`` source and one
+    ``convention`` per member (lists of K): member k then sees the inputs of source
+    ``inputs[k]`` (each source draws from its own generator seeded with ``seed``, so a member
+    sees what a single run of its source would) and its loss carries its convention's time
+    factor; the members must agree on ``update_at_epoch0``. A ``teacher`` with the student's
+    ensemble axes teaches member k with its member k.
     Optimizer, clipping and recording are those of ``train_closed_loop``.
-    Introduced in Chapter 1, section "Open-loop training".
+    Introduced in Chapter 1, section "Open-loop training"; per-member settings in section
+    "What causes the excursion".
     """
     env = DoubleIntegrator() if env is None else env
     coupled.check_pair(student, env, "student")
     T = _checks.integer("T", T, low=1)
     batch = _checks.integer("batch", batch, low=1)
-    _checks.choice("inputs", inputs, INPUTS)
+    sources = _per_member_choices("inputs", inputs, student, INPUTS)
     coupled.check_pair(teacher, env, "teacher")  # so dtype and device are the student's
     _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
                         f"{student.batch_shape} (the states of one batch)",
@@ -388,23 +404,70 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     if teacher.batch_shape not in ((), student.batch_shape):
         raise ValueError(f"teacher.batch_shape must be () or the student's "
                          f"{student.batch_shape}, got {teacher.batch_shape}")
-    conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
+    convs = _per_member_conventions(convention, student)
+    if len({c.update_at_epoch0 for c in convs}) > 1:
+        raise ValueError("convention: the members must agree on update_at_epoch0, got "
+                         f"{[c.update_at_epoch0 for c in convs]}")
     teacher = teacher.detached()
-    gen = make_generator(seed)
-    scale = conv.time_factor(T)
+    gens = {source: make_generator(seed) for source in dict.fromkeys(sources)}
+    factors = [c.time_factor(T) for c in convs]
+    scale = (factors[0] if len(convs) == 1
+             else torch.tensor(factors, dtype=env.dtype, device=env.A.device))
+    if len(sources) == 1:
+        source = sources[0]
+        make_inputs = lambda: _open_loop_inputs(source, batch, T, gens[source], teacher, env)
+    else:
+        K = student.batch_shape
+
+        def make_inputs():  # every source's draw, then member k's from inputs[k]: (T, K, B)
+            ys = {s: _open_loop_inputs(s, batch, T, g, teacher, env) for s, g in gens.items()}
+            ys = {s: (y if y.dim() > 2 else y.reshape(T, *(1,) * len(K), batch)
+                      ).expand(T, *K, batch) for s, y in ys.items()}
+            return torch.stack([ys[s][:, k] for k, s in enumerate(sources)], 1)
 
     def objective(e):  # validated above: the unchecked cores, every epoch
-        y = _open_loop_inputs(inputs, batch, T, gen, teacher, env)
+        y = make_inputs()
         with torch.no_grad():
             target = teacher._drive(y)
         return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
 
+    one = len(convs) == 1
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
-                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed,
-                  convention=conv.name, time=conv.time, update_at_epoch0=conv.update_at_epoch0)
+                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip,
+                  inputs=sources[0] if isinstance(inputs, str) else list(sources), seed=seed,
+                  convention=convs[0].name if one else [c.name for c in convs],
+                  time=convs[0].time if one else [c.time for c in convs],
+                  update_at_epoch0=convs[0].update_at_epoch0)
     return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                   update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
-                   snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)
+                   update_at_epoch0=convs[0].update_at_epoch0, eig_every=eig_every,
+                   eig_W=eig_W, snapshot_every=snapshot_every, monitor=monitor,
+                   monitor_every=monitor_every)
+
+
+def _per_member_choices(name, value, agent, choices) -> tuple:
+    """One choice, or one per member of a 1-axis ensemble: a tuple of 1 or K names."""
+    if isinstance(value, str):
+        return (_checks.choice(name, value, choices),)
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be one of {choices} or a list of them (one per "
+                        f"ensemble member), got {_checks.short(value)}")
+    _one_per_member(name, value, agent)
+    return tuple(_checks.choice(f"{name}[{k}]", v, choices) for k, v in enumerate(value))
+
+
+def _per_member_conventions(value, agent) -> list:
+    """``convention`` resolved: [one Convention], or one per member of a 1-axis ensemble."""
+    if not isinstance(value, (list, tuple)):
+        return [conventions.resolve(value, conventions.PAPER_OPEN_LOOP)]
+    _one_per_member("convention", value, agent)
+    return [conventions.resolve(v, conventions.PAPER_OPEN_LOOP) for v in value]
+
+
+def _one_per_member(name, value, agent):
+    if len(agent.batch_shape) != 1 or len(value) != agent.batch_shape[0]:
+        raise ValueError(f"{name} with one value per member needs a student with one "
+                         f"ensemble axis of that length: got {len(value)} values for "
+                         f"batch_shape {agent.batch_shape}")
 
 
 class _Recorder:
@@ -505,6 +568,16 @@ def _attach_history(exc: Exception, e: int, make) -> None:
 def _episode_size(agent, T: int, batch: int) -> int:
     """Numbers held for one batch's episodes (the states kept for backpropagation)."""
     return (T + 1) * math.prod(agent.batch_shape) * batch * (agent.N + 2)
+
+
+def _per_member_lr(lr, agent):
+    """A positive learning rate, or one per member of a 1-axis ensemble ((*K,) tensor)."""
+    if torch.is_tensor(lr) and lr.shape == agent.batch_shape and lr.dtype == agent.dtype:
+        return lr  # already checked by the caller (train_closed_loop -> descend)
+    lr, _ = coupled.per_member("lr", lr, agent, low=0.0)
+    if (lr <= 0).any() if torch.is_tensor(lr) else lr <= 0:
+        raise ValueError(f"lr must be > 0, got {_plain(lr)}")
+    return lr.to(agent.dtype).to(agent.device) if torch.is_tensor(lr) else lr
 
 
 def _as_dtype(v, dtype):

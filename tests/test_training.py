@@ -185,3 +185,29 @@ def test_a_mode_that_is_not_a_name_is_refused(env, mode):
     """An array holding an allowed name is not that name (its config would not be either)."""
     with pytest.raises(ValueError, match="mode must be one of"):
         train_closed_loop(RankOneAgent(N=4), env, epochs=1, mode=mode)
+
+
+@pytest.mark.parametrize("make", [lambda s: RankOneAgent(N=6, seed=s),
+                                  lambda s: RNNAgent(N=6, g=0.4, seed=s)])
+def test_members_with_their_own_seed_and_lr_equal_their_runs_alone(env, make):
+    """One seed and one lr per member: each member draws its own batches, so it trains as
+    it would alone (to rounding: batched products)."""
+    seeds, lrs = [3, 8, 5], [0.01, 0.03, 0.02]
+    ens = type(make(0)).stack([make(s) for s in seeds])
+    h = train_closed_loop(ens, env, epochs=4, T=9, batch=5, lr=lrs, seed=seeds, eig_every=0)
+    assert h.config["seed"] == seeds and h.config["lr"] == lrs
+    for k, (s, lr) in enumerate(zip(seeds, lrs)):
+        alone = make(s)
+        ha = train_closed_loop(alone, env, epochs=4, T=9, batch=5, lr=lr, seed=s, eig_every=0)
+        np.testing.assert_allclose(h.loss[:, k], ha.loss, rtol=1e-10)
+        for name in alone.names:
+            torch.testing.assert_close(ens.member(k).tensors[name], alone.tensors[name],
+                                       rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("kw,param", [(dict(lr=[0.1, 0.0]), "lr"), (dict(lr=[0.1]), "lr"),
+                                      (dict(seed=[1, -2]), "seed"), (dict(lr=-1.0), "lr")])
+def test_bad_per_member_settings_name_the_parameter(env, kw, param):
+    ens = RankOneAgent.stack([RankOneAgent(N=4, seed=s) for s in (0, 1)])
+    with pytest.raises(ValueError, match=param):
+        train_closed_loop(ens, env, epochs=1, **kw)

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from . import _checks
 from ._threads import single_thread
-from .training import History
+from .history import History
 
 ENGINES = ("inprocess", "local")
 

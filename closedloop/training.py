@@ -11,101 +11,18 @@ import inspect
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import _checks, conventions, coupled
-from .agents import Agent, has_overlaps, make_generator
+from .agents import Agent, make_generator
+from .history import (History, _attach_history, _interrupted, _Recorder, _stack_rows,  # noqa: F401
+                      _stopped)
 from .envs import DoubleIntegrator
 
 MODES = ("sampled", "exact")
-
-
-@dataclass
-class History:
-    """What training recorded. ``arrays[name]`` has shape (n_records, *batch_shape, ...).
-
-    Row e of the per-epoch arrays describes the network *before* update e; the last row is
-    the final network (so there are epochs + 1 rows for a completed run, epochs + 2 when
-    epoch 0 makes no update: rows 0 and 1 are then the same network). Keys:
-
-    - ``epoch`` (E,); ``loss`` (E, *K): the loss the update was computed from;
-      ``expected_loss`` (E, *K): its exact expectation over x_0 (linear agents);
-      ``grad_norm`` (E, *K): before clipping;
-    - ``overlaps`` (E, *K, 4): (s_zm, s_zu, s_vm, s_vu) (rank-one agents);
-    - ``eig_epoch`` (R,); ``eig_P`` (R, *K, d) and ``eig_W`` (R, *K, N), complex, by decreasing
-      modulus, every ``eig_every`` epochs (see ``coupled.spectrum``);
-      ``spectral_radius`` (R, *K) = rho(P).
-    - ``snapshot_epoch`` (S,), ``params/<name>`` (S, *K, ...): parameters every
-      ``snapshot_every`` epochs, enough to rebuild the network.
-
-    ``message`` is empty for a completed run and says why otherwise (divergence, interrupt).
-    """
-
-    config: dict
-    arrays: dict = field(default_factory=dict)
-    message: str = ""
-    seconds: float = 0.0
-
-    def __getattr__(self, name):
-        arrays = self.__dict__.get("arrays", {})
-        if name in arrays:
-            return arrays[name]
-        raise AttributeError(name)
-
-    @property
-    def completed(self) -> bool:
-        return not self.message
-
-    def agent_at(self, epoch: int, like: Agent) -> Agent:
-        """The network at the recorded snapshot nearest to ``epoch``, rebuilt as an agent of
-        ``like``'s type, activation and trainable set (its ``snapshot_epoch`` says which).
-
-        Introduced in Chapter 1, section "Rollouts".
-        """
-        if "snapshot_epoch" not in self.arrays:
-            raise ValueError("this history has no parameter snapshots (train with "
-                             "snapshot_every > 0)")
-        # the nearest snapshot of an epoch beyond the last is the last (and no int64 overflow)
-        epoch = min(_checks.integer("epoch", epoch, low=0), int(self.arrays["snapshot_epoch"][-1]))
-        if not isinstance(like, Agent) or set(like.names) != {
-                k.removeprefix("params/") for k in self.arrays if k.startswith("params/")}:
-            raise TypeError(f"like must be an agent of the type trained, got "
-                            f"{_checks.short(like)}")
-        i = int(np.abs(self.arrays["snapshot_epoch"] - epoch).argmin())
-        tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i]) for k in like.names}
-        agent = like._new(tensors)
-        agent.snapshot_epoch = int(self.arrays["snapshot_epoch"][i])
-        return agent
-
-    def save(self, path) -> None:
-        """Write this history to ``path``: one .npz of its arrays with its config, message
-        and run time as versioned JSON metadata; never pickle (see ``closedloop.results``)."""
-        from .results import save_history
-
-        save_history(self, path)
-
-    @classmethod
-    def load(cls, path) -> "History":
-        """Read a history written by ``save``; ValueError for a corrupt, truncated or
-        incompatible file."""
-        from .results import load_history
-
-        return load_history(path)
-
-    def member(self, k: int) -> "History":
-        """Ensemble member k: every per-member array indexed at axis 1."""
-        loss = self.arrays.get("loss")
-        if loss is None or loss.ndim < 2:
-            raise ValueError("member() needs an ensemble history (per-member arrays)")
-        k = _checks.integer("k", k, low=0, high=loss.shape[1] - 1)
-        per_member = {n: a[:, k] for n, a in self.arrays.items() if not n.endswith("epoch")}
-        epochs = {n: a for n, a in self.arrays.items() if n.endswith("epoch")}
-        return History(dict(self.config, member=k), {**epochs, **per_member}, self.message,
-                       self.seconds)
 
 
 def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epochs: int = 1000,
@@ -468,101 +385,6 @@ def _one_per_member(name, value, agent):
         raise ValueError(f"{name} with one value per member needs a student with one "
                          f"ensemble axis of that length: got {len(value)} values for "
                          f"batch_shape {agent.batch_shape}")
-
-
-class _Recorder:
-    """Collects each epoch's records in a dict that joins ``rows`` only when complete (one
-    list append), so that Ctrl-C in the middle of an epoch's records leaves none of them."""
-
-    def __init__(self, agent, env, monitor, strides, epochs, eig_W=True):
-        self.rows: list[dict] = []
-        self.eig_W = eig_W
-        self.pending: dict = {}
-        self.rank_one = has_overlaps(agent)
-        self.env, self.monitor, self.strides, self.epochs = env, monitor, strides, epochs
-
-    def add(self, name, value):
-        # a copy: a recorded tensor may be a parameter that the next update changes in place
-        v = value.detach().cpu().numpy().copy() if torch.is_tensor(value) else np.asarray(value)
-        self.pending[name] = v
-
-    def last(self, name):
-        """The latest recorded value of ``name``, or None."""
-        return next((r[name] for r in reversed(self.rows) if name in r), None)
-
-    def due(self, what, e):
-        every = self.strides[what]
-        return bool(every) and (e % every == 0 or e == self.epochs)
-
-    def epoch(self, row, agent, e):
-        self.pending = {}
-        for k, v in row.items():
-            self.add(k, v)
-        if self.rank_one:
-            self.add("overlaps", agent.overlaps())
-        if self.due("eig", e):
-            ev = coupled._spectrum(agent, self.env)
-            self.add("eig_epoch", e)
-            self.add("eig_P", ev)
-            self.add("spectral_radius", ev.abs()[..., 0])
-            if self.eig_W:
-                self.add("eig_W", coupled.recurrent_spectrum(agent))
-        if self.due("snapshot", e):
-            self.add("snapshot_epoch", e)
-            for k, v in agent.snapshot().items():
-                self.add(f"params/{k}", v)
-        if self.due("monitor", e):
-            try:
-                with torch.no_grad():
-                    values = self.monitor(agent)
-            except Exception as exc:  # a user's callable: say where the error came from
-                exc.add_note(f"raised by monitor(agent) at epoch {e}")
-                raise
-            if not isinstance(values, dict):
-                raise TypeError(f"monitor must return a dict {{name: tensor}}, got "
-                                f"{_checks.short(values)}")
-            self.add("monitor_epoch", e)
-            for k, v in values.items():
-                self.add(k, v)
-        self.rows.append(self.pending)
-
-    def finish(self):
-        return _stack_rows(self.rows)
-
-
-def _stack_rows(rows: list[dict]) -> dict:
-    """Per-epoch dicts -> {name: array over the epochs that recorded it}."""
-    names = dict.fromkeys(k for r in rows for k in r)  # first-seen order
-    return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
-
-
-def _stopped(e: int, last_loss) -> str:
-    """The message of a run stopped by a non-finite loss or gradient at epoch ``e``."""
-    if last_loss is None:
-        return (f"training stopped at epoch {e}: the loss or its gradient is not finite "
-                f"(overflow at the first epoch: no finite loss, nothing kept)")
-    return (f"training stopped at epoch {e}: the loss or its gradient is not finite (last "
-            f"finite loss {np.max(last_loss):.4g}, at epoch {e - 1}); history up to epoch "
-            f"{e - 1} kept")
-
-
-def _interrupted(e: int, n_rows: int) -> str:
-    """The message of a run stopped by Ctrl-C at epoch ``e`` with ``n_rows`` whole epochs
-    recorded (e, or e + 1 if the epoch was recorded and its update interrupted)."""
-    return (f"training interrupted at epoch {e}; history up to epoch {n_rows - 1} kept" if n_rows
-            else f"training interrupted at epoch {e}; nothing recorded")
-
-
-def _attach_history(exc: Exception, e: int, make) -> None:
-    """Attach the history so far, ``make(message)``, to an error raised during training
-    (``exc.history``), so a failure late in a long run does not lose it."""
-    try:
-        exc.history = make(f"failed at epoch {e}: {exc!r}")
-        n = len(exc.history.arrays.get("epoch", ()))
-        exc.add_note(f"closedloop: training failed at epoch {e}; the history of the {n} "
-                     f"epochs before is kept in this error's .history attribute")
-    except Exception:  # noqa: BLE001 - the original error matters more than the history
-        pass
 
 
 def _episode_size(agent, T: int, batch: int) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, gains
 from closedloop import tracking as tr
-from closedloop.results import _jsonable
+from closedloop.history import _jsonable
 from closedloop.training import History, train_closed_loop, train_open_loop
 
 ROOT = Path(__file__).resolve().parents[1]

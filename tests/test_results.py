@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox  # noqa: E402
-from closedloop import coupled, gains, results, theory  # noqa: E402
+from closedloop import coupled, gains, theory  # noqa: E402
+from closedloop import history as results  # noqa: E402
 from closedloop import tracking as tr  # noqa: E402
 from closedloop.agents import make_generator  # noqa: E402
 from closedloop.figures import ch1, ch2, ch4  # noqa: E402

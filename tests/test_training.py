@@ -168,7 +168,7 @@ def test_detect_stages_from_effective_gains():
     s = stages.detect_stages(h)
     assert (s.stage1_end, s.stabilization) == (9, 30)
     with pytest.raises(ValueError, match="overlaps"):
-        stages.detect_stages(History({}, {"epoch": E, "spectral_radius": rho}))
+        stages.detect_stages(History({}, {"epoch": E, "eig_epoch": E, "spectral_radius": rho}))
 
 
 def test_agent_at_rebuilds_the_nearest_snapshot(env):

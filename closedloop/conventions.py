@@ -116,3 +116,85 @@ def resolve(convention, default: Convention) -> Convention:
         return NAMED[_checks.choice("convention", convention, tuple(NAMED))]
     raise TypeError(f"convention must be a Convention, one of {sorted(NAMED)} or None, got "
                     f"{_checks.short(convention)}")
+
+
+# -- the motor tracking task (Chapter 4) ------------------------------------------------------
+PAIRINGS = ("shown", "same_time")
+TWIN_AXES = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class TrackingConvention:
+    """How a tracking episode is scored and trained (``shared/paper.md`` section 9).
+
+    The closed loop is the same under every convention: the network reads
+    (x_t, y_t, r_x(t dt), r_y(t dt)) at step t, its control u_t moves the plant to q_{t+1}.
+
+    ``pairing='shown'`` (the authors'): the network also reads the reference at t = 0, and the
+    error of step t is the position reached against the reference it was shown,
+    p_{t+1} - r(t dt) for t = 0..T-1 (the time grid 0, dt, ..., (T-1) dt); the twin imitates
+    the controls u_0..u_{T-1} that moved the plant. ``'same_time'`` (the book's earlier
+    scoring): h_0 = 0 (the first read is at t = 1), the error is p_t - r(t dt) for t = 1..T,
+    the twin imitates u_1..u_T.
+    ``dt_weight``: the loss is (dt/T) sum_t ||error||^2 (the authors': each step weighted by dt)
+    rather than (1/T) sum_t ||error||^2; both sum the two axes. ``twin_axes``: the twin's
+    imitation loss averages ('mean', the authors' mean squared output difference) or sums
+    ('sum') the squared difference over the two control axes (time is averaged either way).
+    ``update_at_epoch0``: whether epoch 0 makes an update or only records (the authors: no
+    update at epoch 0, so ``epochs`` updates take epochs + 2 recorded rows).
+    ``twin_trains_W_in``: the open-loop twin trains its input weights as well as W and W_out
+    (the closed-loop network keeps W_in fixed under every convention).
+    """
+
+    pairing: str = "shown"
+    dt_weight: bool = True
+    twin_axes: str = "mean"
+    update_at_epoch0: bool = False
+    twin_trains_W_in: bool = True
+    name: str = "custom"
+
+    def __post_init__(self):
+        _checks.choice("pairing", self.pairing, PAIRINGS)
+        _checks.choice("twin_axes", self.twin_axes, TWIN_AXES)
+        for field in ("dt_weight", "update_at_epoch0", "twin_trains_W_in"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"{field} must be True or False, got "
+                                f"{_checks.short(getattr(self, field))}")
+
+    def with_(self, **changes) -> "TrackingConvention":
+        """A copy with some fields changed (named 'custom' unless ``name`` is given)."""
+        return replace(self, **{"name": "custom", **changes})
+
+    def describe(self) -> str:
+        """One line for a figure caption or a table row."""
+        error = ("p_{t+1} - r(t dt), t = 0..T-1" if self.pairing == "shown"
+                 else "p_t - r(t dt), t = 1..T")
+        return (f"{self.name}: error {error}, {'dt-weighted' if self.dt_weight else 'unweighted'}"
+                f" time mean, twin loss {self.twin_axes} over axes"
+                f"{' (W_in trained)' if self.twin_trains_W_in else ''}, "
+                f"{'an update at epoch 0' if self.update_at_epoch0 else 'no update at epoch 0'}")
+
+
+#: The authors' tracking setup (Chapter 4): error p_{t+1} - r(t dt) on the grid t = 0..T-1,
+#: loss (dt/T) sum_t ||error||^2, the twin's loss the mean squared control difference, the twin
+#: trains W_in too, no update at epoch 0.
+PAPER_TRACKING = TrackingConvention("shown", True, "mean", False, True, "paper (tracking)")
+#: The book's earlier tracking scoring: error p_t - r(t dt) for t = 1..T, loss
+#: (1/T) sum_t ||error||^2, the twin's loss summed over the axes, W_in fixed for the twin too,
+#: an update at every epoch.
+BOOK_TRACKING = TrackingConvention("same_time", False, "sum", True, False, "book (tracking)")
+
+TRACKING_NAMED = {"paper_tracking": PAPER_TRACKING, "book_tracking": BOOK_TRACKING}
+
+
+def resolve_tracking(convention) -> TrackingConvention:
+    """A TrackingConvention from one, one of the names of ``TRACKING_NAMED``, or None (the
+    authors', ``PAPER_TRACKING``)."""
+    if convention is None:
+        return PAPER_TRACKING
+    if isinstance(convention, TrackingConvention):
+        return convention
+    if isinstance(convention, str):
+        return TRACKING_NAMED[_checks.choice("convention", convention, tuple(TRACKING_NAMED))]
+    raise TypeError(f"convention must be a TrackingConvention, one of {sorted(TRACKING_NAMED)} "
+                    f"or None, got {_checks.short(convention)}")

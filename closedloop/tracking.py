@@ -45,7 +45,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, conventions
 from ._threads import single_thread
 from .agents import make_generator
 from .envs import DTYPE
@@ -137,11 +137,8 @@ class Sinusoids:
         t = torch.arange(self.T + 1, **kw) * self.dt
         env = (t / self.ramp).clamp(max=1.0) if self.ramp > 0 else torch.ones_like(t)
         self.rho = env * torch.exp(1j * self.omega[:, None] * t)      # (K, T+1) complex
-        self._targets = torch.zeros(self.K, self.T, 2, dtype=self.rho.dtype, device=device)
-        for k, a in enumerate(self.axes):
-            self._targets[k, :, a] = self.rho[k, 1:]
         self._power = self.A ** 2 / 2
-        self._targets_fft = None
+        self._scorings = {}
 
     @property
     def K(self) -> int:
@@ -151,10 +148,19 @@ class Sinusoids:
         """A_k^2 / 2 (K,): a probe's loss when the network does nothing (after the ramp)."""
         return self._power.clone()
 
-    def silent_losses(self) -> torch.Tensor:
-        """(A_k^2/2)(1/T) sum_{t=1..T} ramp(t)^2 (K,): each probe's exact loss when the mass
-        stays at the origin (a little below A_k^2/2 because of the ramp)."""
-        return self.reference_power() * (self.rho[:, 1:].abs() ** 2).mean(-1)
+    def silent_losses(self, convention=None) -> torch.Tensor:
+        """Each probe's exact loss when the mass stays at the origin (K,), in the units of
+        ``convention`` (default the authors'): a little below its ``Scoring.power`` because
+        of the ramp."""
+        return self.scoring(convention).silent_losses()
+
+    def scoring(self, convention=None) -> "Scoring":
+        """These references scored under ``convention`` (a ``TrackingConvention``, its name or
+        None: the authors'), built once per convention."""
+        conv = conventions.resolve_tracking(convention)
+        if conv not in self._scorings:
+            self._scorings[conv] = Scoring(self, conv)
+        return self._scorings[conv]
 
     def sample_phases(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """phi ~ U(-pi, pi), (batch, K), drawn on the generator's device (the package's are
@@ -193,20 +199,107 @@ class Sinusoids:
             r[..., a] += per[:, k]
         return r
 
-    def targets(self) -> torch.Tensor:
-        """rho_k(t) e_{a_k} for t = 1..T: (K, T, 2) complex."""
-        return self._targets.clone()
-
-    def targets_fft(self) -> torch.Tensor:
-        """``targets()`` Fourier-transformed over time with 2T points (cached): the input side
-        of every closed-loop response (see ``_causal_conv``)."""
-        if self._targets_fft is None:
-            self._targets_fft = torch.fft.fft(self._targets, n=2 * self.T, dim=1)
-        return self._targets_fft
-
     def __repr__(self):
         return (f"Sinusoids(freqs={self.freqs}, axes={self.axes}, amplitude={self.amplitude}, "
                 f"T={self.T}, dt={self.dt}, ramp={self.ramp})")
+
+
+class Scoring:
+    """A ``TrackingConvention`` applied to references: what the closed loop reads at t = 0,
+    which reference each position is paired with, the loss's units. The one place this module
+    reads a convention (build it with ``Sinusoids.scoring``).
+
+    - ``reads_first``: the network reads in_0 = (x_0, y_0, r(0)) at t = 0, so h_0 =
+      (dt/tau) W_in in_0 (the authors'); else h_0 = 0.
+    - ``offset``: the error of row t = 1..T is p_t - r((t - offset) dt): 1 for the authors'
+      (the position reached against the reference shown when the control was computed),
+      0 for the book's.
+    - ``scale``: dt (the authors' dt-weighted loss) or 1; a loss is
+      scale (1/T) sum_{t=1..T} ||error_t||^2, summed over the two axes.
+    - ``rows``: the controls u_t a twin imitates, t = 0..T-1 (authors') or 1..T (book);
+      ``twin_scale``: 1/2 where the imitation loss averages over the two axes.
+    - ``inputs`` (K, T+1, 2) complex: rho_k(t) e_{a_k} for t = 0..T, what sinusoid k feeds the
+      network (t = 0 zeroed unless ``reads_first``); ``inputs_fft``: its FFT over time with
+      2 (T+1) points; ``targets`` (K, T, 2): rho_k(t - offset) e_{a_k} for t = 1..T.
+    - ``power`` (K,): scale A_k^2/2, the loss of a probe when the network does nothing (after
+      the ramp): the unit of the acquisition thresholds.
+    """
+
+    def __init__(self, refs: Sinusoids, convention=None):
+        _check_type("refs", refs, Sinusoids)
+        self.refs = refs
+        for name, value in _read(convention, refs.dt).items():
+            setattr(self, name, value)
+        T = refs.T
+        self.rows = slice(1 - self.offset, T + 1 - self.offset)
+        seq = torch.zeros(refs.K, T + 1, 2, dtype=refs.rho.dtype, device=refs.rho.device)
+        for k, a in enumerate(refs.axes):
+            seq[k, :, a] = refs.rho[k]
+        self.targets = seq[:, 1 - self.offset:T + 1 - self.offset].clone()
+        if not self.reads_first:
+            seq[:, 0] = 0
+        self.inputs = seq
+        self.inputs_fft = torch.fft.fft(seq, n=_fft_len(T + 1), dim=1)
+        self.power = self.scale * refs.reference_power()
+
+    def silent_losses(self) -> torch.Tensor:
+        """power_k (1/T) sum_{t=1..T} ramp(t - offset)^2 (K,): each probe's exact loss when the
+        mass stays at the origin."""
+        return self.power * _sq(self.targets).sum(-1).mean(-1)
+
+    def losses(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2 per reference: q (B, T+1, 4) and
+        r (B, T+1, 2) at t = 0..T -> (B,). Unchecked: a loop that blew up must reach
+        training's divergence stop."""
+        return _losses(q, r, self.scale, self.offset)
+
+    def imitation(self, u: torch.Tensor, u_teacher: torch.Tensor) -> torch.Tensor:
+        """twin_scale (1/T) sum_{t in rows} ||u_t - u_teacher_t||^2 per reference: controls
+        (B, T+1, 2) at t = 0..T -> (B,)."""
+        d = u[:, self.rows] - u_teacher[:, self.rows]
+        return self.twin_scale * (d ** 2).sum(-1).mean(-1)
+
+    def config(self) -> dict:
+        """What a History records of the convention (``history_scoring`` reads it back)."""
+        c = self.convention
+        return dict(convention=c.name, pairing=c.pairing, dt_weight=c.dt_weight,
+                    twin_axes=c.twin_axes, update_at_epoch0=c.update_at_epoch0,
+                    twin_trains_W_in=c.twin_trains_W_in, loss_scale=self.scale)
+
+    def __repr__(self):
+        return f"Scoring({self.convention.describe()})"
+
+
+def _read(convention, dt: float) -> dict:
+    """The one place a ``TrackingConvention`` (or its name, or None: the authors') is read:
+    the attributes of a ``Scoring`` that do not depend on the references (dt: the step)."""
+    conv = conventions.resolve_tracking(convention)
+    shown = conv.pairing == "shown"
+    return dict(convention=conv, reads_first=shown, offset=int(shown),
+                scale=dt if conv.dt_weight else 1.0,
+                twin_scale=0.5 if conv.twin_axes == "mean" else 1.0,
+                update_at_epoch0=conv.update_at_epoch0, twin_trains_W_in=conv.twin_trains_W_in)
+
+
+def _losses(q, r, scale, offset):
+    """scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2: q (B, T+1, 4), r (B, T+1, 2) ->
+    (B,), unchecked (a loop that blew up must reach training's divergence stop)."""
+    T = q.shape[1] - 1
+    err = q[:, 1:, POS] - r[:, 1 - offset:T + 1 - offset]
+    return scale * (err ** 2).sum(-1).mean(-1)
+
+
+def history_scoring(history: History, refs: Sinusoids) -> Scoring:
+    """The Scoring a tracking History was trained under, for ``refs`` (a history saved before
+    conventions were recorded was scored the book's way)."""
+    _check_type("history", history, History)
+    c = history.config
+    if "pairing" not in c:
+        return refs.scoring(conventions.BOOK_TRACKING)
+    conv = conventions.TrackingConvention(
+        c["pairing"], bool(c["dt_weight"]), c["twin_axes"], bool(c["update_at_epoch0"]),
+        bool(c["twin_trains_W_in"]), c["convention"])
+    return refs.scoring(conv)
 
 
 def _impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
@@ -251,22 +344,36 @@ def _impulse_response_batched(C, M, G, T, baby):
     return H.reshape(len(giants) * n, *K, o, c)[:T]
 
 
+def _fft_len(L: int) -> int:
+    """The smallest 5-smooth n >= 2L - 1: a linear convolution of two length-L sequences
+    fits in n points, and FFTs of 5-smooth lengths are fast (2 x 301 = 2 x 7 x 43 is not)."""
+    n = 2 * L - 1
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def _causal_conv(H: torch.Tensor, seq_fft: torch.Tensor) -> torch.Tensor:
-    """y[i] = sum_{s <= i} H_s seq[i - s] for i < T (the response at t = i + 1 to inputs
-    seq[j] entering at t = j + 1): H (T, *E, o, c) real (E: ensemble axes), ``seq_fft`` the
-    FFT over time, with 2T points, of seq (K, T, c) complex -> y (*E, K, T, o) complex."""
-    T = H.shape[0]
-    Hf = torch.fft.fft(H, n=2 * T, dim=0)
+    """y[t] = sum_{s <= t} H_s seq[t - s] for t < L (the response at t to inputs seq[j]
+    entering at t = j): H (L, *E, o, c) real (E: ensemble axes), ``seq_fft`` the FFT over time,
+    with ``_fft_len(L)`` points, of seq (K, L, c) complex -> y (*E, K, L, o) complex."""
+    L = H.shape[0]
+    Hf = torch.fft.fft(H, n=seq_fft.shape[1], dim=0)
     y = torch.fft.ifft(torch.einsum("l...oc,klc->...klo", Hf, seq_fft), dim=-2)
-    return y[..., :T, :]
+    return y[..., :L, :]
 
 
 class TrackingRNN:
     """Linear continuous-time RNN controller, h <- h + (dt/tau)(-h + W h + W_in in), u = W_out h.
 
-    W ~ N(0, g^2/N) entries; W_in (N, 4), fixed, reading (x, y, r_x, r_y), and W_out (2, N)
-    ~ U(-1/sqrt(N), 1/sqrt(N)) entries (the paper states this for W_in only; W_out is drawn
-    alike, as a default torch linear layer would be). W and W_out are trained. ``dt`` (the
+    W ~ N(0, g^2/N) entries; W_in (N, 4), reading (x, y, r_x, r_y), and W_out (2, N)
+    ~ U(-1/sqrt(N), 1/sqrt(N)) entries (the authors' draw). W and W_out are trained; W_in is
+    fixed in closed-loop training and trained by the authors' open-loop twin. ``dt`` (the
     step) and ``tau`` (the time constant) in seconds; ``seed`` fixes the draw.
     ``TrackingRNN.stack`` makes an ensemble: the tensors get a leading member axis
     (``batch_shape``), and ``train_tracking`` trains its members as independent runs in one
@@ -351,7 +458,12 @@ class TrackingRNN:
     def alpha(self) -> float:
         return self.dt / self.tau
 
-    def parameters(self) -> list[torch.Tensor]:
+    def parameters(self, W_in: bool = False) -> list[torch.Tensor]:
+        """The trained tensors: W and W_out, and W_in too if ``W_in`` (the authors' open-loop
+        twin; it then starts requiring gradients)."""
+        if W_in:
+            self.W_in.requires_grad_(True)
+            return [self.W, self.W_out, self.W_in]
         return [self.W, self.W_out]
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
@@ -379,12 +491,15 @@ class TrackingRNN:
 
 # -- step by step (any reference, with the clamp) ---------------------------------------------
 @single_thread()
-def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
-    """The closed loop stepped T times for references r (B, T+1, 2), with the plant's clamp.
+def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor, convention=None) -> dict:
+    """The closed loop stepped T times for references r (B, T+1, 2) at t = 0..T, with the
+    plant's clamp: q_0 = 0; h_0 = (dt/tau) W_in in_0 where the convention's network reads
+    t = 0 (the authors', default), else h_0 = 0; then for t = 0..T-1
+    q_{t+1} = clamp(F q_t + B_p W_out h_t), h_{t+1} = A_h h_t + (dt/tau) W_in in_{t+1}.
 
-    Returns {'q': (B, T+1, 4), 'u': (B, T+1, 2), 'inputs': (B, T+1, 4)} at t = 0..T.
-    Differentiable; the per-step work is two products with N x N and 4 x N matrices. One
-    network (an ensemble member: ``agent.member(k)``).
+    Returns {'q': (B, T+1, 4), 'u': (B, T+1, 2), 'inputs': (B, T+1, 4)} at t = 0..T
+    (u_t = W_out h_t). Differentiable; the per-step work is two products with N x N and
+    4 x N matrices. One network (an ensemble member: ``agent.member(k)``).
     """
     _check_pair(agent, plant)
     _single(agent)
@@ -394,15 +509,22 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
         raise ValueError(f"r must have shape (B, T+1, 2) with T >= 1, got {tuple(r.shape)}")
     _checks.fits_memory(f"r of shape {tuple(r.shape)} with N={agent.N}",
                         2 * r.shape[0] * r.shape[1] * (agent.N + 10))
+    return _rollout(agent, plant, r, _read(convention, plant.dt)["reads_first"])
+
+
+def _rollout(agent, plant, r, first: bool) -> dict:
+    """``rollout`` unchecked; ``first``: the network reads in_0 (h_0 = a W_in in_0)."""
     B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype, device=r.device) + a * agent.W).T
     Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
-    if not (torch.is_grad_enabled() and (agent.W.requires_grad or agent.W_out.requires_grad)):
-        q, u = _stepped(agent, plant, r, A_hT, Pq)
+    grads = any(t.requires_grad for t in (agent.W, agent.W_out, agent.W_in))
+    if not (torch.is_grad_enabled() and grads):
+        q, u = _stepped(agent, plant, r, A_hT, Pq, first)
         return {"q": q, "u": u, "inputs": torch.cat([q[..., POS], r], -1)}
     BuT = (plant.B @ agent.W_out).T                   # (N, 4): u = W_out h moves v
     drive = r @ (a * agent.W_in[:, 2:]).T             # (B, T+1, N): the reference enters h
-    q, h = r.new_zeros(B, 4), r.new_zeros(B, agent.N)
+    q = r.new_zeros(B, 4)
+    h = drive[:, 0] if first else r.new_zeros(B, agent.N)   # q_0 = 0: only r_0 enters
     qs, hs = [q], [h]
     for t in range(1, T + 1):
         q = q @ plant.F.T + h @ BuT
@@ -414,7 +536,7 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor) -> dict:
     return {"q": q, "u": agent.readout(h), "inputs": torch.cat([q[..., POS], r], -1)}
 
 
-def _stepped(agent, plant, r, A_hT, Pq):
+def _stepped(agent, plant, r, A_hT, Pq, first):
     """``rollout``'s loop when no gradient is wanted (test losses of a runaway network,
     figures): q and u for every t in small preallocated buffers, h in two rotating ones, and
     the reference entering through its own 2 x N product instead of a (B, T+1, N) drive.
@@ -426,8 +548,11 @@ def _stepped(agent, plant, r, A_hT, Pq):
     qs, us, rs = Q.unbind(0), U.unbind(0), r.transpose(0, 1).contiguous().unbind(0)
     FT, BpT = plant.F.T.contiguous(), plant.B.T.contiguous()
     A_hT, Pq = A_hT.detach().contiguous(), Pq.detach().contiguous()
-    WrT = (a * agent.W_in[:, 2:]).T.contiguous()      # (2, N): the reference enters h
+    WrT = (a * agent.W_in[:, 2:]).detach().T.contiguous()  # (2, N): the reference enters h
     WoT = agent.W_out.detach().T.contiguous()         # (N, 2): u = W_out h
+    if first:                                         # h_0 = a W_in in_0 (q_0 = 0)
+        torch.mm(rs[0], WrT, out=h)
+        torch.mm(h, WoT, out=us[0])
     for t in range(1, T1):
         torch.mm(qs[t - 1], FT, out=qs[t])            # q_t = clamp(F q_{t-1} + B_p u_{t-1})
         qs[t].addmm_(us[t - 1], BpT)
@@ -441,14 +566,20 @@ def _stepped(agent, plant, r, A_hT, Pq):
 
 
 @single_thread()
-def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor:
-    """The agent's controls (B, T+1, 2) when fed ``inputs`` (B, T+1, 4) instead of its plant."""
+def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor, convention=None
+                       ) -> torch.Tensor:
+    """The agent's controls (B, T+1, 2) at t = 0..T when fed ``inputs`` (B, T+1, 4) instead of
+    its plant (it reads in_0 where the convention's network does: the authors', default)."""
     _single(agent)
+    return _open_loop_controls(agent, inputs, _read(convention, agent.dt)["reads_first"])
+
+
+def _open_loop_controls(agent, inputs, first: bool):
     a = agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=inputs.dtype, device=inputs.device)
             + a * agent.W).T
     drive = inputs @ (a * agent.W_in).T
-    h = inputs.new_zeros(inputs.shape[0], agent.N)
+    h = drive[:, 0] if first else inputs.new_zeros(inputs.shape[0], agent.N)
     hs = [h]
     for t in range(1, inputs.shape[1]):
         h = h @ A_hT + drive[:, t]
@@ -456,28 +587,28 @@ def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor) -> torch.Tensor
     return agent.readout(torch.stack(hs, 1))
 
 
-def tracking_loss(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """(1/T) sum_{t=1..T} ||p_t - r_t||^2 per reference: q (B, T+1, 4), r (B, T+1, 2) -> (B,)."""
+def tracking_loss(q: torch.Tensor, r: torch.Tensor, convention=None, dt: float = 0.1
+                  ) -> torch.Tensor:
+    """The tracking loss per reference, q (B, T+1, 4), r (B, T+1, 2) at t = 0..T -> (B,):
+    the authors' (default) (dt/T) sum_{t=0..T-1} ||p_{t+1} - r_t||^2, or under another
+    ``convention`` its pairing and weight (the book's: (1/T) sum_{t=1..T} ||p_t - r_t||^2).
+    ``dt``: the step (s) that weights a dt-weighted loss."""
     _checks.finite_tensor("q", q)
     _checks.finite_tensor("r", r)
+    dt = _checks.real("dt", dt, low=0.0, low_open=True)
     if r.dtype != q.dtype:
         raise TypeError(f"q and r must share a dtype, got {q.dtype} and {r.dtype}")
     if q.dim() != 3 or q.shape[1] < 2 or q.shape[-1] != 4 or r.shape != q.shape[:-1] + (2,):
         raise ValueError(f"q must have shape (B, T+1, 4) with T >= 1 and r (B, T+1, 2), got "
                          f"{tuple(q.shape)} and {tuple(r.shape)}")
-    return _tracking_loss(q, r)
-
-
-def _tracking_loss(q, r):
-    """``tracking_loss`` unchecked, for training: a loop that blew up (NaN states) must reach
-    its divergence stop, not raise an argument error."""
-    return ((q[:, 1:, POS] - r[:, 1:]) ** 2).sum(-1).mean(-1)
+    read = _read(convention, dt)
+    return _losses(q, r, read["scale"], read["offset"])
 
 
 # -- linear (unclamped) responses, exact and sampled losses -----------------------------------
 def closed_loop_matrix(agent: TrackingRNN, plant: PointMass) -> torch.Tensor:
     """M (*batch_shape, 4+N, 4+N) with s_{t+1} = M s_t + G r_{t+1}, s = (q, h), away from the
-    clamp."""
+    clamp (G: the reference's input weights (dt/tau) W_in[:, 2:] into h)."""
     _check_pair(agent, plant)
     a, N, K = agent.alpha, agent.N, agent.batch_shape
     W_pos = agent.W_in[..., :2]
@@ -498,20 +629,22 @@ def closed_loop_rates(agent: TrackingRNN, plant: PointMass) -> np.ndarray:
 
 
 class Response:
-    """Complex responses Y (*E, K, T, 6) (columns ``OUTPUTS``, rows t = 1..T) of the unclamped
-    loop to rho_k on axis a_k, and the errors E (*E, K, T, 2) = Y[pos] - rho_k e_{a_k}; E:
-    the ensemble axis of an ensemble's response (absent for one network)."""
+    """Complex responses Y (*E, K, T+1, 6) (columns ``OUTPUTS``, rows t = 0..T) of the
+    unclamped loop to sinusoid k's input rho_k e_{a_k} (as ``scoring`` feeds it), and the
+    errors E (*E, K, T, 2) = Y[1..T, pos] - targets (rows t = 1..T, each position against
+    the reference the scoring pairs it with); E: the ensemble axis of an ensemble's response
+    (absent for one network)."""
 
-    def __init__(self, Y: torch.Tensor, refs: Sinusoids):
-        self.Y, self.refs = Y, refs
-        self.err = Y[..., POS] - refs._targets
+    def __init__(self, Y: torch.Tensor, scoring: Scoring):
+        self.Y, self.scoring, self.refs = Y, scoring, scoring.refs
+        self.err = Y[..., 1:, POS] - scoring.targets
         self._worst = self._probe = None
 
     def probe_losses(self) -> torch.Tensor:
-        """Exact per-sinusoid losses (A_k^2/2)(1/T) sum_t ||E_k(t)||^2, (*E, K); computed
-        once (training reads them for the loss and for the record)."""
+        """Exact per-sinusoid losses power_k (1/T) sum_t ||E_k(t)||^2, (*E, K) (power_k =
+        scale A_k^2/2); computed once (training reads them for the loss and the record)."""
         if self._probe is None:
-            self._probe = self.refs._power * _sq(self.err).sum(-1).mean(-1)
+            self._probe = self.scoring.power * _sq(self.err).sum(-1).mean(-1)
         return self._probe
 
     def expected_loss(self) -> torch.Tensor:
@@ -520,13 +653,14 @@ class Response:
 
     def combine(self, phases, which=None, part="err") -> torch.Tensor:
         """Real trajectories Re sum_k c_k Y_k for phases (B, K) or (*E, B, K): 'err' -> errors
-        (*E, B, T, 2), 'all' -> every output (*E, B, T, 6)."""
+        (*E, B, T, 2) at t = 1..T, 'all' -> every output (*E, B, T+1, 6) at t = 0..T."""
         return _recombine(self.refs.coefficients(phases, which),
                           self.err if part == "err" else self.Y)
 
     def sampled_losses(self, phases, which=None) -> torch.Tensor:
         """Per-reference losses (*E, B) of the unclamped loop."""
-        return _quadratic_losses(self.refs.coefficients(phases, which), self.err)
+        return self.scoring.scale * _quadratic_losses(self.refs.coefficients(phases, which),
+                                                      self.err)
 
     def transient_share(self, seconds: float) -> torch.Tensor:
         """The fraction of each probe loss incurred at times t dt <= ``seconds``, (*E, K)."""
@@ -544,7 +678,7 @@ class Response:
     def _worst_states(self) -> torch.Tensor:
         if self._worst is None:
             with torch.no_grad():
-                mod = self.Y[..., :4].abs()                             # (*E, K, T, 4)
+                mod = self.Y[..., :4].abs()                             # (*E, K, T+1, 4)
                 self._worst = (self.refs.A[:, None, None] * mod).sum(-3).amax((-2, -1))
         return self._worst
 
@@ -575,10 +709,17 @@ def _quadratic_losses(c: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
 
 
 @single_thread()
-def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids) -> Response:
-    """The K complex trajectories of the unclamped closed loop (differentiable in W, W_out);
-    of every member of an ensemble at once."""
+def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids,
+                    convention=None) -> Response:
+    """The K complex trajectories of the unclamped closed loop at t = 0..T (differentiable in
+    the network's tensors), scored under ``convention`` (default the authors'); of every
+    member of an ensemble at once.
+
+    s_t = sum_{j <= t} M^{t-j} G in_j with in_j the scoring's input sequence (whose t = 0 term
+    is zero unless the network reads t = 0): a convolution with H_s = C M^s G, s = 0..T.
+    """
     _check_refs(plant, refs)
+    scoring = refs.scoring(convention)
     M = closed_loop_matrix(agent, plant)
     N, E = agent.N, agent.batch_shape
     z = lambda *shape: M.new_zeros(*E, *shape)
@@ -586,27 +727,31 @@ def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids) -> Re
                               z(4, N)], -1),
                    torch.cat([z(2, 4), agent.W_out], -1)], -2)   # (*E, 6, d): q, u = W_out h
     G = torch.cat([z(4, 2), agent.alpha * agent.W_in[..., 2:]], -2)  # (*E, d, 2): r enters h
-    H = _impulse_response(C, M, G, refs.T)                            # (T, *E, 6, 2)
-    return Response(_causal_conv(H, refs.targets_fft()), refs)
+    H = _impulse_response(C, M, G, refs.T + 1)                        # (T+1, *E, 6, 2)
+    return Response(_causal_conv(H, scoring.inputs_fft), scoring)
 
 
-def sampled_losses(agent, plant, refs, phases, which=None, response=None) -> torch.Tensor:
+def sampled_losses(agent, plant, refs, phases, which=None, response=None, convention=None
+                   ) -> torch.Tensor:
     """Per-reference losses (*E, B) of the clamped plant for the phases (B, K), or (E, B, K)
-    (one batch per member of an ensemble).
+    (one batch per member of an ensemble), scored under ``convention`` (default the authors';
+    a ``response`` given brings its own).
 
     Computed from the linear response when no state of the batch reaches the clamp (then it
     is the same number), by stepping the clamped loop otherwise.
     """
+    if response is None:
+        response = linear_response(agent, plant, refs, convention)
     return _sampled(agent, plant, refs, phases, which, response)[0]
 
 
-def _sampled(agent, plant, refs, phases, which=None, response=None, step=None):
+def _sampled(agent, plant, refs, phases, which, resp, step=None):
     """(losses (*E, B), whether the clamp acted on any reference: a bool, or (E,) bools for an
-    ensemble). Only the references whose unclamped trajectory reaches the bound are stepped,
-    and in an ensemble only those of the members ``step`` (E,) marks (default: all; the
-    others, exact-mode members, keep their unclamped losses, which nothing uses)."""
-    resp = linear_response(agent, plant, refs) if response is None else response
-    losses = resp.sampled_losses(phases, which)
+    ensemble), scored as ``resp`` is. Only the references whose unclamped trajectory reaches
+    the bound are stepped, and in an ensemble only those of the members ``step`` (E,) marks
+    (default: all; the others, exact-mode members, keep their unclamped losses, which nothing
+    uses)."""
+    losses, sc = resp.sampled_losses(phases, which), resp.scoring
     E = agent.batch_shape
     none = torch.zeros(E, dtype=torch.bool, device=losses.device) if E else False
     if plant.bound is None or bool((resp._worst_states() <= plant.bound).all()):
@@ -621,52 +766,58 @@ def _sampled(agent, plant, refs, phases, which=None, response=None, step=None):
     phases, losses = torch.as_tensor(phases), losses.clone()
     if not E:
         r = refs.signal(phases[hit], which)
-        losses[hit] = _tracking_loss(rollout(agent, plant, r)["q"], r)
+        losses[hit] = sc.losses(_rollout(agent, plant, r, sc.reads_first)["q"], r)
         return losses, True
     for k in hit.any(-1).nonzero().flatten().tolist():  # step each member's own references
         r = refs.signal((phases[k] if phases.dim() == 3 else phases)[hit[k]], which)
-        losses[k, hit[k]] = _tracking_loss(rollout(agent._view(k), plant, r)["q"], r)
+        losses[k, hit[k]] = sc.losses(_rollout(agent._view(k), plant, r, sc.reads_first)["q"],
+                                      r)
     return losses, hit.any(-1)
 
 
-def student_response(student: TrackingRNN, inputs_fft: torch.Tensor) -> torch.Tensor:
-    """Controls (K, T, 2) complex of ``student`` driven open-loop by complex inputs (K, T, 4)
-    at t = 1..T, given as their FFT over time with 2T points."""
+def student_response(student: TrackingRNN, inputs_fft: torch.Tensor, L: int) -> torch.Tensor:
+    """Controls (K, L, 2) complex of ``student`` driven open-loop by complex inputs (K, L, 4)
+    at t = 0..L-1 (input t enters h_t, h_{-1} = 0), given as their FFT over time with
+    ``_fft_len(L)`` points."""
     _single(student)
     a, N = student.alpha, student.N
     A_h = (1 - a) * torch.eye(N, dtype=student.W.dtype, device=student.W.device) + a * student.W
-    H = _impulse_response(student.W_out, A_h, a * student.W_in, inputs_fft.shape[1] // 2)
+    H = _impulse_response(student.W_out, A_h, a * student.W_in, L)
     return _causal_conv(H, inputs_fft)
 
 
 class _Teacher:
-    """What the open-loop student sees and imitates: the teacher's inputs and controls."""
+    """What the open-loop student sees and imitates: the teacher's inputs and controls at
+    t = 0..T, driving its own plant, scored by ``scoring``."""
 
-    def __init__(self, teacher, plant, refs):
+    def __init__(self, teacher, plant, refs, scoring: Scoring):
         with torch.no_grad():
-            resp = linear_response(teacher, plant, refs)
+            resp = linear_response(teacher, plant, refs, scoring.convention)
             self.worst = resp.worst_state()
-            inputs = torch.cat([resp.Y[..., POS], refs.targets()], -1)   # (x, y, r_x, r_y)
-            self.inputs_fft = torch.fft.fft(inputs, n=2 * refs.T, dim=1)
-            self.u = resp.Y[..., 4:]
-        self.teacher, self.plant, self.refs = teacher, plant, refs
+            # (x, y, r_x, r_y) at t = 0..T; the positions at t = 0 are 0
+            inputs = torch.cat([resp.Y[..., POS], scoring.inputs], -1)
+            self.inputs_fft = torch.fft.fft(inputs, n=_fft_len(refs.T + 1), dim=1)
+            self.u = resp.Y[..., scoring.rows, 4:]                     # the imitated rows
+        self.teacher, self.plant, self.refs, self.scoring = teacher, plant, refs, scoring
 
     def losses(self, student, phases=None):
         """Imitation losses from one response of the student: (exact phase average, per-
         reference losses (B,) for ``phases`` or None, whether the clamp acted on the
         teacher's plant)."""
-        d = student_response(student, self.inputs_fft) - self.u
-        expected = (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum()
+        sc = self.scoring
+        d = student_response(student, self.inputs_fft, self.refs.T + 1)[..., sc.rows, :] - self.u
+        expected = sc.twin_scale * (self.refs.reference_power() * _sq(d).sum(-1).mean(-1)).sum()
         if phases is None:
             return expected, None, False
         if self.plant.bound is not None and self.worst > self.plant.bound:
             r = self.refs.signal(phases)
             with torch.no_grad():
-                out = rollout(self.teacher, self.plant, r)
+                out = _rollout(self.teacher, self.plant, r, sc.reads_first)
             if out["q"].abs().max() >= self.plant.bound:  # the clamp acted: step the student
-                u = open_loop_controls(student, out["inputs"])
-                return expected, ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1), True
-        return expected, _quadratic_losses(self.refs.coefficients(phases), d), False
+                u = _open_loop_controls(student, out["inputs"], sc.reads_first)
+                return expected, sc.imitation(u, out["u"]), True
+        return expected, sc.twin_scale * _quadratic_losses(self.refs.coefficients(phases), d), \
+            False
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -675,17 +826,25 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                    refs: Sinusoids | None = None, *, epochs: int = 5000, lr: float = 1e-3,
                    batch: int = 100, mode: str = "sampled", teacher: TrackingRNN | None = None,
                    seed=0, test_seed: int = 12345, n_test: int = 100,
-                   test_every: int = 25, record_every: int = 10) -> History:
-    """Train ``agent`` in place with Adam; return its History.
+                   test_every: int = 25, record_every: int = 10, convention=None) -> History:
+    """Train ``agent`` in place with Adam (no clipping); return its History.
+
+    ``convention`` (a ``conventions.TrackingConvention``, its name, or None: the authors',
+    ``PAPER_TRACKING``) says how errors are paired and weighted, whether the twin trains W_in
+    and whether epoch 0 updates; every loss recorded is in its units (``Scoring``).
+    ``epochs`` counts updates.
 
     Closed-loop (``teacher=None``): the loss is the tracking loss of the clamped plant, on a
     fresh batch of ``batch`` random-phase references per epoch (``mode='sampled'``, the paper)
-    or its exact phase average (``mode='exact'``: the linear loop, deterministic gradient).
-    Open-loop twin (``teacher`` given): the agent imitates the teacher's controls (squared
-    error summed over the two axes, averaged over time) while the teacher drives the plant.
+    or its exact phase average (``mode='exact'``: the linear loop, deterministic gradient);
+    W_in stays fixed. Open-loop twin (``teacher`` given): the agent imitates the teacher's
+    controls while the teacher drives the plant, on the same inputs (x, y, r_x, r_y); under
+    the authors' convention it trains W_in as well.
 
-    History arrays (row e: the network before update e; epochs + 1 rows when complete):
-    ``epoch``; ``loss`` (the train loss the update used); ``expected_loss`` (its phase
+    History arrays, one row per epoch (row e: the network whose loss epoch e computed; with
+    no update at epoch 0, the authors', rows 0 and 1 are both the initial network and the
+    final network is row epochs + 1; else row e is the network after e updates):
+    ``epoch``; ``loss`` (the train loss of the batch); ``expected_loss`` (its phase
     average); ``test_loss`` at ``test_epoch``: closed-loop tracking loss of the clamped plant
     on ``n_test`` fixed references (drawn from ``test_seed``), at every epoch below 100 and
     every ``test_every`` epochs after (a runaway loop must be stepped, which costs far more
@@ -708,6 +867,8 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     refs = Sinusoids() if refs is None else refs
     _check_pair(agent, plant)
     _check_refs(plant, refs)
+    scoring = refs.scoring(convention)
+    conv = scoring.convention
     members = agent.batch_shape[0] if agent.batch_shape else None
     if teacher is not None:
         _check_pair(teacher, plant, "teacher")
@@ -733,7 +894,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                   epochs=epochs, lr=lr, batch=batch, mode=modes if members else modes[0],
                   open_loop=teacher is not None,
                   seed=seeds if members else seeds[0], test_seed=test_seed, n_test=n_test,
-                  dt=agent.dt, tau=agent.tau)
+                  dt=agent.dt, tau=agent.tau, **scoring.config())
     gens = [make_generator(s) for s in seeds]
 
     def train_phases():  # (B, K), or (members, B, K): each member from its own generator
@@ -742,18 +903,21 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
         return torch.stack([refs.sample_phases(batch, g) for g in gens])
 
     test_phases = refs.sample_phases(n_test, make_generator(test_seed))
-    teach = None if teacher is None else _Teacher(teacher, plant, refs)
-    opt = torch.optim.Adam(agent.parameters(), lr=lr)
+    teach = None if teacher is None else _Teacher(teacher, plant, refs, scoring)
+    params = agent.parameters(W_in=teach is not None and scoring.twin_trains_W_in)
+    opt = torch.optim.Adam(params, lr=lr)
+    # the final network's row: with no update at epoch 0, epochs updates take epochs + 2 rows
+    last = epochs if scoring.update_at_epoch0 or not epochs else epochs + 1
     rows: list[dict] = []  # one dict per epoch, appended whole (Ctrl-C leaves no partial row)
     message, start, e = "", time.perf_counter(), 0
     try:
-        for e in range(epochs + 1):
-            train = e < epochs
-            with torch.set_grad_enabled(train and teach is None):
-                resp = linear_response(agent, plant, refs)
+        for e in range(last + 1):
+            update = e < last and (e > 0 or scoring.update_at_epoch0)
+            with torch.set_grad_enabled(update and teach is None):
+                resp = linear_response(agent, plant, refs, conv)
             clamped = torch.zeros_like(exact) if members else False
             if teach is not None:
-                with torch.set_grad_enabled(train):
+                with torch.set_grad_enabled(update):
                     phases = None if mode == "exact" else train_phases()
                     expected, per, clamped = teach.losses(agent, phases)
                     loss = expected if mode == "exact" else per.mean()
@@ -762,28 +926,28 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 if exact.all():
                     loss = expected
                 else:
-                    with torch.set_grad_enabled(train):
-                        per, clamped = _sampled(agent, plant, refs, train_phases(),
-                                                response=resp, step=~exact if members else None)
+                    with torch.set_grad_enabled(update):
+                        per, clamped = _sampled(agent, plant, refs, train_phases(), None, resp,
+                                                step=~exact if members else None)
                     loss = per.mean(-1)  # (members,): the sum's gradient is each member's
                     if exact.any():  # exact members train on their expected loss
                         loss = torch.where(exact, expected, loss)
-            if train:
+            if update:
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
-                grads = [p.grad for p in agent.parameters()]
-            if not (torch.isfinite(loss).all() and (not train or all(torch.isfinite(g).all()
-                                                                      for g in grads))):
+                grads = [p.grad for p in params]
+            if not (torch.isfinite(loss).all() and (not update or all(torch.isfinite(g).all()
+                                                                       for g in grads))):
                 message = _stopped(e, rows[-1]["loss"] if rows else None)
                 break
             row = {"epoch": e, "loss": loss.detach(), "expected_loss": expected.detach(),
                    "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
                    "clamped": clamped}
-            if e < 100 or e % test_every == 0 or not train:
+            if e < 100 or e % test_every == 0 or e == last:
                 with torch.no_grad():
                     test = sampled_losses(agent, plant, refs, test_phases, response=resp)
                 row.update(test_epoch=e, test_loss=test.mean(-1))
-            if e % record_every == 0 or not train:
+            if e % record_every == 0 or e == last:
                 with torch.no_grad():
                     rho = torch.linalg.eigvals(closed_loop_matrix(agent, plant)).abs().amax(-1)
                 row.update({"eig_epoch": e, "eig_W": agent.rate_eigenvalues(),
@@ -791,7 +955,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                            **{f"params/{k}": v for k, v in agent.snapshot().items()})
             rows.append({k: v.detach().cpu().numpy().copy() if torch.is_tensor(v) else v
                          for k, v in row.items()})
-            if train:
+            if update:
                 opt.step()
     except KeyboardInterrupt:
         message = _interrupted(e, len(rows))
@@ -849,15 +1013,15 @@ def acquisition_epoch(epochs, loss, threshold: float, window: int = 51) -> int |
 def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
                        window: int = 51, first: bool = False) -> list:
     """Acquisition epoch of every sinusoid (in the order of ``refs``): the first epoch from
-    which its probe loss stays below ``fraction`` x its reference power A_k^2/2 (the loss of
-    doing nothing). ``first=True``: the first epoch at which it gets there, even if it is
-    lost again later (the two differ when a frequency is forgotten for a while).
-    Introduced in Chapter 4, section "Acquisition".
+    which its probe loss stays below ``fraction`` x its reference power (``Scoring.power``:
+    A_k^2/2 in the history's units, the loss of doing nothing). ``first=True``: the first
+    epoch at which it gets there, even if it is lost again later (the two differ when a
+    frequency is forgotten for a while). Introduced in Chapter 4, section "Acquisition".
     """
     fraction = _checks.real("fraction", fraction, low=0.0, low_open=True, high=1.0)
     _check_type("refs", refs, Sinusoids)
     _history_with(history, "probe_loss", refs.K)
-    thr = fraction * refs.reference_power().numpy()
+    thr = fraction * history_scoring(history, refs).power.cpu().numpy()
     out = []
     for k in range(refs.K):
         if first:
@@ -889,8 +1053,9 @@ def largest_frequency(history: History, epochs) -> list:
 def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
              ) -> tuple[int, TrackingRNN]:
     """The network of the first snapshot at or after ``epoch``: returns (its epoch, the
-    network). W_in, dt and tau come from ``agent`` if given, else from the history (its
-    ``params/W_in`` and config), so a loaded history rebuilds its networks alone."""
+    network). W_in comes from the history's snapshot where recorded (the authors' twin trains
+    it), else from ``agent``; dt and tau from ``agent`` if given, else from the history's
+    config, so a loaded history rebuilds its networks alone."""
     _history_with(history, "snapshot_epoch")
     # epochs beyond the last snapshot read the last (and cannot overflow int64)
     epoch = min(_checks.integer("epoch", epoch, low=0), int(history.snapshot_epoch[-1]))
@@ -901,10 +1066,11 @@ def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
         if "params/W_in" not in history.arrays or "tau" not in history.config:
             raise ValueError("this history does not record W_in and tau (saved before they "
                              "were recorded): pass the agent it was trained from")
-        W_in = torch.tensor(history.arrays["params/W_in"][i])
         dt, tau = history.config["dt"], history.config["tau"]
     else:
-        W_in, dt, tau = agent.W_in, agent.dt, agent.tau
+        dt, tau = agent.dt, agent.tau
+    W_in = (torch.tensor(history.arrays["params/W_in"][i]) if "params/W_in" in history.arrays
+            else agent.W_in.detach())
     net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), W_in,
                                    torch.tensor(history.arrays["params/W_out"][i]), dt, tau)
     return int(history.snapshot_epoch[i]), net

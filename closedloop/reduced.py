@@ -9,8 +9,20 @@ alpha-model makes both terms explicit on the overlaps q = (s_zm, s_zu, s_vm, s_v
                                  Vieta for a complex pair, the larger root for a real one)
     L_0   = |position/velocity block of P_eff^3|^2   (``theory.short_term_loss``)
 
-and descends it for many alpha at once. (The stage-3 reduced model is an ordinary training
-run of ``agents.OverlapAgent``: the same closed-loop loss, through P_eff, on the overlaps.)
+and descends it for many alpha at once.
+
+Stage 3 (``stage3_runs``): the network at the stabilization epoch, trained on, beside three
+reduced models of it, each an ordinary training run (the same closed-loop loss, lr, batch
+size and clipping):
+
+- ``paper``: the paper's model (section 9 of the spec): the four overlaps themselves trained
+  by plain SGD, their own 4-vector gradient clipped, on their own batches
+  (``agents.OverlapAgent`` with ``metric=None``);
+- ``frozen_metric``: the overlaps stepped in the metric G of the network at the start, frozen
+  there (``OverlapAgent.of(start)``), on the same batches as ``paper``;
+- ``compressed``: the network written in a basis of span{m, u, v, z}, four neurons
+  (``RankOneAgent.compressed``), on the full network's batches: the exact reduction to the
+  ten inner products of m, u, v, z.
 """
 
 from __future__ import annotations
@@ -21,7 +33,9 @@ import numpy as np
 import torch
 
 from . import _checks, theory
+from .agents import OverlapAgent, RankOneAgent
 from .envs import DTYPE
+from .training import History, sweep, train_closed_loop
 
 
 @dataclass
@@ -112,3 +126,160 @@ def matched_eig_gap(eig_a, eig_b, tol: float = 1e-9) -> float:
     cost = np.abs(a[:, None] - b[None, :])
     rows, cols = linear_sum_assignment(cost)
     return float(cost[rows, cols].max())
+
+
+STAGE3_MODELS = ("paper", "frozen_metric", "compressed")
+
+
+@dataclass
+class Stage3Runs:
+    """Stage 3 of one network: the full network trained on from ``start_epoch`` and its
+    reduced models (module docstring), each a training History of ``epochs`` updates.
+
+    ``full`` and ``paper`` are ensembles with one member per ``betas`` (control cost);
+    ``frozen_metric`` and ``compressed`` ran at ``betas[0]``. ``full`` records the overlap
+    metric G of the network at every epoch (``full.metric``, (E, K, 4, 4)). ``seed`` drew the
+    full network's batches (and the compressed network's), ``reduced_seed`` those of the
+    paper's and the frozen-metric models.
+    """
+
+    start_epoch: int
+    betas: np.ndarray
+    seed: int
+    reduced_seed: int
+    full: History
+    paper: History
+    frozen_metric: History
+    compressed: History
+
+    def model(self, name: str) -> History:
+        """The History of one reduced model (``STAGE3_MODELS``)."""
+        return getattr(self, _checks.choice("model", name, STAGE3_MODELS))
+
+    def loss_gap(self, name: str, member: int = 0) -> np.ndarray:
+        """|L_model - L_full| / L_full of the expected losses at every epoch of stage 3."""
+        member = self._member(name, member)
+        h = self.model(name)
+        reduced = h.expected_loss[:, member] if h.expected_loss.ndim > 1 else h.expected_loss
+        return relative_loss_gap(self.full.expected_loss[:, member], reduced)
+
+    def median_gap_pct(self, name: str, member: int = 0) -> float:
+        """The median of ``loss_gap`` over stage 3, in percent."""
+        return 100 * float(np.median(self.loss_gap(name, member)))
+
+    def final_eig_gap(self, name: str, member: int = 0) -> float:
+        """``matched_eig_gap`` of the final spectra of the full network and a model."""
+        member = self._member(name, member)
+        h = self.model(name)
+        eig = h.eig_P[-1, member] if h.eig_P.ndim > 2 else h.eig_P[-1]
+        return matched_eig_gap(self.full.eig_P[-1, member], eig)
+
+    def _member(self, name, member):
+        high = len(self.betas) - 1 if name == "paper" else 0
+        return _checks.integer("member", member, low=0, high=high)
+
+
+def stage3_runs(start: RankOneAgent, env, *, epochs: int, T: int = 50, lr: float = 1e-2,
+                batch: int = 100, clip: float | None = 1.0, betas=(0.0,), seed: int = 0,
+                reduced_seed: int | None = None, convention=None) -> Stage3Runs:
+    """Train the network ``start`` (at the stabilization epoch) on for ``epochs`` updates, for
+    every control cost in ``betas``, beside its three reduced models (module docstring).
+
+    The reduced models start from ``start``'s overlaps. The full and the compressed network
+    draw their batches with ``seed``; the paper's and the frozen-metric models with
+    ``reduced_seed`` (default ``seed + 1``: their own, independent batches, as in the
+    authors' code). ``convention`` as in ``train_closed_loop`` (default: the authors').
+    Introduced in Chapter 3, section "Stage 3: four numbers are enough".
+    """
+    if not isinstance(start, RankOneAgent) or start.batch_shape:
+        raise TypeError(f"start must be one RankOneAgent (no ensemble axes), got "
+                        f"{_checks.short(start)}")
+    b = [_checks.real(f"betas[{i}]", v, low=0.0) for i, v in enumerate(betas)]
+    if not b:
+        raise ValueError("betas must name at least one control cost")
+    seed = _checks.integer("seed", seed, low=0)
+    reduced_seed = seed + 1 if reduced_seed is None else _checks.integer(
+        "reduced_seed", reduced_seed, low=0)
+    common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, convention=convention,
+                  eig_W=False)
+    metric = lambda agent: {"metric": agent.overlap_metric()}
+    full = sweep("beta", b, start.detached(), env, seed=seed, monitor=metric, **common)
+    paper = sweep("beta", b, OverlapAgent.of(start, metric=False), env, seed=reduced_seed,
+                  **common)
+    frozen = train_closed_loop(OverlapAgent.of(start), env, beta=b[0], seed=reduced_seed,
+                               **common)
+    small = train_closed_loop(start.compressed(), env, beta=b[0], seed=seed, **common)
+    return Stage3Runs(int(getattr(start, "snapshot_epoch", -1)), np.array(b), seed,
+                      reduced_seed, full, paper, frozen, small)
+
+
+def balance(overlaps):
+    """s_zu^2 - s_vm^2, (..., 4) -> (...): what plain gradient descent on the overlaps keeps.
+
+    The loss sees s_zu and s_vm only through their product (``theory.rescale_overlaps``), so
+    its gradient is (s_vm, s_zu) dL/d(s_zu s_vm) in those two coordinates, and a step of
+    gradient flow changes s_zu^2 - s_vm^2 by 2 (s_zu s_vm - s_vm s_zu) dL = 0 (SGD: by
+    O(lr^2) per step). The full network steps in its metric G and does not keep it.
+    Introduced in Chapter 3, section "Stage 3".
+    """
+    q = theory._as_overlaps(overlaps)
+    return q[..., 1] ** 2 - q[..., 2] ** 2
+
+
+def symmetry_partner(overlaps, target_balance):
+    """The point on the loss's symmetry orbit of ``overlaps`` (4,) whose ``balance`` is
+    ``target_balance``: (s_zm, c s_zu, s_vm / c, s_vu) with c > 0 solving
+    c^2 s_zu^2 - s_vm^2 / c^2 = target_balance. Returns (q (4,), c)."""
+    q = theory._as_overlaps(overlaps)
+    if q.shape != (4,):
+        raise ValueError(f"overlaps must have shape (4,), got {q.shape}")
+    a, b = q[1] ** 2, q[2] ** 2
+    if a == 0 or b == 0:
+        raise ValueError("overlaps with s_zu = 0 or s_vm = 0 have a one-point orbit")
+    t = _checks.real("target_balance", target_balance)
+    x = (t + np.sqrt(t * t + 4 * a * b)) / (2 * a)  # x = c^2 > 0
+    c = float(np.sqrt(x))
+    return theory.rescale_overlaps(q, c), c
+
+
+def stage3_spread(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
+                  lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
+                  reduced_seed_offset: int = 1, convention=None) -> dict:
+    """The paper's model against the full network over stage 3, for independent runs.
+
+    For each seed s: a rank-one network drawn and trained on batches with seed s for
+    ``epochs`` updates (the authors' setup by default); from its stabilization epoch e_s the
+    paper's model (``OverlapAgent``, ``metric=None``) starts at the overlaps recorded at e_s
+    and trains ``epochs - e_s`` updates on its own batches (seed s + ``reduced_seed_offset``),
+    and its expected loss is compared with the full run's own epochs e_s..``epochs``.
+    Returns arrays (len(seeds),): ``seed``, ``stabilization`` (NaN: never, and NaN gaps),
+    ``median_gap_pct`` and ``max_gap_pct`` (relative gap of expected losses over stage 3),
+    ``behind`` (1.0 where the median of L_paper - L_full is positive: the paper's model is
+    slower). Introduced in Chapter 3, section "Stage 3".
+    """
+    from .stages import detect_stages
+
+    seeds = [_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must name at least one run")
+    offset = _checks.integer("reduced_seed_offset", reduced_seed_offset, low=1)
+    common = dict(T=T, lr=lr, batch=batch, clip=clip, convention=convention, eig_W=False)
+    out = {k: [] for k in ("seed", "stabilization", "median_gap_pct", "max_gap_pct", "behind")}
+    for s in seeds:
+        agent = RankOneAgent(N=N, seed=s, dtype=env.dtype, device=env.device)
+        h = train_closed_loop(agent, env, epochs=epochs, seed=s, eig_every=1, **common)
+        e = detect_stages(h).stabilization
+        row = dict(seed=s, stabilization=np.nan, median_gap_pct=np.nan, max_gap_pct=np.nan,
+                   behind=np.nan)
+        if e is not None and e < epochs:
+            paper = train_closed_loop(OverlapAgent(torch.as_tensor(h.overlaps[e]),
+                                                   dtype=env.dtype), env,
+                                      epochs=epochs - e, seed=s + offset, **common)
+            full = h.expected_loss[e:]
+            gap = relative_loss_gap(full, paper.expected_loss)
+            row.update(stabilization=e, median_gap_pct=100 * float(np.median(gap)),
+                       max_gap_pct=100 * float(gap.max()),
+                       behind=float(np.median(paper.expected_loss - full) > 0))
+        for k, v in row.items():
+            out[k].append(v)
+    return {k: np.array(v, dtype=int if k == "seed" else float) for k, v in out.items()}

@@ -1,10 +1,19 @@
-"""Where the stages of closed-loop learning begin and end, read off a training history."""
+"""Where the stages of closed-loop learning begin and end, read off a training history, and
+the spread of the stage boundaries over independent runs.
+
+The epochs follow the authors' code (``shared/paper.md`` section 9): row e of a history is
+the network *before* update e, and the stabilization epoch is the first epoch after which
+every |eig(P)| < 1.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from . import _checks
 
 
 @dataclass(frozen=True)
@@ -72,13 +81,22 @@ def detect_stages(history) -> Stages:
 
     stage1_end: the feedback sign settles - s_zm = z.m < 0 from there on (recorded as
     overlaps for rank-one agents, as instant_gain by a ``gains.probe`` monitor otherwise);
-    stabilization: rho(P) < 1 from there on (the first epoch after which the coupled system,
-    linearized at the target for tanh networks, stays stable).
+    stabilization: rho(P) < 1 from there on: the first epoch e such that the networks recorded
+    at e and at every later epoch (each before its epoch's update, the last after the final
+    one) have every |eig(P)| < 1 (the coupled system is linearized at the target for tanh
+    networks). Needs eigenvalue records (``eig_every >= 1``).
     Introduced in Chapter 2, section "Three stages"; used for tanh networks in Chapter 1.
     """
     arrays = getattr(history, "arrays", None)
     if not isinstance(arrays, dict):
         raise TypeError(f"history must be a training History, got {type(history).__name__}")
+    missing = [k for k in ("spectral_radius", "eig_epoch") if k not in arrays]
+    if missing:
+        raise ValueError(f"detect_stages needs the spectral radius of the coupled system, but "
+                         f"the history has no {' or '.join(missing)} records: train with "
+                         f"eig_every >= 1 (eig_every=0 records no eigenvalues)")
+    if "epoch" not in arrays:
+        raise ValueError("detect_stages needs the history's epoch records (key 'epoch')")
     if "overlaps" in arrays:
         feedback, f_epoch = arrays["overlaps"][..., 0], arrays["epoch"]
     elif "instant_gain" in arrays:
@@ -92,3 +110,50 @@ def detect_stages(history) -> Stages:
     end1 = settles(f_epoch, feedback < 0)
     stab = settles(arrays["eig_epoch"], rho < 1)
     return Stages(end1, stab, int(history.epoch[-1]))
+
+
+RUN_KEYS = ("stage1_end", "stabilization", "final_loss", "final_loss_paper",
+            "final_spectral_radius")
+
+
+def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
+                     lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
+                     convention=None, init: str = "paper", dtype=None) -> dict:
+    """Independent rank-one closed-loop trainings, one per seed, and their stage boundaries.
+
+    Run k draws its network (``RankOneAgent(N, seed=seeds[k], init=init)``) and its batches
+    with the same seed, as separate runs of the authors' code would (an ensemble would share
+    its batches). ``convention`` and ``init`` choose the setup (default: the authors'); a
+    ``dtype`` other than the environment's reruns it in that number format. Returns arrays
+    (len(seeds),) under ``RUN_KEYS`` and ``seed``: a boundary never reached is NaN,
+    ``final_loss`` is the expected loss of the final network in the run's convention and
+    ``final_loss_paper`` the same network's in the authors' (states x_0..x_{T-1}), so runs of
+    different conventions can be compared. Introduced in Chapter 2, section "Three stages".
+    """
+    from .agents import OverlapAgent, RankOneAgent
+    from .conventions import PAPER_RANK_ONE
+    from .coupled import check_env, expected_loss
+    from .envs import DoubleIntegrator
+    from .training import train_closed_loop
+
+    seeds = [_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must name at least one run")
+    check_env(env)
+    if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
+        env = DoubleIntegrator(env.x0, dtype=dtype, device=env.device)
+    out = {k: [] for k in ("seed",) + RUN_KEYS}
+    for s in seeds:
+        agent = RankOneAgent(N=N, seed=s, init=init, dtype=env.dtype, device=env.device)
+        h = train_closed_loop(agent, env, epochs=epochs, T=T, lr=lr, batch=batch, clip=clip,
+                              seed=s, convention=convention, eig_W=False)
+        st = detect_stages(h)
+        final = OverlapAgent(torch.as_tensor(h.overlaps[-1]), dtype=env.dtype)
+        with torch.no_grad():
+            paper = expected_loss(final, env, T, window=PAPER_RANK_ONE.window).item()
+        for k, v in (("seed", s), ("stage1_end", st.stage1_end),
+                     ("stabilization", st.stabilization), ("final_loss", h.expected_loss[-1]),
+                     ("final_loss_paper", paper),
+                     ("final_spectral_radius", h.spectral_radius[-1])):
+            out[k].append(np.nan if v is None else float(v))
+    return {k: np.array(v, dtype=int if k == "seed" else float) for k, v in out.items()}

@@ -160,9 +160,10 @@ def short_term_loss(overlaps):
 
 
 def exact_lambda3(overlaps):
-    """The RNN's eigenvalue, exactly: the real root of the cubic nearest the perturbative one.
+    """The RNN's eigenvalue, exactly: the real root of the cubic (``labelled_roots``: the only
+    one beside a complex pair, else the one nearest the perturbative value).
 
-    (..., 4) -> (...). For torch input the value is differentiable: one Newton step from the
+    (..., 4) -> (...), numpy for numpy input. For torch input the value is differentiable: one Newton step from the
     exact root adds zero to the value and carries the implicit-function gradient
     -(df/dq) / (df/dlambda).
     """
@@ -199,6 +200,24 @@ def long_term_loss(overlaps, T_prime: int = 15):
     return pair_growth(overlaps) ** T_prime
 
 
+def rescale_overlaps(overlaps, c):
+    """(s_zm, c s_zu, s_vm / c, s_vu): a symmetry of the closed loop, (..., 4) -> (..., 4).
+
+    P_eff with (s_zu, s_vm) -> (c s_zu, s_vm / c) is D P_eff D^-1 with D = diag(1, 1, 1, 1/c)
+    (the hidden coordinate b scaled), and the episode starts at b = 0 and is scored on x
+    alone: every loss, every eigenvalue and every rollout of x is the same. Gradient descent
+    on the four overlaps can therefore end anywhere along this curve. Introduced in Chapter
+    3, section "Stage 3".
+    """
+    c = _checks.real("c", c)
+    if c == 0:
+        raise ValueError("c must be nonzero")
+    q = _as_overlaps(overlaps).copy()
+    q[..., 1] *= c
+    q[..., 2] /= c
+    return q
+
+
 def _cubic_terms(overlaps):
     """(c2, c1, c0) of lambda^3 + c2 lambda^2 + c1 lambda + c0, keeping torch graphs."""
     s_zm, s_zu, s_vm, s_vu = _unbind(overlaps)
@@ -208,13 +227,23 @@ def _cubic_terms(overlaps):
 def labelled_roots(overlaps) -> np.ndarray:
     """The exact roots of the cubic as (lambda_1, lambda_2, lambda_3), (..., 3) complex.
 
-    lambda_3 is the root nearest the perturbative one (the RNN's eigenvalue); of the other two
-    (the environment's pair) lambda_1 is the one with Im >= 0 (for a real pair, the larger).
+    lambda_3, the RNN's eigenvalue, is a *real* root: the only one when the other two form a
+    complex pair, else the real root nearest the perturbative one (``perturbative_lambda3``).
+    The nearest root alone is not enough: late in stage 3 the perturbative value can lie
+    nearer one of a complex pair than the real root. Of the other two (the environment's pair)
+    lambda_1 is the one with Im >= 0 (for a real pair, the larger). Introduced in Chapter 2,
+    section "The coupled system"; the labelling is tested in tests/test_reduced.py.
     """
     q = _as_overlaps(overlaps)
     roots = cubic_roots(q)
-    i3 = np.abs(roots - perturbative_lambda3(q)[..., None]).argmin(-1)
-    lam3 = np.take_along_axis(roots, i3[..., None], -1)[..., 0]
+    # a cubic with real coefficients has one or three real roots; LAPACK returns a real
+    # eigenvalue of a real matrix with an imaginary part of exactly 0, and the least
+    # imaginary root is real in either case
+    imag = np.abs(roots.imag)
+    real = imag <= imag.min(-1, keepdims=True)
+    dist = np.where(real, np.abs(roots - perturbative_lambda3(q)[..., None]), np.inf)
+    i3 = dist.argmin(-1)
+    lam3 = np.take_along_axis(roots, i3[..., None], -1)[..., 0].real + 0j
     rest = roots[np.arange(3) != i3[..., None]].reshape(*roots.shape[:-1], 2)
     key = np.where(np.abs(rest.imag).max(-1, keepdims=True) > 0, rest.imag, rest.real)
     order = np.argsort(-key, axis=-1, kind="stable")

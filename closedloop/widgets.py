@@ -639,7 +639,8 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
     example = refs.signal(phases[:1])
     zero = torch.zeros(1, refs.K)
     probes = torch.cat([refs.signal(zero, which=[k]) for k in range(refs.K)])
-    pw = refs.reference_power().numpy()
+    sc = tracking.history_scoring(history, refs)
+    pw = sc.power.numpy()
     omega = refs.omega.numpy()
     t = np.arange(refs.T + 1) * refs.dt
     cache = {}
@@ -648,8 +649,8 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
         if epoch not in cache:
             e_net, net = tracking.agent_at(history, epoch, like)
             with torch.no_grad():
-                q = tracking.rollout(net, plant, example)["q"][0].numpy()
-                qp = tracking.rollout(net, plant, probes)["q"].numpy()
+                q = tracking.rollout(net, plant, example, sc.convention)["q"][0].numpy()
+                qp = tracking.rollout(net, plant, probes, sc.convention)["q"].numpy()
             cache[epoch] = (e_net, q, qp)
         return cache[epoch]
 
@@ -703,7 +704,7 @@ def tradeoff_explorer(paths, h_T, T_values, h_full, h_reduced, betas) -> Explore
     """Chapter 3: three controls over precomputed runs. ``alpha`` picks a path of the
     alpha-model (``paths``, a ``reduced.AlphaPaths``; left), ``T`` a network trained from the
     same stage-2 start with that episode length (``h_T``, one member per ``T_values``;
-    middle), ``beta`` a stage-3 run of the full network and of its reduced model
+    middle), ``beta`` a stage-3 run of the full network and of the paper's model
     (``h_full``, ``h_reduced``, one member per ``betas``; right: their losses).
 
     The other paths stay on the planes in grey, so a slider shows where its path lies in the
@@ -732,7 +733,7 @@ def tradeoff_explorer(paths, h_T, T_values, h_full, h_reduced, betas) -> Explore
     x = h_full.epoch + 1
     art["full"], = a3.plot(x, h_full.expected_loss[:, 0], color=PALETTE["black"], label="full")
     art["reduced"], = a3.plot(x, h_reduced.expected_loss[:, 0], color=PALETTE["orange"],
-                              ls="--", label="reduced")
+                              ls="--", label="the paper's model")
     losses = np.concatenate([h_full.expected_loss.ravel(), h_reduced.expected_loss.ravel()])
     a3.set(xscale="log", yscale="log", ylim=(losses.min() / 1.5, losses.max() * 1.5),
            xlabel="stage-3 epoch + 1", ylabel="expected loss")

@@ -113,24 +113,86 @@ def _square_box(z, pad=0.1):
     return (cx - half, cx + half), (cy - half, cy + half)
 
 
-def stage3(full, reduced, start_epoch, member=0, label=None):
-    """Loss of the full and the reduced model from the stabilization epoch (log-log, left)
-    and their final nonzero eigenvalues (right)."""
-    fig, ((a1, a2),) = figure(2, height=3.2)
-    x = full.epoch + 1
-    a1.plot(x, full.expected_loss[:, member], color=PALETTE["black"], label="full network")
-    a1.plot(x, reduced.expected_loss[:, member], color=PALETTE["orange"], ls="--",
-            label="reduced (4 overlaps)")
-    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {start_epoch}, + 1",
+MODEL_STYLE = {  # name: (label, colour, line style, final-eigenvalue marker)
+    "full": ("full network", "black", "-", "o"),
+    "compressed": ("exact reduction (4 neurons, 10 inner products)", "sky", (0, (1, 3)), "."),
+    "frozen_metric": ("frozen-metric model", "blue", ":", "+"),
+    "paper": ("the paper's model (4 overlaps, plain SGD)", "orange", "--", "x"),
+}
+
+
+def stage3(runs, label=None):
+    """Stage 3 from the stabilization epoch (a ``reduced.Stage3Runs``, first member): expected
+    loss of the full network and of its three reduced models (log-log, left), and their final
+    nonzero eigenvalues (right)."""
+    fig, ((a1, a2),) = figure(2, height=3.4)
+    x = runs.full.epoch + 1
+    complex_plane(a2, ((-0.2, 1.0), (-0.7, 0.7)))
+    for name in ("full", "compressed", "frozen_metric", "paper"):
+        text, colour, ls, marker = MODEL_STYLE[name]
+        h = runs.full if name == "full" else runs.model(name)
+        loss = h.expected_loss if h.expected_loss.ndim == 1 else h.expected_loss[:, 0]
+        eig = h.eig_P[-1] if h.eig_P.ndim == 2 else h.eig_P[-1, 0]
+        eig = eig[np.abs(eig) > 1e-9]
+        c = PALETTE[colour]
+        a1.plot(x, loss, color=c, ls=ls, lw=2.2 if name == "compressed" else 1.3, label=text)
+        a2.plot(eig.real, eig.imag, marker, color=c, mfc="none", ms=9 if marker == "o" else 7,
+                ls="none", label=text.split(" (")[0])
+    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {runs.start_epoch}, + 1",
            ylabel="expected loss", title=label)
-    a1.legend(loc="lower left")
-    _final_spectra(a2, [full.eig_P[-1, member]], [reduced.eig_P[-1, member]], ["black"])
+    a1.legend(loc="lower left", fontsize=7)
+    a2.legend(loc="upper left", fontsize=7)
+    a2.set_title("final nonzero eigenvalues")
     return fig
 
 
-def stage3_beta(full, reduced, betas, start_epoch):
-    """Stage 3 for several control costs beta (one ensemble member each): loss curves of the
-    full (solid) and reduced (dashed) models, and their final spectra."""
+def stage3_metric_and_symmetry(runs):
+    """Why the four overlaps alone drift (first member of a ``reduced.Stage3Runs``).
+
+    Left: the diagonal of the full network's overlap metric G over stage 3 (the factor by
+    which a gradient step moves each overlap) against the paper's model's G = I and the
+    frozen metric of the start. Right: the paths in the (s_zu, s_vm) plane; grey: curves of
+    constant s_zu s_vm, along which the loss does not change (``theory.rescale_overlaps``).
+    """
+    fig, ((a1, a2),) = figure(2, height=3.4)
+    G = runs.full.metric[:, 0]
+    x = runs.full.monitor_epoch + 1
+    names = [r"$s_{zm}$: $|m|^2$", r"$s_{zu}$: $|u|^2 + |z|^2$", r"$s_{vm}$: $|m|^2$",
+             r"$s_{vu}$: $|u|^2 + |v|^2$"]
+    colours = [PALETTE[c] for c in ("green", "red", "purple", "blue")]
+    for i in (1, 3, 0):  # s_vm's entry is s_zm's: |m|^2
+        a1.plot(x, G[:, i, i], color=colours[i], label=names[i] + (", and $s_{vm}$" if i == 0
+                                                                    else ""))
+        a1.plot(x, np.full_like(x, G[0, i, i], dtype=float), color=colours[i], ls=":", lw=1)
+    a1.axhline(1, color=PALETTE["orange"], ls="--", lw=1.2, label="the paper's model ($G = I$)")
+    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {runs.start_epoch}, + 1",
+           ylabel="diagonal of $G$", title="full network (dotted: frozen at the start)")
+    a1.legend(loc="upper left", fontsize=7)
+    paths = {"full": runs.full.overlaps[:, 0], "frozen_metric": runs.frozen_metric.overlaps,
+             "paper": runs.paper.overlaps[:, 0]}
+    pts = np.concatenate([p[:, 1:3] for p in paths.values()])
+    sx, sy = np.sign(np.median(pts[:, 0])), np.sign(np.median(pts[:, 1]))
+    hi = np.abs(pts).max() * 1.15
+    grid = np.linspace(1e-3, hi, 400)
+    for k in np.linspace(0.2, 1.4, 7) * np.abs(pts[:, 0] * pts[:, 1]).max():
+        a2.plot(sx * grid, sy * k / grid, color="0.85", lw=0.8, zorder=0)
+    for name, q in paths.items():
+        text, colour, ls, marker = MODEL_STYLE[name]
+        a2.plot(q[:, 1], q[:, 2], color=PALETTE[colour], ls=ls, label=text.split(" (")[0])
+        a2.plot(q[-1, 1], q[-1, 2], marker, color=PALETTE[colour], ms=8, mfc="none")
+    a2.plot(paths["full"][0, 1], paths["full"][0, 2], "k*", ms=9, label="start")
+    lims = sorted([0, sx * hi]), sorted([0, sy * hi])
+    a2.set(xlim=lims[0], ylim=lims[1], xlabel="$s_{zu}$", ylabel="$s_{vm}$",
+           title="grey: $s_{zu} s_{vm}$ = const (same loss)")
+    a2.legend(loc="upper right" if sx * sy > 0 else "lower right", fontsize=7)
+    return fig
+
+
+def stage3_beta(runs):
+    """Stage 3 for several control costs beta (a ``reduced.Stage3Runs``, one member per beta):
+    loss curves of the full network (solid) and of the paper's model (dashed), and their
+    final spectra."""
+    full, reduced, betas = runs.full, runs.paper, runs.betas
     fig, ((a1, a2),) = figure(2, height=3.4)
     x = full.epoch + 1
     colors = [PALETTE[c] for c in ("black", "blue", "green", "red", "purple", "orange")]
@@ -138,9 +200,9 @@ def stage3_beta(full, reduced, betas, start_epoch):
         c = colors[k % len(colors)]
         a1.plot(x, full.expected_loss[:, k], color=c, label=f"$\\beta$ = {b:g}")
         a1.plot(x, reduced.expected_loss[:, k], color=c, ls="--")
-    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {start_epoch}, + 1",
+    a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {runs.start_epoch}, + 1",
            ylabel="expected loss (with cost)")
-    a1.legend(loc="lower left", title="solid: full, dashed: reduced", ncols=2)
+    a1.legend(loc="lower left", title="solid: full, dashed: the paper's model", ncols=2)
     _final_spectra(a2, full.eig_P[-1], reduced.eig_P[-1], [colors[k % len(colors)]
                                                             for k in range(len(betas))])
     return fig
@@ -155,6 +217,6 @@ def _final_spectra(ax, full_eigs, reduced_eigs, colors):
         ax.plot(ef.real, ef.imag, "o", mfc="none", mec=c, ms=8)
         ax.plot(er.real, er.imag, "x", color=c, ms=6)
     ax.plot([], [], "o", mfc="none", mec="0.3", label="full network")
-    ax.plot([], [], "x", color="0.3", label="reduced model")
+    ax.plot([], [], "x", color="0.3", label="the paper's model")
     ax.legend(loc="upper left")
     ax.set_title("final nonzero eigenvalues")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import _checks
+from .conventions import TRACKING_NAMED
 from .tracking import Sinusoids
 from .training import INPUTS
 
@@ -92,6 +93,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "epochs": COUNT, "batch": COUNT, "lr": POSITIVE, "N": COUNT, "g": Param(float, 0.0),
         "tau": POSITIVE, "dt": Param(float, 0.0, MAX_DT, low_open=True, high_open=True),
         "T": COUNT, "bound": Param(float, 0.0, low_open=True, none_ok=True), "seed": SEED,
+        "convention": Param(str, choices=tuple(TRACKING_NAMED)),
         "acq_fraction": Param(float, 0.0, 1.0, low_open=True),
         "acq_window": Param(int, 1, odd=True), "n_seeds": Param(int, 0),
         "n_batches": Param(int, 2),

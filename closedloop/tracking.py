@@ -55,6 +55,10 @@ from .training import History, _attach_history, _interrupted, _stack_rows, _stop
 MODES = ("sampled", "exact")
 # human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
 HUMAN_ACQUISITION = (2.5 / 20, 4 / 20, 6 / 20, 9.5 / 20)
+# the epochs the authors marked as the acquisitions in their figure (chosen by hand, low to
+# high frequency), of a run of AUTHORS_EPOCHS epochs (paper s.9)
+AUTHORS_ACQUISITION = (230, 1200, 2600, 4500)
+AUTHORS_EPOCHS = 10000
 OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
 POS = [0, 2]  # x, y among the plant coordinates
 
@@ -1031,6 +1035,40 @@ def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
             out.append(acquisition_epoch(history.epoch, history.probe_loss[:, k], thr[k],
                                          window))
     return out
+
+
+def in_order(epochs) -> bool:
+    """Whether acquisition epochs (listed low to high frequency, None: never) come in order of
+    frequency: the acquired ones non-decreasing, and every None after them."""
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
+    got = [e for e in epochs if e is not None]
+    return got == sorted(got) and list(epochs[:len(got)]) == got
+
+
+def normalized(epochs, length) -> list:
+    """Acquisition epochs divided by the training length ``length`` (epochs run); None stays
+    None. Introduced in Chapter 4, section "Compared with people"."""
+    length = _checks.real("length", length, low=0.0, low_open=True)
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
+    return [None if e is None else e / length for e in epochs]
+
+
+def excursion(history: History) -> dict:
+    """The course of a history's closed-loop test loss: ``start`` (epoch 0), ``peak`` and
+    ``peak_epoch`` (its largest value and the first epoch that reaches it), ``final`` (the
+    last recorded) and ``recovered`` (final < peak / 2). Introduced in Chapter 4, section
+    "Open-loop twin"."""
+    _history_with(history, "test_loss")
+    loss = np.asarray(history.test_loss, dtype=float)
+    if loss.ndim != 1:
+        raise ValueError(f"history must be one run (take an ensemble's member), got test_loss "
+                         f"of shape {loss.shape}")
+    i = int(np.argmax(loss))
+    return dict(start=float(loss[0]), peak=float(loss[i]),
+                peak_epoch=int(history.test_epoch[i]), final=float(loss[-1]),
+                recovered=bool(loss[-1] < loss[i] / 2))
 
 
 def largest_frequency(history: History, epochs) -> list:

@@ -46,26 +46,33 @@ def tracking_example(agent, plant, refs, phases):
     return fig
 
 
-def loss_curves(h_closed, h_open, baseline, acquired=()):
+def loss_curves(h_closed, h_open, baseline, acquired=(), h_other=None, other_label=""):
     """Closed-loop test loss of the closed-loop network and of its open-loop twin (left), what
     each was trained on (middle), and the spectral radius of each one's closed loop (right).
-    ``baseline``: the test loss of doing nothing; ``acquired``: epochs marked on the left."""
+    ``baseline``: the test loss of doing nothing; ``acquired``: epochs marked on the left;
+    ``h_other``: a second twin (``other_label``), drawn in purple."""
     fig, ((a1, a2, a3),) = figure(3, height=3.1)
-    runs = ((h_closed, "black", "closed-loop training"), (h_open, "red", "open-loop twin"))
+    runs = [(h_closed, "black", "closed-loop training"), (h_open, "red", "open-loop twin")]
+    if h_other is not None:
+        runs.append((h_other, "purple", other_label))
     for h, c, lab in runs:
         a1.plot(h.test_epoch + 1, h.test_loss, color=PALETTE[c], label=lab)
         a3.plot(h.eig_epoch + 1, h.spectral_radius, color=PALETTE[c])
+    peak = tracking.excursion(h_open)
+    a1.plot(peak["peak_epoch"] + 1, peak["peak"], "v", color=PALETTE["red"], ms=5)
     a1.axhline(baseline, color="0.5", ls=":", lw=1)
     a1.text(1.2, baseline * 0.95, "doing nothing", va="top", fontsize=8, color="0.4")
     for k, e in enumerate(acquired):
         if e is not None:
             a1.axvline(e + 1, color=FREQ_COLORS[k], lw=0.8, ls="--")
     a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="closed-loop test loss")
-    a1.legend(loc="lower left")
+    a1.legend(loc="lower left", fontsize=7)
     a2.plot(h_closed.epoch + 1, h_closed.loss, color=PALETTE["black"], lw=0.6,
             label="tracking loss")
     a2.plot(h_open.epoch + 1, h_open.loss, color=PALETTE["red"], lw=0.6,
             label="imitation loss")
+    if h_other is not None:
+        a2.plot(h_other.epoch + 1, h_other.loss, color=PALETTE["purple"], lw=0.6)
     a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="train loss (batch)")
     a2.legend(loc="lower left")
     a3.axhline(1, color="0.4", ls="--", lw=0.8)
@@ -81,14 +88,15 @@ def probe_grid(history, agent, plant, refs, epochs):
                        sharex=True, sharey=True)
     t = np.arange(refs.T + 1) * refs.dt
     zero = torch.zeros(1, refs.K)
-    pw = refs.reference_power().numpy()
+    sc = tracking.history_scoring(history, refs)
+    pw = sc.power.numpy()
     for i, e in enumerate(rows):
         e_net, net = tracking.agent_at(history, e, agent)
         probe = history.probe_loss[e_net] / pw
         for k in range(refs.K):
             r = refs.signal(zero, which=[k])
             with torch.no_grad():
-                q = tracking.rollout(net, plant, r)["q"][0].numpy()
+                q = tracking.rollout(net, plant, r, sc.convention)["q"][0].numpy()
             ax, a = axes[i, k], refs.axes[k]
             ax.plot(t, r[0, :, a].numpy(), color="0.3", ls="--", lw=0.8)
             ax.plot(t, q[:, 2 * a], color=FREQ_COLORS[k], lw=1.1)
@@ -136,9 +144,12 @@ def spectra(history, refs, epochs):
     return fig
 
 
-def acquisition_vs_frequency(freqs, human, acquired, learned, others=()):
+def acquisition_vs_frequency(freqs, human, acquired, learned, others=(), authors=None,
+                             run_label="epoch / epochs run"):
     """Normalized acquisition time against frequency: humans, this chapter's run (acquired for
-    good, and first learned) and other seeds (thin). Never acquired: not drawn."""
+    good, and first learned), other seeds (thin) and, if given, the authors' hand-picked
+    acquisition epochs (``authors``, already normalized). Never acquired: not drawn.
+    ``run_label`` says how the network's epochs were normalized."""
     fig, ((ax,),) = figure(height=3.0)
     fig.set_size_inches(WIDTH * 0.62, 3.0)
     as_array = lambda v: np.array([np.nan if x is None else x for x in v], dtype=float)
@@ -146,12 +157,15 @@ def acquisition_vs_frequency(freqs, human, acquired, learned, others=()):
         ax.plot(freqs, as_array(o), "-", color="0.7", lw=0.8,
                 label="other seeds (acquired)" if i == 0 else None)
     ax.plot(freqs, human, "o-", color=PALETTE["orange"], label="humans (paper)")
+    if authors is not None:
+        ax.plot(freqs, as_array(authors), "D:", color=PALETTE["green"], ms=4,
+                label="authors' figure (hand-picked)")
     ax.plot(freqs, as_array(acquired), "s-", color=PALETTE["blue"], label="network: acquired")
     ax.plot(freqs, as_array(learned), "s--", color=PALETTE["blue"], mfc="white",
             label="network: first learned")
-    ax.set(xlabel="frequency (Hz)", ylabel="normalized acquisition time", ylim=(0, 1.05),
-           xticks=freqs)
-    ax.legend(loc="upper left")
+    ax.set(xlabel="frequency (Hz)", ylabel=f"normalized acquisition time\n({run_label})",
+           ylim=(0, 1.05), xticks=freqs)
+    ax.legend(loc="upper left", fontsize=7)
     return fig
 
 
@@ -160,7 +174,7 @@ def probe_losses(history, refs, fraction, acquired, learned=None):
     with the acquisition threshold, the acquisition epochs (dashed) and, where a frequency
     was first learned earlier, that epoch (dotted)."""
     fig, ((ax,),) = figure(height=3.2)
-    pw = refs.reference_power().numpy()
+    pw = tracking.history_scoring(history, refs).power.numpy()
     for k in range(refs.K):
         ax.plot(history.epoch, history.probe_loss[:, k] / pw[k], color=FREQ_COLORS[k], lw=1,
                 label=_freq_label(refs, k))

@@ -272,8 +272,9 @@ def _start_costs(agent, env, x0, T, T_max, beta, first):
     return torch.where(torch.isnan(cost), torch.inf, cost)
 
 
-def _cost_matrix(agent, env, T: int, beta, first: int) -> torch.Tensor:
-    """S_xx (*K, 2, 2) with episode cost x_0^T S_xx x_0, for a linear agent and one horizon T.
+def _cost_matrix(agent, env, T, beta, first: int) -> torch.Tensor:
+    """S_xx (*K, 2, 2) with episode cost x_0^T S_xx x_0, for a linear agent; T one horizon or
+    one per member ((*K,) integer tensor).
 
     With s_t = P^t s_0 and u_t = r . s_t, the cost is s_0^T S s_0 where
     S = sum_{t=0}^{T-1} (P^t)^T M P^t and M = (P^f)^T E P^f / (2T) + beta r r^T: E picks x out
@@ -285,7 +286,8 @@ def _cost_matrix(agent, env, T: int, beta, first: int) -> torch.Tensor:
     Ex = P[..., :2, :] if first else torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)[:2]
     if torch.is_tensor(beta):
         beta = _align(beta.to(P), P.dim())
-    M = Ex.transpose(-1, -2) @ Ex / (2.0 * T) + beta * (r[..., :, None] * r[..., None, :])
+    twoT = 2.0 * (_align(T.to(P), P.dim()) if torch.is_tensor(T) else T)
+    M = Ex.transpose(-1, -2) @ Ex / twoT + beta * (r[..., :, None] * r[..., None, :])
     return _lyapunov_sum(P, M, T)[..., :2, :2]
 
 
@@ -307,10 +309,17 @@ def lyapunov_sum(P: torch.Tensor, M: torch.Tensor, T: int) -> torch.Tensor:
     """sum_{t=0}^{T-1} (P^t)^T M P^t for P, M (*K, d, d): O(log T) products of d x d matrices.
 
     Binary doubling on S_n = sum_{t<n} (P^t)^T M P^t: S_{a+b} = S_a + (P^a)^T S_b P^a, one
-    term per set bit of T (steps, >= 1). Returns (*broadcast(K), d, d); beyond the float
-    range, inf or NaN entries (an unstable P over many steps).
+    term per set bit of T (steps, >= 1). ``T`` may also give one horizon per member: a
+    sequence or integer tensor of the broadcast shape K. Returns (*broadcast(K), d, d);
+    beyond the float range, inf or NaN entries (an unstable P over many steps).
     """
-    T = _checks.integer("T", T, low=1)
+    if isinstance(T, (list, tuple)) or torch.is_tensor(T) or isinstance(T, np.ndarray):
+        items = np.asarray(T.tolist() if torch.is_tensor(T) else T, dtype=object).ravel()
+        [_checks.integer(f"T[{i}]", t, low=1) for i, t in enumerate(items)]
+        T = torch.as_tensor(np.asarray(T.tolist() if torch.is_tensor(T) else T,
+                                       dtype=np.int64))
+    else:
+        T = _checks.integer("T", T, low=1)
     for name, X in (("P", P), ("M", M)):
         _checks.finite_tensor(name, X)
         if X.dim() < 2 or X.shape[-1] != X.shape[-2]:
@@ -319,11 +328,19 @@ def lyapunov_sum(P: torch.Tensor, M: torch.Tensor, T: int) -> torch.Tensor:
         raise ValueError(f"P and M must share d and dtype, got {tuple(P.shape)} {P.dtype} and "
                          f"{tuple(M.shape)} {M.dtype}")
     _broadcast("P", P.shape[:-2], "M", M.shape[:-2])
+    if torch.is_tensor(T):
+        K = torch.broadcast_shapes(P.shape[:-2], M.shape[:-2])
+        if tuple(T.shape) != tuple(K):
+            raise ValueError(f"T with one horizon per member must have shape {tuple(K)}, got "
+                             f"{tuple(T.shape)}")
     return _lyapunov_sum(P, M, T)
 
 
 def _lyapunov_sum(P, M, T):
-    """``lyapunov_sum`` unchecked (the cost matrix of every training epoch)."""
+    """``lyapunov_sum`` unchecked (the cost matrix of every training epoch). ``T`` may be a
+    (*K,) integer tensor, one horizon per member: ``_lyapunov_sums``."""
+    if torch.is_tensor(T):
+        return _lyapunov_sums(P, M, T)
     S = Pacc = None
     Pk, Sk, bits = P, M, T  # Pk = P^n, Sk = S_n for n = 2^k
     while True:
@@ -336,6 +353,27 @@ def _lyapunov_sum(P, M, T):
                     Pacc = Pk @ Pacc
         bits >>= 1
         if not bits:
+            return S
+        Sk = Sk + Pk.transpose(-1, -2) @ Sk @ Pk
+        Pk = Pk @ Pk
+
+
+def _lyapunov_sums(P, M, T):
+    """sum_{t<T_k} (P_k^t)^T M_k P_k^t for one horizon T_k per member, T (*K,): the doubling
+    of ``_lyapunov_sum`` for all members at once, each member taking the blocks of its own
+    set bits (O(log max T) products, as for one T)."""
+    P, M = torch.broadcast_tensors(P, M)
+    bits = T.to(torch.int64).to(P.device).expand(P.shape[:-2])
+    S = torch.zeros_like(M)
+    Pacc = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device).expand_as(P)
+    Pk, Sk = P, M
+    while True:
+        take = (bits & 1).bool()[..., None, None]
+        if take.any():
+            S = torch.where(take, S + Pacc.transpose(-1, -2) @ Sk @ Pacc, S)
+            Pacc = torch.where(take, Pk @ Pacc, Pacc)
+        bits = bits >> 1
+        if not bits.any():
             return S
         Sk = Sk + Pk.transpose(-1, -2) @ Sk @ Pk
         Pk = Pk @ Pk
@@ -385,7 +423,7 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
     if weights is not None:
         _checks.finite_tensor("weights", weights, env.dtype)
         _checks.shape("weights", weights, (x0.shape[-2],))
-    if agent.activation == "identity" and isinstance(T, int):  # a batch loss, not its starts
+    if agent.activation == "identity":  # a batch loss, not its starts
         return _quadratic_loss(_cost_matrix(agent, env, T, beta, first), x0, weights)
     costs = _start_costs(agent, env, x0, T, T_max, beta, first)
     return costs.mean(-1) if weights is None else (costs * weights).sum(-1)

@@ -59,7 +59,7 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
     linear = agent.activation == "identity"
-    if not (linear and isinstance(T, int)):  # else a cost matrix per epoch, never the states
+    if not linear:  # else a cost matrix per epoch, never the states
         _checks.fits_memory(f"T={T_max}, batch={batch}, N={agent.N}, batch_shape="
                             f"{agent.batch_shape} (the states of one batch)",
                             _episode_size(agent, T_max, batch + 2))
@@ -89,24 +89,18 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     ones = F.new_ones(F.shape[0])
 
     def objective(e):
-        if linear and isinstance(T, int):  # one cost matrix for the batch and the exact loss
-            S = scale * coupled._cost_matrix(agent, env, T, beta_eff, first)
+        if linear:  # one cost matrix (per member) for the batch and the exact loss
+            S = coupled._cost_matrix(agent, env, T, beta_eff, first)
+            S = S * (scale[..., None, None] if torch.is_tensor(scale) else scale)
             expected = coupled._quadratic_loss(S, F, ones)
             loss = expected if mode == "exact" else coupled._quadratic_loss(S, draw())
             return loss, {"expected_loss": expected.detach()}
-        if mode == "exact":
-            loss = scale * costs(F).sum(-1)
-            return loss, {"expected_loss": loss.detach()}
-        x0 = draw()
-        if linear:  # the exact loss rides along: its starts F join the batch
-            c = scale * costs(torch.cat([x0, F.expand(*x0.shape[:-2], *F.shape)], -2))
-            return c[..., :batch].mean(-1), {"expected_loss": c[..., batch:].detach().sum(-1)}
-        return scale * costs(x0).mean(-1), {}
+        return scale * costs(draw()).mean(-1), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
                   T=_plain(T), lr=_plain(lr), batch=batch, clip=clip, beta=_plain(beta),
-                  mode=mode, seed=_plain(seed), convention=conv.name, window=conv.window, time=conv.time,
-                  control=conv.control, update_at_epoch0=conv.update_at_epoch0)
+                  mode=mode, seed=_plain(seed), convention=conv.name, window=conv.window,
+                  time=conv.time, control=conv.control, update_at_epoch0=conv.update_at_epoch0)
     return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
                    update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
                    snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)

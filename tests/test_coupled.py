@@ -317,3 +317,34 @@ def test_the_spectrum_of_a_tanh_network_is_that_of_its_linearization(env):
     J = torch.autograd.functional.jacobian(step, torch.zeros(8, dtype=torch.float64))
     assert match(torch.linalg.eigvals(J).numpy(), coupled.spectrum(agent, env).numpy()) < 1e-10
     assert torch.allclose(coupled.coupled_matrix(lin, env), J.detach())
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.6])
+def test_lyapunov_sum_with_one_horizon_per_member(scale):
+    """Members with horizons 1, 5, 50, 64 and 7 in one call, each against its explicit sum."""
+    Ts = [1, 5, 50, 64, 7]
+    g = torch.Generator().manual_seed(1)
+    P = scale * torch.randn(5, 4, 4, generator=g, dtype=torch.float64)
+    M = torch.randn(5, 4, 4, generator=g, dtype=torch.float64)
+    got = coupled.lyapunov_sum(P, M, Ts)
+    for k, T in enumerate(Ts):
+        ref, Pt = torch.zeros(4, 4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+        for _ in range(T):
+            ref = ref + Pt.T @ M[k] @ Pt
+            Pt = P[k] @ Pt
+        assert torch.allclose(got[k], ref, rtol=1e-10, atol=1e-10 * ref.abs().max())
+    with pytest.raises(ValueError, match="T"):
+        coupled.lyapunov_sum(P, M, [1, 2])
+    with pytest.raises(ValueError, match=r"T\[1\]"):
+        coupled.lyapunov_sum(P, M, [1, 0, 3, 4, 5])
+
+
+def test_per_member_horizons_take_the_cost_matrix_path_and_match_the_states(env):
+    """A linear ensemble with one T per member: the batch loss by per-member cost matrices
+    equals the mean of per-start costs stepped through the states."""
+    agent = RankOneAgent.stack([RankOneAgent(N=8, seed=s) for s in range(3)])
+    x0 = env.sample_x0(16, torch.Generator().manual_seed(0))
+    T = [5, 30, 12]
+    fast = coupled.closed_loop_loss(agent, env, x0, T, 0.1)
+    slow = coupled.start_costs(agent, env, x0, T, 0.1).mean(-1)
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=0)

@@ -10,6 +10,7 @@ N >= 2 for its rank-one networks; Chapter 4's 0.4 Hz reference needs dt below 1.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,8 +23,10 @@ from .training import INPUTS
 @dataclass(frozen=True)
 class Param:
     """One setting: ``kind`` int, float or str; [low, high] (open ends if ``*_open``);
-    ``choices`` for strings; ``none_ok``: None is allowed too; ``odd``: odd integers only;
-    ``item``: for ``kind`` list, the Param every element must satisfy (a non-empty list)."""
+    ``choices`` for strings, and ``pattern``: a regular expression a string outside the
+    choices may match instead (e.g. a scheduler address); ``none_ok``: None is allowed too;
+    ``odd``: odd integers only; ``item``: for ``kind`` list, the Param every element must
+    satisfy (a non-empty list)."""
 
     kind: type
     low: float | None = None
@@ -34,6 +37,7 @@ class Param:
     none_ok: bool = False
     odd: bool = False
     item: "Param | None" = None
+    pattern: str | None = None
 
     def check(self, name: str, value):
         if value is None and self.none_ok:
@@ -50,7 +54,16 @@ class Param:
         if self.kind is float:
             return _checks.real(name, value, low=self.low, high=self.high,
                                 low_open=self.low_open, high_open=self.high_open)
-        return _checks.choice(name, value, self.choices)
+        if (self.pattern is not None and isinstance(value, str)
+                and re.fullmatch(self.pattern, value)):
+            return value
+        try:
+            return _checks.choice(name, value, self.choices)
+        except ValueError:
+            if self.pattern is None:
+                raise
+            raise ValueError(f"{name} must be one of {sorted(self.choices)} or match "
+                             f"{self.pattern!r}, got {_checks.short(value)}") from None
 
 
 SEED = Param(int, 0, 2**63 - 1)
@@ -75,7 +88,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
         "N": Param(int, 2),  # z gets a part orthogonal to m
         "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED,
-        "n_seeds": COUNT, "n_sweep": COUNT,
+        "n_seeds": COUNT, "n_spread": COUNT, "n_sweep": COUNT,
         "s_zm0_max": Param(float, 0.0, 1.0, low_open=True),  # |s_zm(0)| <= 1
         "n_grid": Param(int, 2), "n_batches": Param(int, 2),  # a spread needs two batches
     },
@@ -97,6 +110,18 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "acq_fraction": Param(float, 0.0, 1.0, low_open=True),
         "acq_window": Param(int, 1, odd=True), "n_seeds": Param(int, 0),
         "n_batches": Param(int, 2),
+    },
+    "ch5_atlas": {
+        "engine": Param(str, choices=("local", "inprocess"), pattern=r"tcp://[^\s/]+:\d+"),
+        "n_workers": COUNT, "chunk_size": COUNT, "epochs": COUNT, "batch": COUNT,
+        "N": Param(int, 1), "T_values": Param(list, item=COUNT),
+        "lr_values": Param(list, item=Param(float, 0.0, low_open=True)), "n_seeds": COUNT,
+        "N_values": Param(list, item=COUNT),
+        "s_zm0_values": Param(list, item=Param(float, -1.0, 1.0)), "n_seeds_N": COUNT,
+        "excursion_N": COUNT, "excursion_epochs": COUNT,
+        "excursion_lrs": Param(list, item=Param(float, 0.0, low_open=True)),
+        "excursion_inits": Param(list, item=Param(str, choices=("paper", "gaussian"))),
+        "excursion_seeds": COUNT,
     },
 }
 

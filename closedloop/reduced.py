@@ -35,7 +35,8 @@ import torch
 from . import _checks, theory
 from .agents import OverlapAgent, RankOneAgent
 from .envs import DTYPE
-from .training import History, sweep, train_closed_loop
+from .history import History
+from .training import sweep, train_closed_loop
 
 
 @dataclass

@@ -112,18 +112,27 @@ def detect_stages(history) -> Stages:
     return Stages(end1, stab, int(history.epoch[-1]))
 
 
+#: What the authors report for their rank-one runs (``shared/paper.md`` section 5): the range of
+#: the stabilization epochs of three independent runs, that of the run in their figure, and
+#: the ranges of the final loss and of the final rho(P). A reference, not a target.
+AUTHORS = {"stabilization": (56, 92), "figure_stabilization": 129,
+           "final_loss": (0.27, 0.29), "final_spectral_radius": (0.69, 0.70)}
+
 RUN_KEYS = ("stage1_end", "stabilization", "final_loss", "final_loss_paper",
             "final_spectral_radius")
 
 
 def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
                      lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
-                     convention=None, init: str = "paper", dtype=None) -> dict:
-    """Independent rank-one closed-loop trainings, one per seed, and their stage boundaries.
+                     convention=None, init: str = "paper", dtype=None,
+                     shared_batches: int | None = None) -> dict:
+    """Rank-one closed-loop trainings, one per seed, and their stage boundaries.
 
-    Run k draws its network (``RankOneAgent(N, seed=seeds[k], init=init)``) and its batches
-    with the same seed, as separate runs of the authors' code would (an ensemble would share
-    its batches). ``convention`` and ``init`` choose the setup (default: the authors'); a
+    Run k draws its network (``RankOneAgent(N, seed=seeds[k], init=init)``) and, by default,
+    its batches with the same seed, as separate runs of the authors' code would. With
+    ``shared_batches`` (a seed) the networks train instead as one ensemble on the same batches
+    drawn with that seed: one vectorized run, many times faster, whose members differ only in
+    their network. ``convention`` and ``init`` choose the setup (default: the authors'); a
     ``dtype`` other than the environment's reruns it in that number format. Returns arrays
     (len(seeds),) under ``RUN_KEYS`` and ``seed``: a boundary never reached is NaN,
     ``final_loss`` is the expected loss of the final network in the run's convention and
@@ -139,14 +148,22 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
     seeds = [_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must name at least one run")
+    if shared_batches is not None:
+        shared_batches = _checks.integer("shared_batches", shared_batches, low=0)
     check_env(env)
     if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
         env = DoubleIntegrator(env.x0, dtype=dtype, device=env.device)
+    train = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, convention=convention,
+                 eig_W=False)
+    draw = lambda s: RankOneAgent(N=N, seed=s, init=init, dtype=env.dtype, device=env.device)
+    if shared_batches is None:
+        histories = [train_closed_loop(draw(s), env, seed=s, **train) for s in seeds]
+    else:
+        h = train_closed_loop(RankOneAgent.stack([draw(s) for s in seeds]), env,
+                              seed=shared_batches, **train)
+        histories = [h.member(k) for k in range(len(seeds))]
     out = {k: [] for k in ("seed",) + RUN_KEYS}
-    for s in seeds:
-        agent = RankOneAgent(N=N, seed=s, init=init, dtype=env.dtype, device=env.device)
-        h = train_closed_loop(agent, env, epochs=epochs, T=T, lr=lr, batch=batch, clip=clip,
-                              seed=s, convention=convention, eig_W=False)
+    for s, h in zip(seeds, histories):
         st = detect_stages(h)
         final = OverlapAgent(torch.as_tensor(h.overlaps[-1]), dtype=env.dtype)
         with torch.no_grad():
@@ -157,3 +174,33 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
                      ("final_spectral_radius", h.spectral_radius[-1])):
             out[k].append(np.nan if v is None else float(v))
     return {k: np.array(v, dtype=int if k == "seed" else float) for k, v in out.items()}
+
+
+def median_of_n(values, n: int, q=(5.0, 95.0)) -> np.ndarray:
+    """Percentiles ``q`` of the median of ``n`` runs drawn from the runs ``values``.
+
+    How far the median of a few runs (``n`` odd) can land from that of many: the median of n
+    independent draws from the empirical distribution of ``values`` is at most x with
+    probability P(Binomial(n, F(x)) >= (n + 1) / 2), F the empirical CDF; the percentiles
+    are read off that exact distribution (no resampling). NaN values (runs that never
+    reached the boundary) count as larger than every number. Introduced in Chapter 2,
+    section "Three stages".
+    """
+    from scipy.stats import binom
+
+    n = _checks.integer("n", n, low=1)
+    if n % 2 == 0:
+        raise ValueError(f"n must be odd (a median of one run), got {n}")
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size == 0:
+        raise ValueError("values must hold at least one run")
+    q = np.atleast_1d(np.asarray(q, dtype=float))
+    if not np.all((q >= 0) & (q <= 100)):
+        raise ValueError(f"q must be percentiles in [0, 100], got {q.tolist()}")
+    xs = np.unique(v[~np.isnan(v)])
+    if xs.size == 0:  # no run reached it: every percentile lies beyond the runs
+        return np.full(q.shape, np.nan)
+    F = np.searchsorted(np.sort(np.where(np.isnan(v), np.inf, v)), xs, side="right") / v.size
+    cdf = binom.sf((n + 1) // 2 - 1, n, F)  # P(at least (n + 1) / 2 of n draws are <= x)
+    idx = np.searchsorted(cdf, q / 100 - 1e-12, side="left")
+    return np.where(idx < xs.size, xs[np.minimum(idx, xs.size - 1)], np.nan)

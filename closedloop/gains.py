@@ -53,16 +53,22 @@ def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
     return env.sample_x0(n, make_generator(seed))
 
 
-def probe(env, x0: torch.Tensor, T: int):
+UNITS = ("cost", "summed")
+
+
+def probe(env, x0: torch.Tensor, T: int, units: str = "cost"):
     """A training monitor: agent -> {'test_loss', 'gains' (*K, 2), 'gain_r2', 'instant_gain'}.
 
-    test_loss (*K,) is the closed-loop state cost (beta = 0, the convention of ``coupled``)
-    from the fixed starts ``x0`` (B, 2); the gains and their R^2 are regressed on the same
-    rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the feedback (the overlap
-    s_zm of a rank-one network).
+    test_loss (*K,) is the closed-loop state cost from the fixed starts ``x0`` (B, 2),
+    averaged over the starts: with ``units='cost'`` the per-start cost of ``coupled``
+    (1/(2T) sum_{t=0..T-1} ||x_t||^2, beta = 0), with ``units='summed'`` the authors' test
+    loss sum_{t=0..T-1} ||x_t||^2 (2T times the former). The gains and their R^2 are
+    regressed on the same rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the
+    feedback (the overlap s_zm of a rank-one network).
     Introduced in Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
+    factor = 2 * T if _checks.choice("units", units, UNITS) == "summed" else 1
     coupled.check_env(env)
     _checks.finite_tensor("x0", x0, env.dtype)
     _checks.shape("x0", x0, (None, 2))
@@ -70,18 +76,27 @@ def probe(env, x0: torch.Tensor, T: int):
         raise ValueError(f"x0 must hold two linearly independent starts (the gains are "
                          f"regressed on the states), got {_checks.short(x0)}")
 
-    def measure(agent):
+    return Probe(env, x0, T, factor)
+
+
+class Probe:
+    """The monitor ``probe`` returns (a class, not a closure, so that it can be sent to the
+    worker processes of ``excursion.train_pairs``). Build it with ``probe``, which checks."""
+
+    def __init__(self, env, x0, T, factor):
+        self.env, self.x0, self.T, self.factor = env, x0, T, factor
+
+    def __call__(self, agent):
         # the unchecked rollout (a monitor runs every epoch); the states it uses must be finite
+        env, x0, T = self.env, self.x0, self.T
         traj = coupled._rollout(agent, env, x0, T)
         for v in (traj["x"], traj["u"]):
             coupled._no_overflow(v, f"the closed loop of this agent from these x0 over T={T} "
                                     f"steps")
         k, r2 = effective_gains(traj["x"], traj["u"])
-        cost = coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
+        cost = self.factor * coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
         zm = (agent.tensors["z"] * agent.tensors["m"]).sum(-1)
         return {"test_loss": cost, "gains": k, "gain_r2": r2, "instant_gain": zm}
-
-    return measure
 
 
 def feedback_matrix(k, env) -> torch.Tensor:

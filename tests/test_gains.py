@@ -56,11 +56,10 @@ def test_feedback_loss_matches_a_step_loop(env):
     got = gains.feedback_loss(k, env, x0=(1.0, 1.0), T=30, beta=0.1)
     for j in range(2):
         x, cost = np.array([1.0, 1.0]), 0.0
-        for _ in range(30):
+        for _ in range(30):  # the states x_0..x_29 (the authors' window) and u_0..u_29
             u = k[j] @ x
-            cost += 0.1 * u**2
+            cost += (x**2).sum() / 2 / 30 + 0.1 * u**2
             x = np.array([x[0] + x[1], x[1] + u])
-            cost += (x**2).sum() / 2 / 30
         assert got[j] == pytest.approx(cost, rel=1e-12)
 
 
@@ -116,8 +115,9 @@ def test_open_loop_student_learns_the_teacher():
     h = train_open_loop(student, teacher, env, epochs=150, T=20, batch=20, lr=0.1,
                         monitor=probe, monitor_every=50)
     assert h.completed and h.loss[-1] < 0.2 * h.loss[0]
-    assert h.monitor_epoch.tolist() == [0, 50, 100, 150]
-    assert h.test_loss.shape == (4,) and h.gains.shape == (4, 2)
+    # the authors' convention: no update at epoch 0, the final network recorded after 150
+    assert h.monitor_epoch.tolist() == [0, 50, 100, 150, 151]
+    assert h.test_loss.shape == (5,) and h.gains.shape == (5, 2)
 
 
 @pytest.mark.parametrize("kwargs,param", [

@@ -852,9 +852,10 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     average); ``test_loss`` at ``test_epoch``: closed-loop tracking loss of the clamped plant
     on ``n_test`` fixed references (drawn from ``test_seed``), at every epoch below 100 and
     every ``test_every`` epochs after (a runaway loop must be stepped, which costs far more
-    than an update); ``probe_loss`` (E, K): per-sinusoid exact
-    closed-loop losses; ``worst_state``: sup over phases of |state| of the unclamped loop;
-    ``clamped``: whether the train batch reached the clamp. Every ``record_every`` epochs
+    than an update); ``probe_loss`` (E, K) at ``probe_epoch``: per-sinusoid exact closed-loop
+    losses, and ``worst_state``: sup over phases of |state| of the unclamped loop, at every
+    epoch in closed-loop training and at the test epochs of a twin (whose own closed loop
+    nothing else needs); ``clamped``: whether the train batch reached the clamp. Every ``record_every`` epochs
     (and at the end): ``eig_epoch``, ``eig_W`` (R, N) = eig(W - I)/tau, ``spectral_radius``
     (R,) of the unclamped closed loop (max |eig(M)|; > 1: it runs away), ``snapshot_epoch``,
     ``params/W``, ``params/W_out``, ``params/W_in``. Divergence or Ctrl-C stop training with
@@ -917,8 +918,11 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     try:
         for e in range(last + 1):
             update = e < last and (e > 0 or scoring.update_at_epoch0)
-            with torch.set_grad_enabled(update and teach is None):
-                resp = linear_response(agent, plant, refs, conv)
+            tested = e < 100 or e % test_every == 0 or e == last
+            resp = None  # a twin needs its own closed loop only for the test and probe losses
+            if teach is None or tested:
+                with torch.set_grad_enabled(update and teach is None):
+                    resp = linear_response(agent, plant, refs, conv)
             clamped = torch.zeros_like(exact) if members else False
             if teach is not None:
                 with torch.set_grad_enabled(update):
@@ -945,9 +949,11 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 message = _stopped(e, rows[-1]["loss"] if rows else None)
                 break
             row = {"epoch": e, "loss": loss.detach(), "expected_loss": expected.detach(),
-                   "probe_loss": resp.probe_losses(), "worst_state": resp.worst_state(),
                    "clamped": clamped}
-            if e < 100 or e % test_every == 0 or e == last:
+            if resp is not None:
+                row.update(probe_epoch=e, probe_loss=resp.probe_losses(),
+                           worst_state=resp.worst_state())
+            if tested:
                 with torch.no_grad():
                     test = sampled_losses(agent, plant, refs, test_phases, response=resp)
                 row.update(test_epoch=e, test_loss=test.mean(-1))
@@ -1026,15 +1032,30 @@ def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
     _check_type("refs", refs, Sinusoids)
     _history_with(history, "probe_loss", refs.K)
     thr = fraction * history_scoring(history, refs).power.cpu().numpy()
+    epochs = probe_epochs(history)
     out = []
     for k in range(refs.K):
         if first:
             below = running_median(history.probe_loss[:, k], window) < thr[k]
-            out.append(int(history.epoch[np.argmax(below)]) if below.any() else None)
+            out.append(int(epochs[np.argmax(below)]) if below.any() else None)
         else:
-            out.append(acquisition_epoch(history.epoch, history.probe_loss[:, k], thr[k],
-                                         window))
+            out.append(acquisition_epoch(epochs, history.probe_loss[:, k], thr[k], window))
     return out
+
+
+def probe_epochs(history: History) -> np.ndarray:
+    """The epochs of a history's probe losses (every epoch of a closed-loop run, the test
+    epochs of a twin; a history saved before they were listed has them at every epoch)."""
+    _history_with(history, "probe_loss")
+    return history.arrays.get("probe_epoch", history.epoch)
+
+
+def probe_at(history: History, epoch: int) -> np.ndarray:
+    """The probe losses (K,) at the first epoch at or after ``epoch`` that recorded them (the
+    last if none)."""
+    epochs = probe_epochs(history)
+    epoch = _checks.integer("epoch", epoch, low=0)
+    return history.probe_loss[min(int(np.searchsorted(epochs, epoch)), len(epochs) - 1)]
 
 
 def in_order(epochs) -> bool:

@@ -365,6 +365,14 @@ def test_the_twin_trains_W_in_and_the_closed_loop_network_does_not():
         assert (h.arrays["params/W"][1] != h.arrays["params/W"][0]).any() == (conv is BOOK)
         _, rebuilt = tr.agent_at(h, int(h.epoch[-1]), net(N=8, seed=2))
         torch.testing.assert_close(rebuilt.W_in, twin.W_in.detach(), rtol=0, atol=0)
+    # a twin's own closed loop is computed where it is tested: its probe losses are there
+    slow = tr.train_tracking(net(N=8, seed=2), plant, refs, epochs=130, lr=1e-2, batch=4,
+                             n_test=2, test_every=10, teacher=teacher)
+    assert slow.probe_epoch.tolist() == slow.test_epoch.tolist() == list(range(100)) + [
+        100, 110, 120, 130, 131]
+    at_130 = tr.linear_response(tr.agent_at(slow, 130)[1], plant, refs).probe_losses()
+    np.testing.assert_allclose(tr.probe_at(slow, 125), at_130.detach().numpy(), rtol=1e-12)
+    assert len(tr.acquisition_epochs(slow, refs, 0.5, 3)) == 4
 
 
 def test_conventions_say_the_authors_setup():

@@ -92,7 +92,7 @@ def probe_grid(history, agent, plant, refs, epochs):
     pw = sc.power.numpy()
     for i, e in enumerate(rows):
         e_net, net = tracking.agent_at(history, e, agent)
-        probe = history.probe_loss[e_net] / pw
+        probe = tracking.probe_at(history, e_net) / pw
         for k in range(refs.K):
             r = refs.signal(zero, which=[k])
             with torch.no_grad():
@@ -176,8 +176,8 @@ def probe_losses(history, refs, fraction, acquired, learned=None):
     fig, ((ax,),) = figure(height=3.2)
     pw = tracking.history_scoring(history, refs).power.numpy()
     for k in range(refs.K):
-        ax.plot(history.epoch, history.probe_loss[:, k] / pw[k], color=FREQ_COLORS[k], lw=1,
-                label=_freq_label(refs, k))
+        ax.plot(tracking.probe_epochs(history), history.probe_loss[:, k] / pw[k],
+                color=FREQ_COLORS[k], lw=1, label=_freq_label(refs, k))
         if acquired[k] is not None:
             ax.axvline(acquired[k], color=FREQ_COLORS[k], ls="--", lw=0.8)
         if learned is not None and learned[k] is not None and learned[k] != acquired[k]:

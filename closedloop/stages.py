@@ -60,6 +60,8 @@ def settles(epochs, condition) -> int | None:
                          f"{epochs.shape} and {condition.shape}")
     if epochs.dtype.kind not in "iuf" or not np.isfinite(epochs).all():
         raise ValueError(f"epochs must be finite numbers, got {epochs.dtype} values")
+    if epochs.dtype.kind == "f" and not np.all(epochs == np.round(epochs)):
+        raise ValueError("epochs must be whole numbers (epoch indices), got fractional values")
     if condition.dtype.kind not in "biuf" or np.isnan(condition).any():
         raise ValueError(f"condition must be booleans, got {condition.dtype} values")
     condition = condition.astype(bool)

@@ -45,8 +45,11 @@ def test_chapter_runs(name):
     assert values, "the chapter glued nothing"
     if name == "ch2_stages.ipynb":
         for key in ("stage1_end_epoch", "stabilization_epoch", "final_loss",
-                    "final_spectral_radius"):
+                    "final_spectral_radius", "stab_values", "rho_median", "tab_paper_rho",
+                    "tab_book_window_rho", "tab_book_earlier_rho", "window_loss_shift"):
             assert key in values
+        # the window moves every loss by the x_0 term, less the (small) x_T term
+        assert float(values["window_loss_shift"]) <= float(values["x0_term"]) + 1e-12
         final_loss = float(values["final_loss"])
         assert math.isfinite(final_loss) and final_loss > 0
         # a real run: the final loss is far below the loss of the untrained network
@@ -72,12 +75,18 @@ def test_chapter_runs(name):
         # a real run: even 30 epochs take the closed loop below its runaway start
         assert float(values["final_test_loss_closed"]) < float(values["initial_test_loss"])
     if name == "ch3_tradeoff.ipynb":
-        for key in ("stage3_loss_rel_error", "stage3_final_eig_gap", "alpha_values", "T_values"):
-            assert key in values
+        keys = ("paper_model_gap_pct", "frozen_metric_gap_pct", "compressed_max_rel_error",
+                "stage3_final_eig_gap", "alpha_values", "T_values", "beta_values",
+                "beta_gaps_pct")
+        assert set(keys) <= set(values)
         assert ast.literal_eval(values["T_values"]) == PARAMS[name]["T_values"]
+        assert ast.literal_eval(values["beta_values"]) == PARAMS[name]["betas"]
+        assert len(ast.literal_eval(values["beta_gaps_pct"])) == len(PARAMS[name]["betas"])
         assert len(ast.literal_eval(values["alpha_values"])) >= 5
-        # the reduced model starts on the full one: their losses are the same order
-        assert 0 <= float(values["stage3_loss_rel_error"]) < 1
+        # the exact reduction is exact; the four-number models start on the network
+        assert float(values["compressed_max_rel_error"]) < 1e-9
+        for key in ("paper_model_gap_pct", "frozen_metric_gap_pct"):
+            assert 0 <= float(values[key]) < 100
         assert 0 <= float(values["stage3_final_eig_gap"]) < 1
 
 

@@ -215,3 +215,63 @@ def test_the_compressed_network_trains_exactly_like_the_full_one(env):
     assert np.abs(hr.overlaps[-1] - hf.overlaps[-1]).max() > 1e-4
     with pytest.raises(ValueError, match="m fixed"):
         RankOneAgent(N=8, train_m=True).compressed()
+
+
+def complex_trap(q, env):
+    """Overlaps (K, 4) whose cubic root nearest the perturbative lambda_3 is one of a complex
+    pair, from the eigenvalues of P_eff (not from the cubic)."""
+    ev = eig_eff(q, env)
+    nearest = np.take_along_axis(
+        ev, np.abs(ev - theory.perturbative_lambda3(q)[..., None]).argmin(-1)[..., None], -1)
+    return np.abs(nearest[..., 0].imag) > 1e-9
+
+
+def check_real_lambda3(q, env):
+    ev = eig_eff(q, env)
+    is_real = np.abs(ev.imag) < 1e-12
+    assert np.all(is_real.sum(-1) == 1)  # one real root and a complex pair
+    real = ev.real[is_real]
+    pair = ev[~is_real].reshape(-1, 2)
+    roots = theory.labelled_roots(q)
+    np.testing.assert_array_equal(roots[:, 2].imag, 0)
+    np.testing.assert_allclose(roots[:, 2].real, real, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(theory.exact_lambda3(q), real, rtol=0, atol=1e-10)
+    qt = torch.tensor(q)
+    np.testing.assert_allclose(theory.exact_lambda3(qt).numpy(), real, rtol=0, atol=1e-10)
+    growth = np.abs(pair[:, 0]) ** 2
+    np.testing.assert_allclose(theory.pair_growth(q), growth, rtol=1e-9)
+    np.testing.assert_allclose(theory.pair_growth(qt).numpy(), growth, rtol=1e-9)
+
+
+def test_lambda3_is_the_real_root_late_in_stage_3_of_a_real_run(env):
+    """Late in stage 3 the perturbative lambda_3 lies nearer one of the complex pair than the
+    real root (found in the seed-2 run of the authors' setup): lambda_3, exact_lambda3 and
+    pair_growth must still use the real root, and numpy and torch agree."""
+    h = train_closed_loop(RankOneAgent(N=100, seed=2), env, epochs=1000, T=50, seed=2,
+                          eig_every=0)
+    q = h.overlaps[complex_trap(h.overlaps, env)]
+    assert len(q) > 10  # the trap is real: many late epochs of this run
+    check_real_lambda3(q, env)
+
+
+def test_lambda3_is_the_real_root_for_constructed_overlaps(env):
+    rng = np.random.default_rng(0)
+    q = rng.uniform([-1.2, -2.5, -1.0, -0.6], [-0.3, 2.5, 1.0, 0.2], (4000, 4))
+    trap = complex_trap(q, env)
+    assert trap.sum() > 20
+    check_real_lambda3(q[trap], env)
+    # gradients through the real root: the implicit-function gradient of exact_lambda3, and
+    # pair_growth's, against finite differences
+    for qi in q[trap][:3]:
+        x = torch.tensor(qi, requires_grad=True)
+        assert torch.autograd.gradcheck(theory.exact_lambda3, (x,), eps=1e-7, atol=1e-6)
+        assert torch.autograd.gradcheck(theory.pair_growth, (x,), eps=1e-7, atol=1e-6)
+
+
+def test_lambda3_with_three_real_roots_is_the_one_nearest_the_perturbative_value(env):
+    q = np.array([[0.05, 0.02, 0.01, 0.2], [0.1, 0.01, 0.02, -0.4]])  # positive feedback
+    ev = eig_eff(q, env)
+    assert np.abs(ev.imag).max() < 1e-12
+    near = ev.real[np.arange(2), np.abs(ev.real - theory.perturbative_lambda3(q)[:, None])
+                   .argmin(-1)]
+    np.testing.assert_allclose(theory.labelled_roots(q)[:, 2], near, atol=1e-12)

@@ -48,7 +48,6 @@ from . import _checks
 from ._threads import single_thread
 from .history import History
 
-ENGINES = ("inprocess", "local")
 
 
 @dataclass(frozen=True)
@@ -424,3 +423,48 @@ MODELS["tanh"] = Model(
            "convention": _one_of("paper_tanh", "book"), "n_test": _number(2, integer=True),
            "test_T": _number(1, integer=True), "monitor_every": _number(0, integer=True)},
     train=_train_tanh)
+
+
+def _train_open_loop(points):
+    """Per point: a tanh network trained closed loop (the teacher, the paper's setup) and a
+    student from the same initial weights trained open loop to imitate it, with the point's
+    ``lr``; the student's closed-loop test loss is recorded every ``monitor_every`` epochs.
+    Points that share a network (seed, init, g) share one teacher training."""
+    from . import conventions, gains
+    from .agents import RNNAgent
+    from .envs import DoubleIntegrator, UniformBox
+    from .training import train_closed_loop, train_open_loop
+
+    p0 = points[0]
+    env = DoubleIntegrator(UniformBox(p0["x0_half_width"]))
+    net = lambda p: (p["seed"], p["init"], p["g"])
+    nets = list(dict.fromkeys(net(p) for p in points))
+    initial = [RNNAgent(N=p0["N"], g=g, seed=seed, init=init) for seed, init, g in nets]
+    teachers = RNNAgent.stack([a.detached() for a in initial])
+    train_closed_loop(teachers, env, epochs=p0["teacher_epochs"], T=p0["T"], beta=p0["beta"],
+                      lr=p0["teacher_lr"], batch=p0["batch"], clip=p0["clip"],
+                      seed=[seed for seed, _, _ in nets], convention=conventions.PAPER_TANH,
+                      eig_every=0, eig_W=False)
+    which = [nets.index(net(p)) for p in points]
+    students = RNNAgent.stack([initial[i].detached() for i in which])
+    teacher = RNNAgent.stack([teachers.member(i) for i in which])
+    probe = gains.probe(env, gains.fixed_starts(env, p0["n_test"]), p0["test_T"])
+    return train_open_loop(students, teacher, env, epochs=p0["epochs"], T=p0["T"],
+                           lr=[p["lr"] for p in points], batch=p0["batch"], clip=p0["clip"],
+                           seed=p0["data_seed"], convention=conventions.PAPER_OPEN_LOOP,
+                           eig_every=0, eig_W=False, monitor=probe,
+                           monitor_every=p0["monitor_every"])
+
+
+MODELS["open_loop"] = Model(
+    "open_loop",
+    defaults=dict(N=100, g=0.1, seed=0, init="paper", lr=1e-2, teacher_lr=1e-2, epochs=1000,
+                  teacher_epochs=1000, T=50, beta=0.005, batch=100, clip=1.0,
+                  x0_half_width=1.0, data_seed=0, n_test=100, test_T=50, monitor_every=1),
+    shared=("N", "teacher_lr", "epochs", "teacher_epochs", "T", "beta", "batch", "clip",
+            "x0_half_width", "data_seed", "n_test", "test_T", "monitor_every"),
+    check={**_COMMON_CHECKS, "g": _number(0.0, 1e6), "teacher_lr": _positive,
+           "teacher_epochs": _number(0, 10**7, integer=True),
+           "data_seed": _number(0, 2**63 - 1, integer=True), "n_test": _number(2, integer=True),
+           "test_T": _number(1, integer=True), "monitor_every": _number(1, integer=True)},
+    train=_train_open_loop)

@@ -626,8 +626,10 @@ def acceptable(p, v) -> bool:
     if p.kind is list:
         return isinstance(v, (list, tuple)) and len(v) > 0 and all(acceptable(p.item, x)
                                                                      for x in v)
-    if p.kind is str:
-        return isinstance(v, str) and v in p.choices
+    if p.kind is str:  # one of the choices, or an address where the spec takes one
+        return isinstance(v, str) and (v in p.choices or (
+            p.pattern is not None and v.startswith("tcp://") and v.count(":") == 2
+            and v.rsplit(":", 1)[1].isdigit() and " " not in v))
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
                                                               np.floating)):
         return False

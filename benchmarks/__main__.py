@@ -100,6 +100,14 @@ def main(argv=None):
     ts, te = compare(*cases.tracking_ensemble_pair(), repeats=3)
     rows.append(("3 tracking trainings of 40 epochs: sequential vs one ensemble", ts, te, None))
     print(rows[-1], flush=True)
+    inproc, cluster, startup, close = cases.sweep_engines()
+    try:
+        ti, tc = compare(inproc, cluster, repeats=3)
+    finally:
+        close()
+    rows.append((f"sweep of 4 chunks (4 rank-one trainings of 100 epochs each): in-process vs "
+                 f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", ti, tc, None))
+    print(rows[-1], flush=True)
     tp, tf = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
     rows.append(("tanh epoch in float32 (an option, not the default)", tp, tf, None))
     print(rows[-1], flush=True)

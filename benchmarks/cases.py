@@ -161,3 +161,31 @@ def tracking_ensemble_pair(K: int = 3, epochs: int = 40, N: int = 100):
                                 seed=list(range(K)))
 
     return sequential, ensemble
+
+
+def sweep_engines(n_workers: int = 2, chunks: int = 4, members: int = 4, epochs: int = 100):
+    """(in-process, Dask LocalCluster of ``n_workers`` processes) callables running the same
+    sweep of ``chunks`` chunks; the cluster is started once (its start-up is reported apart)
+    and closed by the returned ``close``. Returns (inprocess, cluster, startup seconds, close).
+    """
+    import time
+
+    import distributed
+
+    from closedloop import sweep
+
+    grid = {"seed": list(range(chunks * members)), "N": [100], "epochs": [epochs]}
+    t = time.perf_counter()
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       env={"OMP_NUM_THREADS": "1"})
+    client = distributed.Client(cluster)
+    client.submit(sum, [1]).result()
+    startup = time.perf_counter() - t
+
+    def close():
+        client.close()
+        cluster.close()
+
+    run = lambda engine: sweep.run(grid, chunk_size=members, engine=engine, progress=False)
+    return (lambda: run("inprocess")), (lambda: run(client)), startup, close

@@ -106,7 +106,8 @@ class History:
         if loss is None or loss.ndim < 2:
             raise ValueError("member() needs an ensemble history (per-member arrays)")
         k = _checks.integer("k", k, low=0, high=loss.shape[1] - 1)
-        per_member = {n: a[:, k] for n, a in self.arrays.items() if not n.endswith("epoch")}
+        per_member = {n: a[k] if n.startswith("coord/") else a[:, k]  # a sweep's settings
+                      for n, a in self.arrays.items() if not n.endswith("epoch")}
         epochs = {n: a for n, a in self.arrays.items() if n.endswith("epoch")}
         return History(dict(self.config, member=k), {**epochs, **per_member}, self.message,
                        self.seconds)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from closedloop import DoubleIntegrator, RankOneAgent, sweep
 from closedloop.training import train_closed_loop

@@ -1,0 +1,273 @@
+"""The reproduction report: the paper's claims next to the book's numbers, with a verdict.
+
+Each ``Claim`` names the paper's figure, its number (in its units), where the book computes
+the same quantity (a chapter and the names it glues) and a ``Rule`` that turns the book's
+number into a verdict: "reproduced", "reproduced in shape" or "differs". Nothing here is
+run again: ``collect`` reads the glued values of the executed chapters, ``rows`` checks that
+every number is there (a missing one is an error that names the chapter and the name) and
+applies the rules. Introduced in the appendix "Reproduction report".
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+VERDICTS = ("reproduced", "reproduced in shape", "differs")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a book number becomes a verdict. ``kind``:
+
+    - 'range': the value (the median of a list) lies in ``strict`` (lo, hi): reproduced; in
+      ``loose``: in shape;
+    - 'factor': within a factor ``strict`` (then ``loose``) of ``target``;
+    - 'above': the value is above ``strict`` (reproduced) or ``loose`` (in shape);
+    - 'below': the value is below ``strict`` or ``loose``;
+    - 'increasing': a list strictly increasing (reproduced); first below last (in shape);
+    - 'distance': the Euclidean distance of a vector to ``target`` is within ``strict`` or
+      ``loose``;
+    - 'agree': two values whose relative difference |a - b| / max(|a|, |b|) is within
+      ``strict`` or ``loose``.
+    """
+
+    kind: str
+    strict: object = None
+    loose: object = None
+    target: object = None
+
+    def text(self) -> str:
+        """The tolerance in words, for the report's row."""
+        k, s, l = self.kind, self.strict, self.loose
+        if k == "range":
+            return f"in [{s[0]:g}, {s[1]:g}]; in shape in [{l[0]:g}, {l[1]:g}]"
+        if k == "factor":
+            return f"within {s:g}x of {self.target:g}; in shape within {l:g}x"
+        if k == "above":
+            return f"> {s:g}; in shape > {l:g}"
+        if k == "below":
+            return f"< {s:g}; in shape < {l:g}"
+        if k == "increasing":
+            return "strictly increasing; in shape: last above first"
+        if k == "distance":
+            return f"distance to {self.target} <= {s:g}; in shape <= {l:g}"
+        if k == "agree":
+            return f"relative difference <= {s:g}; in shape <= {l:g}"
+        raise ValueError(f"unknown rule kind {k!r}")
+
+
+def verdict(rule: Rule, value) -> str:
+    """The verdict of ``rule`` on the book's ``value`` (a number, a list, or for 'agree' a
+    pair). A value that is missing or not finite differs."""
+    k = rule.kind
+    try:
+        if k == "range":
+            v = _scalar(value)
+            return _grade(rule.strict[0] <= v <= rule.strict[1],
+                          rule.loose[0] <= v <= rule.loose[1])
+        if k == "factor":
+            v = _scalar(value)
+            if v <= 0 or rule.target <= 0:
+                return "differs"
+            f = math.exp(abs(math.log(v / rule.target)))
+            return _grade(f <= rule.strict, f <= rule.loose)
+        if k == "above":
+            v = _scalar(value)
+            return _grade(v > rule.strict, v > rule.loose)
+        if k == "below":
+            v = _scalar(value)
+            return _grade(v < rule.strict, v < rule.loose)
+        if k == "increasing":
+            v = np.asarray(value, float)
+            if v.ndim != 1 or v.size < 2 or not np.isfinite(v).all():
+                return "differs"
+            return _grade(bool(np.all(np.diff(v) > 0)), bool(v[-1] > v[0]))
+        if k == "distance":
+            v, t = np.asarray(value, float), np.asarray(rule.target, float)
+            d = float(np.linalg.norm(v - t))
+            return _grade(d <= rule.strict, d <= rule.loose)
+        if k == "agree":
+            a, b = (_scalar(x) for x in value)
+            d = abs(a - b) / max(abs(a), abs(b))
+            return _grade(d <= rule.strict, d <= rule.loose)
+    except _NotANumber:
+        return "differs"
+    raise ValueError(f"unknown rule kind {k!r}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row: ``section`` and ``figure`` of the paper, the claim in words (``what``), the
+    paper's number as text in its units (``paper``), where the book has it (``chapter``,
+    the glued ``keys``: one name, or two for an 'agree' rule), its ``units``, the ``rule``,
+    and the chapter's section label (``anchor``) the row links to."""
+
+    section: str
+    figure: str
+    what: str
+    paper: str
+    chapter: str
+    keys: tuple
+    units: str
+    rule: Rule
+    anchor: str
+    spread: str | None = None  # a glued seed spread to show beside the number
+    extra: dict = field(default_factory=dict)
+
+
+class MissingNumber(KeyError):
+    """A claim's number is not among its chapter's glued values."""
+
+
+def collect(folder) -> dict:
+    """{chapter name: {glue name: value}} from the executed notebooks in ``folder`` (values
+    parsed from their text form: numbers, lists, tuples, dicts and strings)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder of executed chapters at {folder}")
+    out = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        values = {}
+        for cell in json.loads(path.read_text())["cells"]:
+            for o in cell.get("outputs", []):
+                name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+                text = next((v for k, v in o.get("data", {}).items()
+                             if k.endswith("text/plain")), None)
+                if name and text is not None:
+                    values[name] = parse(text if isinstance(text, str) else "".join(text))
+        out[path.stem] = values
+    return out
+
+
+def parse(text: str):
+    """A glued value from its repr: numbers (numpy scalars included), lists, tuples, dicts,
+    strings; NaN and inf as floats. Anything else stays the text."""
+    t = re.sub(r"np\.(?:float|int|uint|bool_?)\w*\(([^()]*)\)", r"\1", text.strip())
+    t = re.sub(r"array\((\[.*\])(?:, dtype=\w+)?\)", r"\1", t, flags=re.S)
+    t = re.sub(r"\bnan\b", "float('nan')", t)
+    t = re.sub(r"(?<![\w'])inf\b", "float('inf')", t)
+    try:
+        return ast.literal_eval(t)
+    except (ValueError, SyntaxError):
+        try:
+            return _eval_floats(t)
+        except Exception:  # noqa: BLE001 - not a value we can read: keep the text
+            return text
+
+
+def rows(claims, glued: dict) -> list[dict]:
+    """Every claim with the book's value and verdict: [{claim, value, verdict, spread}].
+    Raises MissingNumber naming the chapter and the glue name when one is absent."""
+    out = []
+    for c in claims:
+        if c.chapter not in glued:
+            raise MissingNumber(f"{c.chapter}: the chapter's executed notebook is missing "
+                                f"(claim {c.what!r})")
+        values = []
+        for key in c.keys:
+            if key not in glued[c.chapter]:
+                raise MissingNumber(f"{c.chapter}: no glued value {key!r} (claim {c.what!r})")
+            values.append(glued[c.chapter][key])
+        value = values[0] if len(values) == 1 else tuple(values)
+        spread = None
+        if c.spread is not None:
+            if c.spread not in glued[c.chapter]:
+                raise MissingNumber(f"{c.chapter}: no glued value {c.spread!r} (the spread of "
+                                    f"{c.what!r})")
+            spread = glued[c.chapter][c.spread]
+        out.append({"claim": c, "value": value, "verdict": verdict(c.rule, value),
+                    "spread": spread})
+    return out
+
+
+def html_table(table: list[dict]) -> str:
+    """The report as one HTML table, each claim linking to its chapter's section."""
+    head = ("<table class='report'><thead><tr><th>paper</th><th>claim</th><th>paper's number"
+            "</th><th>book's number</th><th>seed spread</th><th>rule</th><th>verdict</th>"
+            "</tr></thead><tbody>")
+    body = []
+    for r in table:
+        c = r["claim"]
+        link = f"{c.chapter}.html#{c.anchor}"
+        body.append(
+            f"<tr><td>s.{c.section}, {_esc(c.figure)}</td>"
+            f"<td><a href='{link}'>{_esc(c.what)}</a></td><td>{_esc(c.paper)}</td>"
+            f"<td>{_esc(fmt(r['value']))} {_esc(c.units)}</td>"
+            f"<td>{_esc(fmt(r['spread'])) if r['spread'] is not None else ''}</td>"
+            f"<td>{_esc(c.rule.text())}</td>"
+            f"<td class='verdict {r['verdict'].replace(' ', '-')}'>{r['verdict']}</td></tr>")
+    return head + "".join(body) + "</tbody></table>"
+
+
+def fmt(value) -> str:
+    """A number or list of numbers, 3 significant digits."""
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(fmt(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def counts(table: list[dict]) -> dict:
+    """How many rows have each verdict."""
+    return {v: sum(r["verdict"] == v for r in table) for v in VERDICTS}
+
+
+class _NotANumber(Exception):
+    pass
+
+
+def _scalar(value) -> float:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        a = np.asarray(value, float)
+        if a.size == 0:
+            raise _NotANumber
+        value = float(np.median(a))
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _NotANumber
+    if not math.isfinite(value):
+        raise _NotANumber
+    return float(value)
+
+
+def _grade(strict: bool, loose: bool) -> str:
+    return VERDICTS[0] if strict else VERDICTS[1] if loose else VERDICTS[2]
+
+
+def _eval_floats(t):
+    """literal_eval with float('nan') / float('inf') allowed."""
+    tree = ast.parse(t, mode="eval")
+
+    def conv(node):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "float" \
+                and len(node.args) == 1 and isinstance(node.args[0], ast.Constant):
+            return float(node.args[0].value)
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [conv(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Dict):
+            return {conv(k): conv(v) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -conv(node.operand)
+        raise ValueError("not a literal")
+
+    return conv(tree.body)
+
+
+def _esc(s) -> str:
+    import html
+
+    return html.escape(str(s))

@@ -1,0 +1,90 @@
+"""closedloop.report: verdict rules on numbers whose verdicts are known, glued values read back
+from a notebook written here, a missing number refused by name, and the claim list complete
+against the chapters' glue of the small-scale runs when they exist."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from closedloop import report
+from closedloop.report import Claim, Rule, verdict
+
+
+@pytest.mark.parametrize("rule,value,want", [
+    (Rule("range", (56, 92), (40, 110)), 70, "reproduced"),
+    (Rule("range", (56, 92), (40, 110)), 100, "reproduced in shape"),
+    (Rule("range", (56, 92), (40, 110)), 130, "differs"),
+    (Rule("range", (56, 92), (40, 110)), [60, 100, 130], "reproduced in shape"),  # median 100
+    (Rule("factor", 1.5, 3.0, 9e4), 9e4 * 1.4, "reproduced"),
+    (Rule("factor", 1.5, 3.0, 9e4), 9e4 / 2.5, "reproduced in shape"),
+    (Rule("factor", 1.5, 3.0, 9e4), 9e4 / 4, "differs"),
+    (Rule("factor", 1.5, 3.0, 9e4), -1.0, "differs"),
+    (Rule("above", 1e4, 100), 2e4, "reproduced"), (Rule("above", 1e4, 100), 500, "reproduced in shape"),
+    (Rule("above", 1e4, 100), 50, "differs"), (Rule("below", 0.02, 0.1), 0.05, "reproduced in shape"),
+    (Rule("increasing"), [1, 5, 9, 30], "reproduced"), (Rule("increasing"), [1, 9, 5, 30], "reproduced in shape"),
+    (Rule("increasing"), [30, 9, 5, 1], "differs"), (Rule("increasing"), [1, float("nan")], "differs"),
+    (Rule("distance", 0.05, 0.2, (-0.36, -1.0)), (-0.33, -0.98), "reproduced"),
+    (Rule("distance", 0.05, 0.2, (-0.36, -1.0)), (-0.2, -1.0), "reproduced in shape"),
+    (Rule("agree", 0.05, 0.1), (6.1, 6.15), "reproduced"), (Rule("agree", 0.05, 0.1), (6.0, 6.6), "reproduced in shape"),
+    (Rule("range", (0, 1), (0, 2)), float("nan"), "differs"), (Rule("range", (0, 1), (0, 2)), "abc", "differs"),
+])
+def test_verdicts(rule, value, want):
+    assert verdict(rule, value) == want
+
+
+def test_every_rule_states_its_tolerance():
+    for r in (Rule("range", (1, 2), (0, 3)), Rule("factor", 2, 4, 1.0), Rule("above", 1, 0),
+              Rule("below", 1, 2), Rule("increasing"), Rule("distance", 1, 2, (0, 0)),
+              Rule("agree", 0.1, 0.2)):
+        assert r.text()
+    with pytest.raises(ValueError, match="unknown rule"):
+        verdict(Rule("near"), 1.0)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("0.25", 0.25), ("np.float64(0.5)", 0.5), ("[1, 2, 3]", [1, 2, 3]),
+    ("(np.float64(-0.36), np.float64(-1.0))", (-0.36, -1.0)), ("nan", float("nan")),
+    ("{'a': 1.0, 'b': [2, 3]}", {"a": 1.0, "b": [2, 3]}), ("'reproduced'", "reproduced"),
+    ("array([1., 2.])", [1.0, 2.0]), ("[1.0, nan, inf]", [1.0, float("nan"), float("inf")]),
+    ("<Figure size 700x300 with 1 Axes>", "<Figure size 700x300 with 1 Axes>")])
+def test_parse_reads_glued_reprs(text, want):
+    got = report.parse(text)
+    if isinstance(want, float) and math.isnan(want):
+        assert math.isnan(got)
+    elif isinstance(want, list) and any(isinstance(v, float) and math.isnan(v) for v in want):
+        assert got[0] == 1.0 and math.isnan(got[1]) and got[2] == float("inf")
+    else:
+        assert got == want
+
+
+def _notebook(path, values):
+    outputs = [{"output_type": "display_data", "metadata": {"scrapbook": {"name": k}},
+                "data": {"application/papermill.record/text/plain": repr(v)}}
+               for k, v in values.items()]
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": outputs,
+                     "execution_count": 1}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+def test_collect_and_rows_and_a_missing_number(tmp_path):
+    _notebook(tmp_path / "ch9.ipynb", {"x": np.float64(0.3), "pair": (1.0, 1.02), "sp": [0.2, 0.4]})
+    glued = report.collect(tmp_path)
+    assert glued["ch9"]["x"] == 0.3 and glued["ch9"]["pair"] == (1.0, 1.02)
+    ok = Claim("5", "Fig. 9", "x is small", "0.25", "ch9", ("x",), "", Rule("range", (0.2, 0.4),
+                                                                               (0.1, 0.5)),
+               "sec", spread="sp")
+    pair = Claim("6", "Fig. 9", "both agree", "-", "ch9", ("pair",), "", Rule("agree", 0.05, 0.1),
+                 "sec")
+    table = report.rows([ok, pair], glued)
+    assert [r["verdict"] for r in table] == ["reproduced", "reproduced"]
+    assert report.counts(table) == {"reproduced": 2, "reproduced in shape": 0, "differs": 0}
+    html = report.html_table(table)
+    assert "ch9.html#sec" in html and html.count("<tr>") == 3
+    missing = Claim("5", "Fig. 9", "y", "1", "ch9", ("y",), "", Rule("above", 1, 0), "sec")
+    with pytest.raises(report.MissingNumber, match="ch9: no glued value 'y'"):
+        report.rows([missing], glued)
+    with pytest.raises(report.MissingNumber, match="ch8"):
+        report.rows([Claim("5", "F", "z", "1", "ch8", ("z",), "", Rule("above", 1, 0), "s")],
+                    glued)

@@ -1,0 +1,139 @@
+"""Build the book: execute the chapters (in parallel), then the report, then the HTML.
+
+    python tools/book.py                       # paper scale: _build/executed -> _build/html
+    python tools/book.py --params tests/notebook_params.json --executed _build/ci --no-html
+
+1. Every chapter of book/ runs through papermill at its stored parameters (or those of
+   ``--params``) into ``--executed``, ``--jobs`` at a time, longest first, each process on
+   one torch thread (two torch processes with default threads on two cores run many times
+   slower). A failing chapter stops the build with its error.
+2. The reproduction report (book/report.ipynb) runs last: it reads the chapters' glued
+   values from ``--executed`` and re-runs nothing.
+3. The HTML book is built from the executed notebooks with execution off (the same
+   ``_config.yml`` and ``_toc.yml``, staged under ``<out>/src``), with ``-W -n``: any
+   warning, a broken reference or a missing glue, fails it.
+
+Python's standard library, PyYAML, papermill and jupyter-book only; ``make book`` calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REPORT = "report.ipynb"
+# longest first, so that two slots finish together (paper-scale times of `make bench`)
+ORDER = ["ch4_tracking.ipynb", "ch1_open_closed.ipynb", "ch3_tradeoff.ipynb",
+         "ch5_atlas.ipynb", "ch2_stages.ipynb"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def chapters() -> list[str]:
+    names = sorted(p.name for p in (ROOT / "book").glob("*.ipynb") if p.name != REPORT)
+    return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
+def execute(name: str, out: Path, params: dict, env: dict) -> float:
+    """papermill one notebook of book/ into ``out``; returns its wall time in seconds."""
+    cmd = [str(BIN / "papermill"), str(ROOT / "book" / name), str(out / name), "--cwd",
+           str(ROOT / "book"), "-k", "python3", "--no-progress-bar", "--log-level", "ERROR"]
+    if params:
+        path = out / f".{name}.params.json"
+        path.write_text(json.dumps(params))
+        cmd += ["-f", str(path)]
+    t = time.perf_counter()
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"{name} failed:\n{run.stderr[-4000:]}")
+    return time.perf_counter() - t
+
+
+def execute_all(out: Path, params: dict | None = None, jobs: int = 2) -> dict:
+    """Every chapter, then the report; returns {notebook: seconds}."""
+    out.mkdir(parents=True, exist_ok=True)
+    params = params or {}
+    env = dict(os.environ, **ONE_THREAD, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    times = {}
+
+    def one(name):
+        times[name] = execute(name, out, params.get(name, {}), env)
+        print(f"  {name}: {times[name]:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for f in [pool.submit(one, n) for n in chapters()]:
+            f.result()  # the first failure stops the build with its error
+    report = {"executed": str(out), **params.get(REPORT, {})}
+    one_report = dict(params, **{REPORT: report})
+    times[REPORT] = execute(REPORT, out, one_report[REPORT], env)
+    return times
+
+
+def stage_and_build(executed: Path, out: Path) -> Path:
+    """The HTML book from executed notebooks (execution off) into ``out``; returns the html
+    folder. Raises with Sphinx's output when the build has a warning."""
+    import yaml
+
+    src = out / "src"
+    shutil.rmtree(out, ignore_errors=True)
+    src.mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"  # executed above
+    static = config["sphinx"]["config"].get("html_static_path", [])
+    config["sphinx"]["config"]["html_static_path"] = [str(ROOT / p) for p in static]
+    local = config["sphinx"].get("local_extensions") or {}
+    config["sphinx"]["local_extensions"] = {k: str(ROOT / p) for k, p in local.items()}
+    config["bibtex_bibfiles"] = [str(ROOT / p) for p in config.get("bibtex_bibfiles", [])]
+    (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(ROOT / "_toc.yml", src / "_toc.yml")
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+    for p in (ROOT / "book").glob("*.ipynb"):
+        done = executed / p.name
+        if not done.exists():
+            raise FileNotFoundError(f"no executed {p.name} in {executed}")
+        shutil.copy(done, src / "book" / p.name)
+    for p in static:
+        if not (ROOT / p).is_dir():
+            raise FileNotFoundError(f"{p}/ is missing: run `python tools/fetch_assets.py`")
+    run = subprocess.run([str(BIN / "jupyter-book"), "build", "--all", "-W", "-n",
+                          "--keep-going", "--path-output", str(out), str(src)],
+                         capture_output=True, text=True, cwd=ROOT)
+    if run.returncode:
+        raise RuntimeError(f"the book did not build:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}")
+    return out / "_build" / "html"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--executed", default="_build/executed", help="folder of executed notebooks")
+    ap.add_argument("--out", default="_build", help="the book goes to OUT/html")
+    ap.add_argument("--params", help="JSON {notebook: {parameter: value}} (default: stored)")
+    ap.add_argument("--jobs", type=int, default=2, help="chapters executed at once")
+    ap.add_argument("--no-html", action="store_true", help="execute only")
+    args = ap.parse_args(argv)
+    params = json.loads(Path(args.params).read_text()) if args.params else {}
+    executed = (ROOT / args.executed).resolve()
+    t = time.perf_counter()
+    times = execute_all(executed, params, args.jobs)
+    print(f"executed {len(times)} notebooks in {time.perf_counter() - t:.0f} s", flush=True)
+    if args.no_html:
+        return
+    html = stage_and_build(executed, (ROOT / args.out / "book").resolve())
+    final = ROOT / args.out / "html"
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.copytree(html, final)
+    print(f"built in {time.perf_counter() - t:.0f} s: {final / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()

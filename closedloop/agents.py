@@ -320,13 +320,16 @@ class OverlapAgent(Agent):
     Trained are coordinates w with q = q0 + L w (w = 0 at the start), so a step of size lr
     moves the overlaps by -lr G grad_q(loss) with G = L L^T:
 
-    - ``metric=None``: G = I, plain gradient descent on the overlaps (the paper's model);
+    - ``metric=None``: G = I, plain gradient descent on the overlaps: the paper's stage-3 model
+      (spec section 9). The gradient that training clips is that of w, here the overlaps'
+      own 4-vector gradient; give it its own batches with ``train_closed_loop(..., seed=)``;
     - ``metric`` (*batch_shape, 4, 4) symmetric positive definite: G, e.g. the metric of the
       full network at the start (``RankOneAgent.overlap_metric``), with which the first step
       equals the full network's to first order in lr, clipping included (the gradient norm
       is sqrt(g^T G g) in both).
 
-    Introduced in Chapter 3, section "Stage 3: four numbers are enough".
+    Introduced in Chapter 3, section "Stage 3: four numbers are enough?" (``reduced.stage3_runs``
+    trains both beside the full network and its exact reduction).
     """
 
     names = ("q0", "L", "w")

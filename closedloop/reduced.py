@@ -190,7 +190,7 @@ def stage3_runs(start: RankOneAgent, env, *, epochs: int, T: int = 50, lr: float
     draw their batches with ``seed``; the paper's and the frozen-metric models with
     ``reduced_seed`` (default ``seed + 1``: their own, independent batches, as in the
     authors' code). ``convention`` as in ``train_closed_loop`` (default: the authors').
-    Introduced in Chapter 3, section "Stage 3: four numbers are enough".
+    Introduced in Chapter 3, section "Stage 3: four numbers are enough?".
     """
     if not isinstance(start, RankOneAgent) or start.batch_shape:
         raise TypeError(f"start must be one RankOneAgent (no ensemble axes), got "

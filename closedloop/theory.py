@@ -163,9 +163,9 @@ def exact_lambda3(overlaps):
     """The RNN's eigenvalue, exactly: the real root of the cubic (``labelled_roots``: the only
     one beside a complex pair, else the one nearest the perturbative value).
 
-    (..., 4) -> (...), numpy for numpy input. For torch input the value is differentiable: one Newton step from the
-    exact root adds zero to the value and carries the implicit-function gradient
-    -(df/dq) / (df/dlambda).
+    (..., 4) -> (...), numpy for numpy input. For torch input the value is differentiable:
+    one Newton step from the exact root adds zero to the value and carries the
+    implicit-function gradient -(df/dq) / (df/dlambda).
     """
     exact = labelled_roots(overlaps)[..., 2].real
     if not torch.is_tensor(overlaps):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from closedloop import DoubleIntegrator, RankOneAgent, UniformBox, coupled, reduced, stages, theory
+from closedloop import RankOneAgent, coupled, reduced, stages, theory
 from closedloop.agents import OverlapAgent, make_generator
 from closedloop.training import train_closed_loop
 

@@ -8,6 +8,7 @@ import numpy as np
 from .. import theory
 from ..plotting import PALETTE, complex_plane, figure, shade_stages
 
+
 def stage2_theory(history, stages, margin=20):
     """|lambda_1..3| of the full model over stage 2 against the perturbative theory (left) and
     |lambda_1|^2 against c + b lambda_3 + lambda_3^2 (right)."""
@@ -167,6 +168,8 @@ def stage3_metric_and_symmetry(runs):
     a1.axhline(1, color=PALETTE["orange"], ls="--", lw=1.2, label="the paper's model ($G = I$)")
     a1.set(xscale="log", yscale="log", xlabel=f"epochs since epoch {runs.start_epoch}, + 1",
            ylabel="diagonal of $G$", title="full network (dotted: frozen at the start)")
+    a1.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    a1.yaxis.set_minor_formatter(mpl.ticker.FormatStrFormatter("%g"))
     a1.legend(loc="upper left", fontsize=7)
     paths = {"full": runs.full.overlaps[:, 0], "frozen_metric": runs.frozen_metric.overlaps,
              "paper": runs.paper.overlaps[:, 0]}
@@ -183,7 +186,7 @@ def stage3_metric_and_symmetry(runs):
     a2.plot(paths["full"][0, 1], paths["full"][0, 2], "k*", ms=9, label="start")
     lims = sorted([0, sx * hi]), sorted([0, sy * hi])
     a2.set(xlim=lims[0], ylim=lims[1], xlabel="$s_{zu}$", ylabel="$s_{vm}$",
-           title="grey: $s_{zu} s_{vm}$ = const (same loss)")
+           title="grey: $s_{zu} s_{vm}$ = const")
     a2.legend(loc="upper right" if sx * sy > 0 else "lower right", fontsize=7)
     return fig
 

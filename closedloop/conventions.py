@@ -161,7 +161,7 @@ class TrackingConvention:
                 raise TypeError(f"{field} must be True or False, got "
                                 f"{_checks.short(getattr(self, field))}")
 
-    def with_(self, **changes) -> "TrackingConvention":
+    def with_(self, **changes) -> TrackingConvention:
         """A copy with some fields changed (named 'custom' unless ``name`` is given)."""
         return replace(self, **{"name": "custom", **changes})
 

@@ -5,15 +5,20 @@ Units: time in seconds (one step = dt = 0.1 s), frequencies in Hz, angular frequ
 rad/s. Shapes: plant states q (..., 4) = (x, vx, y, vy); controls u (..., 2) = (ax, ay);
 references r (B, T+1, 2) at t = 0..T; K sinusoids, N neurons, B references per batch.
 
-One episode, from q_0 = 0, h_0 = 0, u_0 = 0, for t = 0..T-1:
+One episode, from q_0 = 0, for t = 0..T-1 (the network reads t = 0 under the authors'
+convention: h_0 = (dt/tau) W_in in_0; under the book's h_0 = 0 and the first read is t = 1):
 
-    q_{t+1} = clamp(F q_t + B_p u_t, +/-bound)        explicit Euler: x += dt vx, vx += dt ax
-    in_{t+1} = (x_{t+1}, y_{t+1}, r_x(t+1), r_y(t+1))
-    h_{t+1} = h_t + (dt/tau) (-h_t + W h_t + W_in in_{t+1}),    u_{t+1} = W_out h_{t+1}
+    u_t = W_out h_t,   q_{t+1} = clamp(F q_t + B_p u_t, +/-bound)   explicit Euler: x += dt vx
+    in_{t+1} = (x_{t+1}, y_{t+1}, r_x((t+1) dt), r_y((t+1) dt))
+    h_{t+1} = h_t + (dt/tau) (-h_t + W h_t + W_in in_{t+1})
 
-Loss of an episode: L = (1/T) sum_{t=1..T} ||p_t - r_t||^2, p = (x, y): the squared distance
-in the plane, averaged over time (summed, not averaged, over the two axes, so that a probe's
-loss when the network does nothing is its reference power A^2/2).
+h_t is the state after reading in_t, so u_t is the control computed from what the network saw
+at t. Loss of an episode (``conventions.TrackingConvention``, applied by ``Scoring``):
+L = scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2, p = (x, y), summed over the two axes;
+the authors' (default) pair the position reached with the reference shown (offset 1: the
+error x_{i+1} - r(t_i), i = 0..T-1) and weight each step by dt (scale dt); the book's earlier
+scoring has offset 0 and scale 1. A probe's loss when the network does nothing is then
+scale A^2/2 after the ramp (``Scoring.power``).
 
 Exact mode. Away from the clamp the loop is linear and time-invariant,
 s_{t+1} = M s_t + G r_{t+1} with s = (q, h). A reference is Re sum_k c_k rho_k(t) e_{a_k}, with
@@ -21,13 +26,15 @@ c_k = A_k e^{i phi_k} and rho_k(t) = ramp(t) e^{i omega_k t dt}, so every trajec
 Re sum_k c_k Y_k(t), Y_k the complex response to rho_k on axis a_k. Averaged over independent
 uniform phases, the cross terms vanish and
 
-    E_phi L = sum_k (A_k^2 / 2) (1/T) sum_t ||E_k(t)||^2,    E_k = Y_k[pos] - rho_k e_{a_k},
+    E_phi L = sum_k scale (A_k^2 / 2) (1/T) sum_t ||E_k(t)||^2,
+    E_k(t) = Y_k(t)[pos] - rho_k(t - offset) e_{a_k},
 
 one term per sinusoid: the k-th is the probe loss of sinusoid k alone. Four complex
 trajectories give the exact loss, the probe losses and (recombined with the phases) the
 sampled loss of any batch. They are convolutions (one FFT each) with the loop's impulse
-response C M^s G, s < T, whose powers of M take a few matrix products (baby-step giant-step):
-no per-step Python loop.
+response C M^s G, s = 0..T, whose powers of M take a few matrix products (baby-step
+giant-step): no per-step Python loop. The pairing only shifts the targets against the
+responses.
 
 The clamp. sum_k A_k |Y_k(t)| is the largest |state| over all phases; while it stays within the
 bound the clamp never acts and the linear computation is exact. Otherwise the sampled losses
@@ -158,7 +165,7 @@ class Sinusoids:
         of the ramp."""
         return self.scoring(convention).silent_losses()
 
-    def scoring(self, convention=None) -> "Scoring":
+    def scoring(self, convention=None) -> Scoring:
         """These references scored under ``convention`` (a ``TrackingConvention``, its name or
         None: the authors'), built once per convention."""
         conv = conventions.resolve_tracking(convention)

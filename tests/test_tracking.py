@@ -171,7 +171,7 @@ def test_exact_loss_is_the_phase_average(conv):
     refs = tr.Sinusoids(ramp=0.0)
     plant, a = tr.PointMass(bound=None), net()
     grid = torch.tensor(list(itertools.product(*[GRID] * refs.K)), dtype=torch.float64)
-    brute = lambda r: (authors_loop(a, r)[2] if conv is PAPER  # noqa: E731
+    brute = lambda r: (authors_loop(a, r)[2] if conv is PAPER
                        else book_loss(tr.rollout(a, plant, r, convention=BOOK)["q"], r))
     resp = tr.linear_response(a, plant, refs, conv)
     assert brute(refs.signal(grid)).mean().item() == pytest.approx(resp.expected_loss().item(),
@@ -327,7 +327,7 @@ def test_epoch_0_updates_only_where_the_convention_says(conv):
         np.testing.assert_array_equal(snaps[0], snaps[1])  # no update at epoch 0
     else:
         assert h.epoch.tolist() == [0, 1]
-    adam = lambda g: lr * g / (g.abs() + 1e-8)  # noqa: E731  (bias-corrected first step)
+    adam = lambda g: lr * g / (g.abs() + 1e-8)  # bias-corrected first step
     torch.testing.assert_close(torch.tensor(snaps[-1]), W.detach() - adam(gW), rtol=0,
                                atol=1e-12)
     torch.testing.assert_close(torch.tensor(h.arrays["params/W_out"][-1]),

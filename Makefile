@@ -1,4 +1,6 @@
 # make book  - install into .venv and build the HTML book, running every chapter at paper scale
+#              (two chapters at a time, then the reproduction report; tools/book.py)
+# make pdf   - the whole book as one PDF (_build/closedloop.pdf), after make book
 # make test  - install into .venv and run the unit tests, every chapter at small scale, and the
 #              book built from those in headless Chromium, offline (make browser)
 # make bench - time the fast paths against plain loops (writes _build/bench/)
@@ -11,7 +13,7 @@ STAMP  := $(VENV)/.installed
 CI_NB  := _build/ci
 VENDOR := _vendor/versions.json
 
-.PHONY: book test unit notebooks browser bench clean
+.PHONY: book pdf test lint unit notebooks browser bench clean
 
 # pyvenv.cfg (a real file; bin/python is a symlink whose target mtime make would read) is a
 # prerequisite so that a half-deleted .venv (stamp left, python gone)
@@ -30,13 +32,22 @@ $(STAMP): $(VENV)/pyvenv.cfg requirements.txt constraints.txt pyproject.toml
 $(VENDOR): tools/fetch_assets.py
 	$(PYTHON) tools/fetch_assets.py _vendor
 
-# --all: re-run every notebook even if Sphinx thinks it unchanged; -W -n --keep-going: any
-# warning (a broken reference, a failed cell) fails the build after reporting all of them
+# papermill runs every chapter (a failing cell stops the build), the report reads their glue,
+# then jupyter-book builds the HTML from the executed notebooks with --all -W -n --keep-going:
+# any warning (a broken reference, a missing glue) fails the build after reporting all of them
 book: $(STAMP) $(VENDOR)
-	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	$(BIN)/python tools/book.py
 	@echo "The book is in _build/html/index.html"
 
-test: unit notebooks browser
+# headless Chromium prints every page of the built book (offline), pypdf merges them
+pdf: $(STAMP)
+	@test -f _build/html/index.html || { echo "run make book first"; exit 1; }
+	$(BIN)/python tools/pdf.py
+
+test: lint unit notebooks browser
+
+lint: $(STAMP)
+	$(BIN)/ruff check closedloop tests benchmarks tools
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -70,7 +70,8 @@ class Agent:
     def _check_shapes(self):
         z = self.tensors["z"]
         if z.dim() < 1 or z.shape[-1] < 1:
-            raise ValueError(f"z must have shape (*batch_shape, N) with N >= 1, got {tuple(z.shape)}")
+            raise ValueError(f"z must have shape (*batch_shape, N) with N >= 1, got "
+                             f"{tuple(z.shape)}")
         for k, t in self.tensors.items():
             want = self.batch_shape + ((self.N, self.N) if k == "W" else (self.N,))
             _checks.shape(k, t, want)
@@ -246,7 +247,8 @@ class RankOneAgent(Agent):
             name, scale, torch.randn(*bs, N, generator=gen, dtype=dtype), N)
         u, v = draw("uv_scale", uv_scale), draw("uv_scale", uv_scale)
         if init == "paper":  # U(-1/sqrt(N), 1/sqrt(N))
-            uniform = lambda: (2 * torch.rand(*bs, N, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
+            uniform = lambda: ((2 * torch.rand(*bs, N, generator=gen, dtype=dtype) - 1)
+                               / math.sqrt(N))
             m, z = uniform(), uniform()
         else:
             m, z = draw("m", 1.0), draw("z", 1.0)
@@ -365,7 +367,8 @@ class OverlapAgent(Agent):
 
     @classmethod
     def of(cls, agent: "RankOneAgent", metric: bool = True) -> "OverlapAgent":
-        """The reduced model of ``agent``: its overlaps, with its metric unless ``metric=False``."""
+        """The reduced model of ``agent``: its overlaps, with its metric unless
+        ``metric=False``."""
         if not isinstance(agent, RankOneAgent):
             raise TypeError(f"agent must be a RankOneAgent, got {type(agent).__name__}")
         with torch.no_grad():

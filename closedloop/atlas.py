@@ -51,7 +51,8 @@ def pivot(history: History, values, row: str, col: str, reduce=np.nanmedian):
 
 
 def fraction(history: History, flags, row: str, col: str):
-    """The fraction of points with ``flags`` (P,) true per (row, col) cell: (rows, cols, (R, C))."""
+    """The fraction of points with ``flags`` (P,) true per (row, col) cell:
+    (rows, cols, table (R, C))."""
     return pivot(history, np.asarray(flags, float), row, col, reduce=np.mean)
 
 

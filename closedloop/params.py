@@ -82,7 +82,8 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "x0_half_width": Param(float, 1e-150, 1e150),
         "inputs": Param(str, choices=INPUTS),
         "n_test": Param(int, 2),  # the gains are regressed on >= 2 independent starts
-        "seed": SEED, "snapshot_every": COUNT, "n_grid": Param(int, 2),
+        "seed": SEED, "n_seeds": COUNT, "snapshot_every": COUNT, "n_grid": Param(int, 2),
+        "workers": COUNT,
     },
     "ch2_stages": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
@@ -123,6 +124,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "excursion_inits": Param(list, item=Param(str, choices=("paper", "gaussian"))),
         "excursion_seeds": COUNT,
     },
+    "report": {"executed": Param(str, choices=(), pattern=r".+")},  # a folder
 }
 
 

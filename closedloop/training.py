@@ -39,8 +39,9 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
 
     ``T`` (steps), ``beta`` (control cost), ``lr`` and ``seed`` may give one value per member
     of a 1-axis ensemble (see ``sweep`` and ``closedloop.sweep``); with one seed per member
-    each member draws its batches from its own generator, as it would alone. ``mode='sampled'``: a fresh batch of ``batch`` initial states
-    each epoch (the paper); ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
+    each member draws its batches from its own generator, as it would alone.
+    ``mode='sampled'``: a fresh batch of ``batch`` initial states each epoch (the paper);
+    ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
     ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
     evaluated every ``monitor_every`` epochs and recorded under its names (with

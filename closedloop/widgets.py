@@ -58,8 +58,8 @@ from . import coupled, gains, theory, tracking
 from .agents import RankOneAgent
 from .plotting import PALETTE, WIDTH, complex_plane, shade_stages
 
-__all__ = ["Explorer", "Trainer", "atlas_explorer", "epoch_progress", "gain_space_explorer", "pick_frames",
-           "render_png", "selector", "slider", "sparse_log_ticks", "stage1_explorer",
+__all__ = ["Explorer", "Trainer", "atlas_explorer", "epoch_progress", "gain_space_explorer",
+           "pick_frames", "render_png", "selector", "slider", "sparse_log_ticks", "stage1_explorer",
            "static_html", "tracking_explorer", "tradeoff_explorer"]
 
 LIVE_DPI = 100     # the live figure (a PNG re-rendered on every change)

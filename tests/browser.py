@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -52,14 +51,11 @@ SRC = OUT / "src"
 HTML = OUT / "_build" / "html"
 SHOTS = OUT / "screenshots"
 JB = Path(sys.executable).with_name("jupyter-book")
+sys.path.insert(0, str(ROOT / "tools"))
+import book as book_tool  # noqa: E402
+from webdriver import CHROMEDRIVER, CHROMIUM, ELEMENT, WAIT_FOR_MATHJAX, Browser  # noqa: E402
 
 
-def _find(*names):
-    return next((shutil.which(n) for n in names if shutil.which(n)), None)
-
-
-CHROMIUM = _find("chromium", "chromium-browser", "google-chrome")
-CHROMEDRIVER = _find("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="the browser test needs headless Chromium and its driver: chromium "
@@ -96,112 +92,10 @@ def book() -> Path:
     missing = [p for p in CHAPTERS if not (CI_NB / f"{Path(p).name}.ipynb").exists()]
     if missing:
         pytest.fail(f"no executed notebook in {CI_NB} for {missing}: run `make notebooks` first")
-    shutil.rmtree(OUT, ignore_errors=True)
-    SRC.mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "off"  # already executed, at the CI parameters
-    static = config["sphinx"]["config"].get("html_static_path", [])
-    config["sphinx"]["config"]["html_static_path"] = [str(ROOT / p) for p in static]
-    local = config["sphinx"].get("local_extensions") or {}
-    config["sphinx"]["local_extensions"] = {k: str(ROOT / p) for k, p in local.items()}
-    (SRC / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    shutil.copy(ROOT / "_toc.yml", SRC / "_toc.yml")
-    shutil.copytree(ROOT / "book", SRC / "book", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
-    for p in CHAPTERS:
-        shutil.copy(CI_NB / f"{Path(p).name}.ipynb", SRC / f"{p}.ipynb")
-    for p in static:
-        assert (ROOT / p).is_dir(), f"{p}/ is missing: run `python tools/fetch_assets.py`"
-    run = subprocess.run([str(JB), "build", "--all", "-W", "-n", "--keep-going",
-                          "--path-output", str(OUT), str(SRC)],
-                         check=False, capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0, (f"the book did not build:\n{run.stdout[-6000:]}\n"
-                                 f"{run.stderr[-3000:]}")
-    return HTML
-
-
-# -- a minimal WebDriver client ---------------------------------------------------------------
-ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
-
-
-class Browser:
-    """Headless Chromium through chromedriver's W3C WebDriver endpoints. ``offline``: no host
-    name resolves (127.0.0.1 neither), so nothing can be fetched from a network."""
-
-    def __init__(self, offline: bool = True):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while True:
-            try:
-                if self._call("GET", "/status")["ready"]:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                self.proc.kill()
-                raise RuntimeError("chromedriver did not start within 30 s")
-            time.sleep(0.2)
-        options = {"binary": CHROMIUM, "args": [
-            "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-            "--window-size=1280,1600", "--hide-scrollbars",
-            # offline: no host name resolves, so anything fetched from the network fails
-            *(["--host-resolver-rules=MAP * ~NOTFOUND"] if offline else [])]}
-        caps = {"browserName": "chrome", "goog:chromeOptions": options,
-                "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"}}
-        try:
-            value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})
-        except BaseException:
-            self.proc.kill()  # no browser: leave no driver behind
-            raise
-        self.session = f"/session/{value['sessionId']}"
-        self._call("POST", f"{self.session}/timeouts", {"script": 60000, "pageLoad": 60000})
-
-    def _call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=120) as r:
-                return json.loads(r.read())["value"]
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"WebDriver {method} {path}: {exc.read()[:500]!r}") from None
-
-    def cmd(self, method, path="", body=None):
-        return self._call(method, self.session + path, body)
-
-    def get(self, url):
-        self.cmd("POST", "/url", {"url": url})
-
-    def js(self, script, *args):
-        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
-
-    def js_async(self, script, *args):
-        return self.cmd("POST", "/execute/async", {"script": script, "args": list(args)})
-
-    def log(self, kind):
-        return self.cmd("POST", "/se/log", {"type": kind})
-
-    def find_all(self, css):
-        found = self.cmd("POST", "/elements", {"using": "css selector", "value": css})
-        return [e[ELEMENT] for e in found]
-
-    def keys(self, element, text):
-        self.cmd("POST", f"/element/{element}/value", {"text": text})
-
-    def screenshot(self, path, element=None):
-        data = self.cmd("GET", f"/element/{element}/screenshot" if element else "/screenshot")
-        path.write_bytes(base64.b64decode(data))
-
-    def close(self):
-        try:
-            self.cmd("DELETE")
-        finally:
-            self.proc.terminate()
-            self.proc.wait(10)
+    try:
+        return book_tool.stage_and_build(CI_NB, OUT)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -212,28 +106,6 @@ def browser():
 
 
 # -- the checks -------------------------------------------------------------------------------
-WAIT_FOR_MATHJAX = """
-var done = arguments[arguments.length - 1], t0 = Date.now();
-function report() {
-  var math = Array.from(document.querySelectorAll('.math'));
-  return {math: math.length,
-          unrendered: math.filter(function (m) { return !m.querySelector('mjx-container'); })
-                          .map(function (m) { return m.textContent.slice(0, 60); }),
-          errors: document.querySelectorAll('mjx-merror').length,
-          mathjax: !!(window.MathJax && window.MathJax.startup)};
-}
-(function wait() {
-  if (document.readyState === 'complete' && window.MathJax && MathJax.startup
-      && MathJax.startup.promise) {
-    MathJax.startup.promise.then(function () { done(report()); },
-                                 function (e) { done({failed: String(e)}); });
-  } else if ((document.readyState === 'complete' && !document.querySelector('.math'))
-             || Date.now() - t0 > 30000) {
-    done(report());  // a page without math loads no MathJax
-  } else { setTimeout(wait, 100); }
-})();
-"""
-
 BROKEN_IMAGES = """
 return Array.from(document.images)
   .filter(function (i) { return !(i.complete && i.naturalWidth > 0); })

@@ -610,7 +610,7 @@ def test_chapter_parameters(data):
         if p.kind is int:
             v = p.low if p.low is not None and not p.low_open else 1
             return v + 1 if p.odd and v % 2 == 0 else v
-        return 0.1 if p.kind is float else p.choices[0]
+        return 0.1 if p.kind is float else p.choices[0] if p.choices else "folder"
 
     values = {k: valid(p) for k, p in spec.items()}
     check_parameters(chapter, values)
@@ -627,6 +627,8 @@ def acceptable(p, v) -> bool:
         return isinstance(v, (list, tuple)) and len(v) > 0 and all(acceptable(p.item, x)
                                                                      for x in v)
     if p.kind is str:  # one of the choices, or an address where the spec takes one
+        if p.pattern == ".+":  # any path
+            return isinstance(v, str) and len(v) > 0 and "\n" not in v
         return isinstance(v, str) and (v in p.choices or (
             p.pattern is not None and v.startswith("tcp://") and v.count(":") == 2
             and v.rsplit(":", 1)[1].isdigit() and " " not in v))

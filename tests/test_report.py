@@ -21,14 +21,20 @@ from closedloop.report import Claim, Rule, verdict
     (Rule("factor", 1.5, 3.0, 9e4), 9e4 / 2.5, "reproduced in shape"),
     (Rule("factor", 1.5, 3.0, 9e4), 9e4 / 4, "differs"),
     (Rule("factor", 1.5, 3.0, 9e4), -1.0, "differs"),
-    (Rule("above", 1e4, 100), 2e4, "reproduced"), (Rule("above", 1e4, 100), 500, "reproduced in shape"),
-    (Rule("above", 1e4, 100), 50, "differs"), (Rule("below", 0.02, 0.1), 0.05, "reproduced in shape"),
-    (Rule("increasing"), [1, 5, 9, 30], "reproduced"), (Rule("increasing"), [1, 9, 5, 30], "reproduced in shape"),
-    (Rule("increasing"), [30, 9, 5, 1], "differs"), (Rule("increasing"), [1, float("nan")], "differs"),
+    (Rule("above", 1e4, 100), 2e4, "reproduced"),
+    (Rule("above", 1e4, 100), 500, "reproduced in shape"),
+    (Rule("above", 1e4, 100), 50, "differs"),
+    (Rule("below", 0.02, 0.1), 0.05, "reproduced in shape"),
+    (Rule("increasing"), [1, 5, 9, 30], "reproduced"),
+    (Rule("increasing"), [1, 9, 5, 30], "reproduced in shape"),
+    (Rule("increasing"), [30, 9, 5, 1], "differs"),
+    (Rule("increasing"), [1, float("nan")], "differs"),
     (Rule("distance", 0.05, 0.2, (-0.36, -1.0)), (-0.33, -0.98), "reproduced"),
     (Rule("distance", 0.05, 0.2, (-0.36, -1.0)), (-0.2, -1.0), "reproduced in shape"),
-    (Rule("agree", 0.05, 0.1), (6.1, 6.15), "reproduced"), (Rule("agree", 0.05, 0.1), (6.0, 6.6), "reproduced in shape"),
-    (Rule("range", (0, 1), (0, 2)), float("nan"), "differs"), (Rule("range", (0, 1), (0, 2)), "abc", "differs"),
+    (Rule("agree", 0.05, 0.1), (6.1, 6.15), "reproduced"),
+    (Rule("agree", 0.05, 0.1), (6.0, 6.6), "reproduced in shape"),
+    (Rule("range", (0, 1), (0, 2)), float("nan"), "differs"),
+    (Rule("range", (0, 1), (0, 2)), "abc", "differs"),
 ])
 def test_verdicts(rule, value, want):
     assert verdict(rule, value) == want
@@ -69,7 +75,8 @@ def _notebook(path, values):
 
 
 def test_collect_and_rows_and_a_missing_number(tmp_path):
-    _notebook(tmp_path / "ch9.ipynb", {"x": np.float64(0.3), "pair": (1.0, 1.02), "sp": [0.2, 0.4]})
+    _notebook(tmp_path / "ch9.ipynb",
+              {"x": np.float64(0.3), "pair": (1.0, 1.02), "sp": [0.2, 0.4]})
     glued = report.collect(tmp_path)
     assert glued["ch9"]["x"] == 0.3 and glued["ch9"]["pair"] == (1.0, 1.02)
     ok = Claim("5", "Fig. 9", "x is small", "0.25", "ch9", ("x",), "", Rule("range", (0.2, 0.4),

@@ -118,7 +118,8 @@ def test_bad_training_arguments_name_the_parameter(env, kwargs, param):
 @pytest.mark.parametrize("make,param", [
     (lambda: RankOneAgent(N=0), "N"), (lambda: RNNAgent(N=0), "N"),
     (lambda: RNNAgent(activation="relu"), "activation"), (lambda: RNNAgent(g=-1), "g"),
-    (lambda: RankOneAgent(s_zm0=1.5), "s_zm0"), (lambda: RankOneAgent(s_zm0=float("nan")), "s_zm0"),
+    (lambda: RankOneAgent(s_zm0=1.5), "s_zm0"),
+    (lambda: RankOneAgent(s_zm0=float("nan")), "s_zm0"),
     (lambda: RankOneAgent(s_zm0=torch.zeros(3), batch_shape=(2,)), "s_zm0"),
     (lambda: RNNAgent.from_tensors(torch.zeros(3, 3), torch.zeros(4), torch.zeros(3)), "m"),
     (lambda: UniformBox(-1.0), "half_width"), (lambda: RankOneAgent(seed=-1), "seed"),

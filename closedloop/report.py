@@ -35,7 +35,9 @@ class Rule:
     - 'distance': the Euclidean distance of a vector to ``target`` is within ``strict`` or
       ``loose``;
     - 'agree': two values whose relative difference |a - b| / max(|a|, |b|) is within
-      ``strict`` or ``loose``.
+      ``strict`` or ``loose``;
+    - 'ratio': two values whose ratio a / b is above ``strict`` (reproduced) or ``loose``;
+    - 'straddle': two values a > ``target`` > b (reproduced), or a > b (in shape).
     """
 
     kind: str
@@ -60,6 +62,10 @@ class Rule:
             return f"distance to {self.target} <= {s:g}; in shape <= {l:g}"
         if k == "agree":
             return f"relative difference <= {s:g}; in shape <= {l:g}"
+        if k == "ratio":
+            return f"first / second > {s:g}; in shape > {l:g}"
+        if k == "straddle":
+            return f"first > {self.target:g} > second; in shape: first > second"
         raise ValueError(f"unknown rule kind {k!r}")
 
 
@@ -97,7 +103,15 @@ def verdict(rule: Rule, value) -> str:
             a, b = (_scalar(x) for x in value)
             d = abs(a - b) / max(abs(a), abs(b))
             return _grade(d <= rule.strict, d <= rule.loose)
-    except _NotANumber:
+        if k == "ratio":
+            a, b = (_scalar(x) for x in value)
+            if b <= 0:
+                return "differs"
+            return _grade(a / b > rule.strict, a / b > rule.loose)
+        if k == "straddle":
+            a, b = (_scalar(x) for x in value)
+            return _grade(a > rule.target > b, a > b)
+    except (_NotANumber, TypeError, ValueError):
         return "differs"
     raise ValueError(f"unknown rule kind {k!r}")
 
@@ -271,3 +285,58 @@ def _esc(s) -> str:
     import html
 
     return html.escape(str(s))
+
+
+# -- the claims of the paper (shared/paper.md sections 5-7) -----------------------------------
+CLAIMS = [
+    Claim("5", "Fig. 3", "stage 1 ends early", "near epoch 8", "ch2_stages",
+          ("stage1_end_epoch",), "epochs", Rule("factor", 1.5, 3.0, 8.0), "ch2-stages"),
+    Claim("5", "Fig. 3, three runs", "stabilization epoch", "56-92 (3 runs)", "ch2_stages",
+          ("stab_median",), "epochs (median over seeds)", Rule("range", (56, 92), (40, 110)),
+          "ch2-stages", spread="stab_values"),
+    Claim("5", "three runs", "final spectral radius rho(P)", "0.69-0.70", "ch2_stages",
+          ("rho_median",), "(median over seeds)", Rule("range", (0.685, 0.705), (0.665, 0.725)),
+          "ch2-stages"),
+    Claim("5", "three runs", "final expected loss", "0.27-0.29", "ch2_stages", ("final_loss",),
+          "(authors' loss window)", Rule("range", (0.27, 0.29), (0.2, 0.4)), "ch2-stages"),
+    Claim("5", "Fig. 4", "alpha -> 0 pushes lambda_1 out, alpha -> 1 pulls it in",
+          "qualitative", "ch3_tradeoff", ("alpha0_final_modulus", "alpha1_final_modulus"),
+          "|lambda_1| at the end, alpha = 0 and 1", Rule("straddle", target=1.0),
+          "ch3-alpha"),
+    Claim("5", "Fig. 4", "a short horizon T acts like a small alpha", "qualitative",
+          "ch3_tradeoff", ("T_short_peak_modulus", "T_long_peak_modulus"),
+          "max |lambda_1|, shortest and longest T", Rule("ratio", 1.0, 0.99), "ch3-T"),
+    Claim("5", "Fig. 5", "stage 3: the paper's reduced model follows the full network",
+          "curves coincide (authors' code: median gap 1.6-6.6%)", "ch3_tradeoff",
+          ("paper_model_gap_pct",), "% median gap over stage 3", Rule("below", 6.6, 20.0),
+          "ch3-stage3"),
+    Claim("5", "Fig. 5", "stage 3 with a control cost beta > 0", "agree for every beta "
+          "(authors' code: 0.8-1.5%)", "ch3_tradeoff", ("beta_gaps_pct",),
+          "% median gap (median over beta)", Rule("below", 2.0, 10.0), "ch3-stage3"),
+    Claim("6", "Fig. 1", "the open-loop student's test loss peaks far above its final value",
+          "~9e4x (authors' code: 5.6e5 / 6.15)", "ch1_open_closed", ("open_peak_ratio",),
+          "x (peak / final)", Rule("above", 1e4, 100.0), "ch1-excursion"),
+    Claim("6", "Fig. 1", "epoch of the student's peak", "~220-300 (authors' code: 211-213)",
+          "ch1_open_closed", ("open_peak_epoch",), "epoch", Rule("range", (200, 300), (50, 600)),
+          "ch1-excursion"),
+    Claim("6", "Fig. 1", "both networks end at the same test loss", "within a few percent",
+          "ch1_open_closed", ("closed_final_test_loss", "open_final_test_loss"),
+          "(closed, open)", Rule("agree", 0.05, 0.10), "ch1-excursion"),
+    Claim("6", "Fig. 2", "final gains of the closed-loop network", "(-0.36, -1.0)",
+          "ch1_open_closed", ("final_gain_closed",), "(k1, k2)",
+          Rule("distance", 0.05, 0.2, (-0.36, -1.0)), "ch1-gains"),
+    Claim("6", "Fig. 2", "final gains of the open-loop student", "(-0.36, -1.0)",
+          "ch1_open_closed", ("final_gain_open",), "(k1, k2)",
+          Rule("distance", 0.05, 0.2, (-0.36, -1.0)), "ch1-gains"),
+    Claim("7", "Fig. 6", "frequencies acquired in order, low first", "0.1 < 0.2 < 0.3 < 0.4 Hz",
+          "ch4_tracking", ("acquisition_epochs",), "epochs", Rule("increasing"),
+          "ch4-acquisition"),
+    Claim("7", "Fig. 6", "eig(W) pairs line up with the target frequencies",
+          "|Im| 0.58, 1.25, 1.82, 2.54 vs 0.63, 1.26, 1.88, 2.51 rad/s", "ch4_tracking",
+          ("top_im_at_learned",), "rad/s (largest |Im| when each is learned)",
+          Rule("distance", 0.2, 0.6, (0.63, 1.26, 1.88, 2.51)), "ch4-eig"),
+    Claim("7", "Fig. 6", "the open-loop twin's test loss rises, then falls",
+          "~5.6 -> ~13 near epoch 100, then falls", "ch4_tracking",
+          ("open_peak_test_loss", "final_test_loss_open"), "(peak, final)",
+          Rule("ratio", 2.0, 1.05), "ch4-twin"),
+]

@@ -53,6 +53,7 @@ SHOTS = OUT / "screenshots"
 JB = Path(sys.executable).with_name("jupyter-book")
 sys.path.insert(0, str(ROOT / "tools"))
 import book as book_tool  # noqa: E402
+import pdf  # noqa: E402,F401  (tools/pdf.py, for test_the_book_as_one_pdf)
 from webdriver import CHROMEDRIVER, CHROMIUM, ELEMENT, WAIT_FOR_MATHJAX, Browser  # noqa: E402
 
 
@@ -309,3 +310,106 @@ def test_live_explorer_in_jupyterlab(jupyterlab):
         assert b.js(image) != first
     finally:
         b.close()
+
+
+# -- what else readers do: search, dark mode, download, the PDF -------------------------------
+SEARCH_RESULTS = """
+var done = arguments[arguments.length - 1], t0 = Date.now();
+(function wait() {
+  var links = Array.from(document.querySelectorAll('#search-results ul.search li a'));
+  var status = document.querySelector('#search-results .search-summary, #search-results p');
+  if (links.length || (status && /did not match|found/i.test(status.textContent))
+      || Date.now() - t0 > 30000) {
+    done(links.map(function (a) { return a.getAttribute('href'); }));
+  } else { setTimeout(wait, 200); }
+})();
+"""
+
+
+def test_search_finds_a_word_of_one_chapter_and_lands_on_it(book, browser):
+    """'Spearman' appears in Chapter 5 only: the offline search lists it and the link opens
+    that chapter, with the word on the page."""
+    pages_with_word = [p for p in PAGES if "Spearman" in (book / f"{p}.html").read_text()]
+    assert [Path(p).name for p in pages_with_word] == ["ch5_atlas"], pages_with_word
+    browser.get((book / "search.html").as_uri() + "?q=Spearman")
+    links = browser.js_async(SEARCH_RESULTS)
+    assert links and "ch5_atlas" in links[0], f"search results: {links}"
+    browser.get((book / "search.html").as_uri().rsplit("/", 1)[0] + "/" + links[0])
+    assert "ch5_atlas" in browser.js("return location.href;")
+    assert "Spearman" in browser.js("return document.body.innerText;")
+
+
+def _luminance(png: bytes, border: int = 3):
+    """Mean relative luminance of an image's border pixels and the spread inside it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), float) / 255
+    lum = a @ [0.2126, 0.7152, 0.0722]
+    edge = np.concatenate([lum[:border].ravel(), lum[-border:].ravel(), lum[:, :border].ravel(),
+                           lum[:, -border:].ravel()])
+    return float(edge.mean()), float(np.percentile(lum, 99) - np.percentile(lum, 1))
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_dark_mode_keeps_figures_readable(book, browser, page):
+    """In dark mode the figures keep their light backgrounds (their ink stays dark on light,
+    not dark on the dark page): each figure's border is light and its contrast high."""
+    browser.get((book / f"{page}.html").as_uri())
+    browser.js("document.documentElement.dataset.theme = 'dark';"
+               "document.documentElement.dataset.mode = 'dark'; return true;")
+    time.sleep(0.3)
+    assert browser.js("return getComputedStyle(document.body).backgroundColor;") not in (
+        "rgb(255, 255, 255)", "rgba(0, 0, 0, 0)"), "dark mode did not switch"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(SHOTS / f"{Path(page).name}-dark.png")
+    figures = browser.find_all("main figure img, main .cell_output img")[:3]
+    assert figures, "no figure on the page"
+    import base64
+
+    for i, img in enumerate(figures):
+        browser.js("arguments[0].scrollIntoView({block: 'center'});", {ELEMENT: img})
+        png = base64.b64decode(browser.cmd("GET", f"/element/{img}/screenshot"))
+        edge, contrast = _luminance(png)
+        assert edge > 0.7, f"figure {i} has a dark or transparent background ({edge:.2f})"
+        assert contrast > 0.5, f"figure {i} has too little contrast ({contrast:.2f})"
+    browser.js("document.documentElement.dataset.theme = 'light';"
+               "document.documentElement.dataset.mode = 'light'; return true;")
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_the_download_button_gives_the_chapters_notebook(book, browser, page):
+    browser.get((book / f"{page}.html").as_uri())
+    hrefs = browser.js("return Array.from(document.querySelectorAll('a'))"
+                       ".map(function (a) { return a.href; })"
+                       ".filter(function (h) { return /\\.ipynb$/.test(h); });")
+    name = f"{Path(page).name}.ipynb"
+    mine = [h for h in hrefs if h.endswith("/" + name)]
+    assert mine, f"no download link to {name}: {hrefs}"
+    from urllib.parse import unquote, urlparse
+
+    nb = json.loads(Path(unquote(urlparse(mine[0]).path)).read_text())
+    assert nb["nbformat"] == 4 and any(c["cell_type"] == "code" for c in nb["cells"])
+    assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+
+
+def test_the_book_as_one_pdf(book, tmp_path):
+    """tools/pdf.py on this build: a title page and every page of the table of contents,
+    each chapter's title in the text, no equation left as TeX."""
+    import pdf as pdf_tool
+    from pypdf import PdfReader
+
+    out = OUT / "closedloop.pdf"
+    counts = pdf_tool.make_pdf(book, out)
+    assert list(counts) == ["title", *PAGES]
+    reader = PdfReader(out)
+    assert len(reader.pages) == sum(counts.values()) >= len(PAGES) + 1
+    text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    for p in CHAPTERS:
+        title = json.loads((ROOT / f"{p}.ipynb").read_text())["cells"][0]["source"]
+        heading = next(line for line in "".join(title).splitlines() if line.startswith("# "))
+        assert heading[2:].split(":")[0].strip()[:20] in text, heading
+    for tex in ("\\frac", "\\sum", "\\begin{", "\\lambda", "$$"):
+        assert tex not in text, f"unrendered math in the PDF: {tex}"

@@ -24,7 +24,8 @@ import torch
 from . import _checks, conventions
 from ._threads import single_thread
 from .agents import RNNAgent
-from .training import History, train_closed_loop, train_open_loop
+from .envs import DoubleIntegrator
+from .training import train_closed_loop, train_open_loop
 
 
 # -- reading a history ------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def find_excursion(epochs, test_loss) -> Excursion:
 def find_plateau(epochs, loss, flat: float = 2.0, drop: float = 10.0):
     """The longest stretch of epochs over which ``loss`` stays within a factor ``flat``
     (max/min <= flat) and after which it later falls below 1/``drop`` of that stretch's
-    lowest value: (first epoch, last epoch), or None.
+    lowest value: (first epoch, last epoch), or None (the earliest of equally long ones).
 
     The second condition keeps the final convergence out (it is flat but nothing follows).
     Introduced in Chapter 1, section "Closed-loop training".
@@ -84,16 +85,15 @@ def find_plateau(epochs, loss, flat: float = 2.0, drop: float = 10.0):
     epochs, loss = _curve(epochs, loss, "loss")
     flat = _checks.real("flat", flat, low=1.0, low_open=True)
     drop = _checks.real("drop", drop, low=1.0, low_open=True)
-    n = len(loss)
     later_min = np.append(np.minimum.accumulate(loss[::-1])[::-1][1:], np.inf)  # min after i
     best = None
-    for a in range(n):
+    for a in range(len(loss)):
         seg = loss[a:]
         lo = np.minimum.accumulate(seg)
-        ok = np.maximum.accumulate(seg) <= flat * lo
-        b = a + (int(np.argmin(ok)) - 1 if not ok.all() else len(seg) - 1)
-        if later_min[b] < lo[b - a] / drop and (best is None or b - a > best[1] - best[0]):
-            best = (a, b)
+        flat_so_far = np.logical_and.accumulate(np.maximum.accumulate(seg) <= flat * lo)
+        ends = np.flatnonzero(flat_so_far & (later_min[a:] < lo / drop))
+        if ends.size and (best is None or ends[-1] > best[1] - best[0]):
+            best = (a, a + int(ends[-1]))
     return None if best is None else (int(epochs[best[0]]), int(epochs[best[1]]))
 
 
@@ -116,8 +116,10 @@ MEAN_OPEN = conventions.PAPER_OPEN_LOOP.with_(time="mean", name="paper (open loo
 class Setting:
     """One pair of trainings: the teacher's closed-loop convention and the initial scale of
     m, z (``init`` of ``RNNAgent``; the student starts from the same weights), and the
-    student's convention and inputs."""
+    student's convention and inputs. ``key`` names the setting in code (results are indexed
+    by it), ``label`` in figures and tables."""
 
+    key: str
     label: str
     init: str = "paper"
     closed: conventions.Convention = conventions.PAPER_TANH
@@ -137,32 +139,36 @@ def ablation_settings(inputs: str = "white_noise") -> tuple:
 
     _checks.choice("inputs", inputs, INPUTS)
     other = INPUTS[1 - INPUTS.index(inputs)]
-    return (Setting("paper", inputs=inputs),
-            Setting("time mean (student)", student=MEAN_OPEN, inputs=inputs),
-            Setting("time mean (both)", closed=MEAN_CLOSED, student=MEAN_OPEN, inputs=inputs),
-            Setting("m, z std 1/sqrt(N)", init="gaussian", inputs=inputs),
-            Setting(f"{other.replace('_', ' ')} inputs", inputs=other))
+    return (Setting("paper", "authors' setup", inputs=inputs),
+            Setting("mean_student", "time mean (student)", student=MEAN_OPEN, inputs=inputs),
+            Setting("mean_both", "time mean (both)", closed=MEAN_CLOSED, student=MEAN_OPEN,
+                    inputs=inputs),
+            Setting("init", "m, z std 1/sqrt(N)", init="gaussian", inputs=inputs),
+            Setting("inputs", f"{other.replace('_', ' ')} inputs", inputs=other))
 
 
 @dataclass
 class Pairs:
-    """What ``train_pairs`` trained: per (setting label, seed) the teacher's (``closed``) and
-    the student's (``open``) History, single runs taken out of the ensembles."""
+    """What ``train_pairs`` trained: per (setting key, seed) the teacher's (``closed``) and
+    the student's (``open``) History, single runs taken out of the ensembles; the settings,
+    seeds, environment and clipping norm they were trained with."""
 
     settings: tuple
     seeds: tuple
+    env: object = None
+    clip: float | None = None
     closed: dict = field(default_factory=dict)
     open: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def reference(self) -> str:
-        """The label of the first setting (the one every seed runs)."""
-        return self.settings[0].label
+        """The key of the first setting (the one every seed runs)."""
+        return self.settings[0].key
 
-    def excursion(self, label: str, seed: int) -> Excursion:
-        """The student's excursion in setting ``label`` at ``seed``."""
-        h = self.open[(label, seed)]
+    def excursion(self, key: str, seed: int) -> Excursion:
+        """The student's excursion in setting ``key`` at ``seed``."""
+        h = self.open[(key, seed)]
         return find_excursion(h.monitor_epoch, h.test_loss)
 
     def seeds_showing(self) -> int:
@@ -170,16 +176,35 @@ class Pairs:
         return sum(self.excursion(self.reference, sd).shows for sd in self.seeds)
 
     def table(self) -> list[dict]:
-        """One row per setting (at the first seed): the student's peak epoch, peak / final and
-        peak / start test loss, whether it shows the excursion, its final test loss and its
-        teacher's."""
+        """One row per setting (at the first seed) about its student: the peak epoch, peak /
+        final and peak / start test loss, whether it shows the excursion, how many recorded
+        epochs its effective gains spent in the unstable oscillatory region, the share of its
+        updates whose gradient was clipped, its final test loss and its teacher's."""
+        from .gains import stability_region
+
         rows, seed = [], self.seeds[0]
         for s in self.settings:
-            ex = self.excursion(s.label, seed)
-            rows.append(dict(setting=s.label, peak_epoch=ex.peak_epoch, ratio=ex.ratio,
-                             over_start=ex.over_start, shows=ex.shows, final=ex.final_loss,
-                             teacher_final=float(self.closed[(s.label, seed)].test_loss[-1])))
+            ex, h = self.excursion(s.key, seed), self.open[(s.key, seed)]
+            grad = h.grad_norm[1:]  # the updates: epochs 1..epochs (epoch 0 only records)
+            clipped = float(np.mean(grad > self.clip)) if self.clip is not None else 0.0
+            rows.append(dict(key=s.key, setting=s.label, peak_epoch=ex.peak_epoch, ratio=ex.ratio,
+                             over_start=ex.over_start, shows=ex.shows,
+                             oscillatory_epochs=int((stability_region(h.gains, self.env)
+                                                     == 1).sum()),
+                             clipped=clipped, final=ex.final_loss,
+                             teacher_final=float(self.closed[(s.key, seed)].test_loss[-1])))
         return rows
+
+    def markdown(self) -> str:
+        """``table()`` as a Markdown table (for a chapter's glue)."""
+        head = ("| setting | peak epoch | peak / final | peak / start | epochs with "
+                "unstable-oscillatory gains | updates clipped | final test loss |\n"
+                "|---|---|---|---|---|---|---|\n")
+        fmt = lambda v: "-" if v is None or v != v else f"{v:.3g}"
+        return head + "".join(
+            f"| {r['setting']} | {fmt(r['peak_epoch'])} | {fmt(r['ratio'])} | "
+            f"{fmt(r['over_start'])} | {r['oscillatory_epochs']} | {100 * r['clipped']:.0f}% | "
+            f"{r['final']:.3g} |\n" for r in self.table())
 
 
 def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: int = 1000,
@@ -206,8 +231,8 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
     if not settings or not all(isinstance(s, Setting) for s in settings):
         raise TypeError(f"settings must be a non-empty sequence of Setting, got "
                         f"{_checks.short(settings)}")
-    if len({s.label for s in settings}) != len(settings):
-        raise ValueError("settings must have distinct labels")
+    if len({s.key for s in settings}) != len(settings):
+        raise ValueError("settings must have distinct keys")
     if isinstance(seeds, (int, str)) or not hasattr(seeds, "__len__"):
         raise TypeError(f"seeds must be a sequence of seeds, got {_checks.short(seeds)}")
     seeds = tuple(_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
@@ -217,6 +242,7 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
     for name, value in (("N", N), ("epochs", epochs), ("T", T), ("batch", batch)):
         _checks.integer(name, value, low=1)
     start = time.perf_counter()
+    env = DoubleIntegrator() if env is None else env
     runs = [(s, seeds[0]) for s in settings] + [(settings[0], sd) for sd in seeds[1:]]
     common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, monitor=monitor,
                   seed=seeds[0], eig_W=False, env=env)
@@ -259,11 +285,11 @@ def _train_pairs(settings, seeds, runs, N, g, beta, common, record, quiet, worke
                                        [s.inputs for s, _ in part],
                                        [s.student for s, _ in part], dict(common, **rec)),
                      part))
-    out = Pairs(settings, seeds)
+    out = Pairs(settings, seeds, common["env"], common["clip"])
     for h, part in _run(jobs, pool):
         for i, (s, sd) in enumerate(part):
-            out.open[(s.label, sd)] = h.member(i)
-            out.closed[(s.label, sd)] = teachers[(s.closed, s.init, sd)]
+            out.open[(s.key, sd)] = h.member(i)
+            out.closed[(s.key, sd)] = teachers[(s.closed, s.init, sd)]
     out.seconds = time.perf_counter() - start
     return out
 

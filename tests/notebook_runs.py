@@ -56,13 +56,24 @@ def test_chapter_runs(name):
         assert final_loss < 1e3
     if name == "ch1_open_closed.ipynb":
         keys = ("closed_final_test_loss", "open_final_test_loss", "open_peak_test_loss",
-                "open_peak_epoch", "final_gain_closed", "final_gain_open")
+                "open_peak_epoch", "open_peak_ratio", "closed_plateau_epochs",
+                "final_gain_closed", "final_gain_open", "ablation_peak_ratios",
+                "seeds_with_excursion", "ablation_table")
         assert set(keys) <= set(values)
-        for key in ("closed_final_test_loss", "open_final_test_loss", "open_peak_test_loss"):
+        for key in ("closed_final_test_loss", "open_final_test_loss"):
             assert math.isfinite(float(values[key])) and float(values[key]) > 0
         # both trainings improve on the untrained network's test loss
         assert float(values["closed_final_test_loss"]) < float(values["closed_start_test_loss"])
-        assert 0 <= int(values["open_peak_epoch"]) <= PARAMS[name]["epochs"]
+        # epoch 0 makes no update: the final network is recorded as epoch epochs + 1
+        assert 0 <= int(values["open_peak_epoch"]) <= PARAMS[name]["epochs"] + 1
+        for gain in ("final_gain_closed", "final_gain_open"):
+            k = ast.literal_eval(values[gain])
+            assert len(k) == 2 and all(math.isfinite(v) for v in k)
+        plateau = ast.literal_eval(values["closed_plateau_epochs"])
+        assert plateau is None or 0 <= plateau[0] <= plateau[1] <= PARAMS[name]["epochs"] + 1
+        ratios = ast.literal_eval(values["ablation_peak_ratios"].replace("nan", "None"))
+        assert len(ratios) == 5 and all(r is None or r >= 1 for r in ratios.values())
+        assert 0 <= int(values["seeds_with_excursion"]) <= PARAMS[name]["n_seeds"]
     if name == "ch4_tracking.ipynb":
         for key in ("acquisition_epochs", "final_test_loss_closed", "final_test_loss_open",
                     "eig_freq_match"):

@@ -167,17 +167,18 @@ def test_gain_space_explorer():
     h_open = train_open_loop(student, agent, env, **kw)
     ex = widgets.gain_space_explorer(h_closed, h_open, agent, env, T=10, n_grid=21,
                                      n_frames=3, include=[5])
-    assert ex.controls["epoch"].options == (0, 4, 8, 12)
-    assert [f["epoch"] for f in ex.frames] == [0, 4, 12]  # first, last, and 5 snapped to 4
+    # no update at epoch 0 (the authors' runs): epoch 13 is the final network
+    assert ex.controls["epoch"].options == (0, 4, 8, 12, 13)
+    assert [f["epoch"] for f in ex.frames] == [0, 4, 13]  # first, last, and 5 snapped to 4
     ex.set(epoch=0)
     start = ex.artists["dot_closed"].get_xydata().copy()
     x1 = ex.artists["pos_open"].get_ydata().copy()
-    ex.set(epoch=12)
+    ex.set(epoch=13)
     assert np.allclose(ex.artists["dot_closed"].get_xydata(), h_closed.gains[-1:])
     assert not np.allclose(ex.artists["dot_closed"].get_xydata(), start)
     assert not np.allclose(ex.artists["pos_open"].get_ydata(), x1)
-    assert len(ex.artists["trail_open"].get_xdata()) == 13
-    assert check_static(ex) == ["epoch 0", "epoch 4", "epoch 12"]
+    assert len(ex.artists["trail_open"].get_xdata()) == 14
+    assert check_static(ex) == ["epoch 0", "epoch 4", "epoch 13"]
 
 
 def test_gain_space_explorer_needs_snapshots(env):

@@ -13,16 +13,25 @@ COLORS = {"closed": PALETTE["blue"], "open": PALETTE["red"]}
 REGION_COLORS = ("#CDE8D8", "#F6D9C7", "#E5E5E5")  # stable, unstable oscillatory, unstable real
 
 
-def closed_loop_losses(history, stages):
-    """Closed-loop training: the batch loss it descends and its test loss, stages shaded."""
+def closed_loop_losses(history, stages, plateau=None):
+    """Closed-loop training: the batch loss it descends and its test loss, stages shaded;
+    ``plateau`` (first, last epoch), if given, is bracketed on the test loss."""
     fig, ((ax,),) = figure(height=3.0)
     ax.plot(history.epoch + 1, history.loss, color=PALETTE["sky"], lw=0.8,
             label="train loss (batch, with control cost)")
     ax.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["closed"],
             label="test loss (fixed starts)")
+    if plateau is not None:
+        e, loss = history.monitor_epoch, history.test_loss
+        on = (e >= plateau[0]) & (e <= plateau[1])
+        top = 3 * loss[on].max()
+        ax.plot([plateau[0] + 1, plateau[0] + 1, plateau[1] + 1, plateau[1] + 1],
+                [top / 1.5, top, top, top / 1.5], color="k", lw=0.8)
+        ax.text(np.sqrt((plateau[0] + 1) * (plateau[1] + 1)), top * 1.2, "plateau",
+                ha="center", va="bottom", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="loss")
     shade_stages(ax, stages, offset=1)
-    ax.legend(loc="center left")
+    ax.legend(loc="lower left")
     return fig
 
 
@@ -35,10 +44,10 @@ def open_loop_losses(history, peak_epoch):
     a2.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["open"])
     i = int(np.searchsorted(history.monitor_epoch, peak_epoch))
     a2.plot(peak_epoch + 1, history.test_loss[i], "v", color="k", ms=6,
-            label=f"largest rise (epoch {peak_epoch})")
+            label=f"peak (epoch {peak_epoch})")
     a2.axhline(history.test_loss[0], color="0.5", ls=":", lw=0.8, label="test loss at epoch 0")
     _shade_unstable(a2, history)
-    a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="closed-loop cost",
+    a2.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="summed state cost",
            title="test loss (closed loop)")
     a2.legend(loc="lower left")
     return fig
@@ -73,7 +82,7 @@ def test_losses(h_closed, h_open, peak_epoch):
     for h, name in ((h_closed, "closed"), (h_open, "open")):
         ax.plot(h.monitor_epoch + 1, h.test_loss, color=COLORS[name], label=f"trained {name} loop")
     ax.axvline(peak_epoch + 1, color=COLORS["open"], ls=":", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="test loss (closed-loop cost)")
+    ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="test loss (summed state cost)")
     ax.legend()
     return fig
 
@@ -83,14 +92,16 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
     """Both training paths in the (k1, k2) plane: over the log loss landscape of linear
     feedback from ``x0`` (left), over the stability regions (middle), and near the origin
     (right). The LQR gain is the star; the open-loop network at ``peak_epoch`` the triangle.
+    The landscape is the summed state cost sum_{t<T} ||x_t||^2 (the test loss's units).
     """
     k1, k2, grid = gains.gain_grid(lim, n)
-    log_loss = np.log10(gains.feedback_loss(grid, env, x0, T))
+    log_loss = np.log10(2 * T * gains.feedback_loss(grid, env, x0, T))  # summed state cost
     lqr = gains.lqr_feedback(env)
     fig, ((a1, a2, a3),) = figure(3, height=2.9)
     im = a1.imshow(np.clip(log_loss, None, 8), origin="lower", extent=(*lim, *lim),
                    cmap="viridis", aspect="equal")
-    fig.colorbar(im, ax=a1, shrink=0.8, pad=0.02, label="log$_{10}$ cost (clipped at 8)")
+    fig.colorbar(im, ax=a1, shrink=0.8, pad=0.02,
+                 label="log$_{10}$ summed state cost (clipped at 8)")
     for ax, lo, hi in ((a2, *lim), (a3, -zoom, zoom)):
         kz1, _, gz = gains.gain_grid((lo, hi), n)
         region = gains.stability_region(gz, env)
@@ -117,7 +128,7 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
     handles += [mpl.lines.Line2D([], [], ls="", marker="*", color=PALETTE["yellow"], mec="k",
                                  label="LQR"),
                 mpl.lines.Line2D([], [], ls="", marker="v", color="k",
-                                 label="open-loop largest rise")]
+                                 label="open-loop test-loss peak")]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
     return fig
 
@@ -162,4 +173,38 @@ def final_spectra(h_closed, h_open):
     a2.axhline(1, color="0.4", ls="--", lw=0.8)
     a2.set(xscale="log", xlabel="epoch + 1", ylabel=r"$\rho(P)$", title="spectral radius")
     a2.legend()
+    return fig
+
+
+ABLATION_COLORS = (PALETTE["black"], PALETTE["orange"], PALETTE["sky"], PALETTE["green"],
+                   PALETTE["purple"], PALETTE["red"], PALETTE["blue"])
+
+
+def ablation(students, env, lim=(-0.6, 0.15), n=201):
+    """The open-loop students of the ablation: ``students`` {setting label: History}, the first
+    the reference. Left: each student's closed-loop test loss over training (its peak marked);
+    right: its path in gain space over the stability regions of u = k.x (square: the end).
+    Introduced in Chapter 1, section "What causes the excursion".
+    """
+    from ..excursion import find_excursion
+
+    fig, ((a1, a2),) = figure(2, height=3.4, width_ratios=[1.35, 1])
+    _, _, grid = gains.gain_grid(lim, n)
+    a2.imshow(gains.stability_region(grid, env), origin="lower", extent=(*lim, *lim),
+              aspect="equal", cmap=mpl.colors.ListedColormap(REGION_COLORS), vmin=-0.5,
+              vmax=2.5, interpolation="nearest")
+    for (label, h), c in zip(students.items(), ABLATION_COLORS):
+        lw = 1.6 if label == next(iter(students)) else 1.0
+        a1.plot(h.monitor_epoch, h.test_loss, color=c, lw=lw, label=label)
+        ex = find_excursion(h.monitor_epoch, h.test_loss)
+        if ex.peak_epoch is not None:
+            a1.plot(ex.peak_epoch, ex.peak_loss, "v", color=c, mec="k", mew=0.4, ms=6)
+        a2.plot(h.gains[:, 0], h.gains[:, 1], color=c, lw=lw)
+        a2.plot(*h.gains[-1], "s", color=c, ms=4)
+    a1.set(yscale="log", xlabel="epoch", ylabel="test loss (summed state cost)",
+           title="open-loop students: closed-loop test loss")
+    a1.legend(fontsize=7, loc="upper right")
+    a2.set(xlim=lim, ylim=lim, xlabel="$k_1$ (position gain)", ylabel="$k_2$ (velocity gain)",
+           title="their paths in gain space")
+    a2.grid(False)
     return fig

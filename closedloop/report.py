@@ -209,7 +209,7 @@ def html_table(table: list[dict]) -> str:
     body = []
     for r in table:
         c = r["claim"]
-        link = f"{c.chapter}.html#{c.anchor}"
+        link = f"{c.chapter}.html#{c.anchor.lower()}"  # Sphinx lowercases label ids
         body.append(
             f"<tr><td>s.{c.section}, {_esc(c.figure)}</td>"
             f"<td><a href='{link}'>{_esc(c.what)}</a></td><td>{_esc(c.paper)}</td>"

@@ -95,3 +95,21 @@ def test_collect_and_rows_and_a_missing_number(tmp_path):
     with pytest.raises(report.MissingNumber, match="ch8"):
         report.rows([Claim("5", "F", "z", "1", "ch8", ("z",), "", Rule("above", 1, 0), "s")],
                     glued)
+
+
+def test_every_claim_links_to_a_label_and_names_glue_its_chapter_makes():
+    """Static check of report.CLAIMS against the chapters' sources: the anchor is a MyST
+    label of the chapter, and every glue name appears in a glue call of its code."""
+    import re
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    for c in report.CLAIMS:
+        cells = json.loads((book / f"{c.chapter}.ipynb").read_text())["cells"]
+        text = {t: "\n".join("".join(x["source"]) for x in cells if x["cell_type"] == t)
+                for t in ("markdown", "code")}
+        assert re.search(rf"^\({re.escape(c.anchor)}\)=", text["markdown"], re.M), \
+            f"{c.chapter} has no label ({c.anchor})= for {c.what!r}"
+        for key in c.keys + ((c.spread,) if c.spread else ()):
+            assert re.search(rf"glue\(\s*\"{re.escape(key)}\"", text["code"]), \
+                f"{c.chapter} glues no {key!r} ({c.what!r})"

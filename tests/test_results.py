@@ -322,6 +322,6 @@ def test_chapter_4_figures_from_saved_histories(tmp_path):
              resp.expected_loss().item(), 4)
 
     redraw_matches(ch4, runs, draw, tmp_path)
-    rebuilt = tr.agent_at(History.load(tmp_path / "history.npz"), 12)[1]
+    rebuilt = tr.agent_at(History.load(tmp_path / "history.npz"), 13)[1]  # no update at 0
     for name in ("W", "W_in", "W_out"):
         assert torch.equal(getattr(rebuilt, name), getattr(agent, name).detach())

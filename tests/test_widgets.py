@@ -197,16 +197,16 @@ def test_tracking_explorer():
                                 record_every=5)
     phases = refs.sample_phases(1, make_generator(1))
     ex = widgets.tracking_explorer(h, initial, plant, refs, phases, n_frames=2)
-    assert ex.controls["epoch"].options == (0, 5, 10)
+    assert ex.controls["epoch"].options == (0, 5, 10, 11)  # 10 updates: 12 rows
     ex.set(epoch=0)
     eig, path = ex.artists["eig"].get_offsets().copy(), ex.artists["path"].get_ydata().copy()
     probe = ex.artists["probe0"].get_ydata().copy()
-    ex.set(epoch=10)
+    ex.set(epoch=11)  # the final network
     assert np.allclose(ex.artists["eig"].get_offsets()[:, 1], h.eig_W[-1].imag)
     assert not np.allclose(ex.artists["eig"].get_offsets(), eig)
     assert not np.allclose(ex.artists["path"].get_ydata(), path)
     assert not np.allclose(ex.artists["probe0"].get_ydata(), probe)
-    assert check_static(ex) == ["epoch 0", "epoch 10"]
+    assert check_static(ex) == ["epoch 0", "epoch 11"]
 
 
 # -- Chapter 3 --------------------------------------------------------------------------------

@@ -113,3 +113,11 @@ def test_every_claim_links_to_a_label_and_names_glue_its_chapter_makes():
         for key in c.keys + ((c.spread,) if c.spread else ()):
             assert re.search(rf"glue\(\s*\"{re.escape(key)}\"", text["code"]), \
                 f"{c.chapter} glues no {key!r} ({c.what!r})"
+
+
+def test_a_claim_divided_by_another_glued_number(tmp_path):
+    _notebook(tmp_path / "ch9.ipynb", {"acq": [100, None, 400], "epochs_used": 1000})
+    c = Claim("7", "F", "fractions", "-", "ch9", ("acq",), "", Rule("increasing"), "s",
+              divide_by="epochs_used")
+    (row,) = report.rows([c], report.collect(tmp_path))
+    assert row["value"] == [0.1, None, 0.4] and row["verdict"] == "differs"  # None: never

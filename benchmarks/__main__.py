@@ -30,19 +30,33 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "bench"
 
 
+SPREAD = {}  # label -> (ratio of each round's pair, load average before, after)
+_LAST = {}
+
+
 def compare(plain, fast, repeats=7):
     """Median times of ``repeats`` calls of each, in alternating rounds (a load change on the
     machine hits both alike). Each timed call follows an untimed call of the same function,
     as in training, not one of the other: the plain loop's memory traffic slows whatever runs
-    right after it (here the tracking epoch by about 60%)."""
+    right after it (here the tracking epoch by about 60%). The ratio of each round's pair and
+    the load average before and after are kept for the report (``SPREAD``)."""
     tp, tf = [], []
+    load0 = os.getloadavg()[0]
     for _ in range(repeats):
         for f, acc in ((plain, tp), (fast, tf)):
             f()
             t = time.perf_counter()
             f()
             acc.append(time.perf_counter() - t)
+    _LAST["spread"] = ([p / f for p, f in zip(tp, tf)], load0, os.getloadavg()[0])
     return statistics.median(tp), statistics.median(tf)
+
+
+def _row(rows, label, tp, tf, target):
+    """Append a result row with the spread of the comparison that made it."""
+    rows.append((label, tp, tf, target))
+    SPREAD[label] = _LAST.pop("spread", None)
+    print(rows[-1], flush=True)
 
 
 def chapter_time(name):
@@ -63,20 +77,20 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true",
                     help="also time torch.compile of the plain tanh loop (compiling: minutes)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--book", action="store_true", help="also time the whole make book")
+    ap.add_argument("--test", action="store_true", help="also time the whole make test")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for kind, label, target in (("rank_one", "rank-one epoch (N=100, T=50, batch 100)", 10),
                                 ("tanh", "tanh epoch (N=100, T=50, batch 100)", 2)):
         tp, tf = compare(*cases.epoch_pair(kind), repeats=args.repeats)
-        rows.append((label, tp, tf, target))
-        print(rows[-1], flush=True)
+        _row(rows, label, tp, tf, target)
     plain, _ = cases.epoch_pair("rank_one")
     paths = cases.rank_one_paths()
     for name in ("states by doubling", "fused step loop"):
         tp, tf = compare(plain, paths[name], repeats=args.repeats)
-        rows.append((f"rank-one epoch, {name} instead of the cost matrix", tp, tf, None))
-        print(rows[-1], flush=True)
+        _row(rows, f"rank-one epoch, {name} instead of the cost matrix", tp, tf, None)
     plain, _ = cases.epoch_pair("tanh")
     if args.compile:
         epoch = cases.compiled_tanh()
@@ -84,33 +98,29 @@ def main(argv=None):
         epoch()
         seconds = time.perf_counter() - t
         tp, tf = compare(plain, epoch, repeats=args.repeats)
-        rows.append((f"tanh epoch, plain loop under torch.compile (first call, compiling: "
-                     f"{seconds:.0f} s)", tp, tf, None))
-        print(rows[-1], flush=True)
+        _row(rows, f"tanh epoch, plain loop under torch.compile (first call, compiling: "
+                     f"{seconds:.0f} s)", tp, tf, None)
+    tp, tf = compare(*cases.tanh_threads(), repeats=args.repeats)
+    _row(rows, f"tanh epoch: torch on one thread vs the package's defaults "
+               f"({torch.get_num_threads()} threads; ratio >= 1: defaults as fast)", tp, tf, 1)
     tp, tf = compare(plain, cases.tanh_floor(), repeats=args.repeats)
-    rows.append(("tanh epoch: its products and tanh alone, the most any implementation could "
-                 "gain", tp, tf, None))
-    print(rows[-1], flush=True)
+    _row(rows, "tanh epoch: its products and tanh alone, the most any implementation could "
+                 "gain", tp, tf, None)
     tp, tf = compare(*cases.tracking_pair(), repeats=args.repeats)
-    rows.append(("tracking epoch (N=100, T=300, batch 100)", tp, tf, 20))
-    print(rows[-1], flush=True)
+    _row(rows, "tracking epoch (N=100, T=300, batch 100)", tp, tf, 20)
     ts, te = compare(*cases.ensemble_pair(), repeats=max(3, args.repeats // 2))
-    rows.append(("10 rank-one trainings of 50 epochs: sequential vs one ensemble", ts, te, 4))
-    print(rows[-1], flush=True)
+    _row(rows, "10 rank-one trainings of 50 epochs: sequential vs one ensemble", ts, te, 4)
     ts, te = compare(*cases.tracking_ensemble_pair(), repeats=3)
-    rows.append(("3 tracking trainings of 40 epochs: sequential vs one ensemble", ts, te, None))
-    print(rows[-1], flush=True)
+    _row(rows, "3 tracking trainings of 40 epochs: sequential vs one ensemble", ts, te, None)
     inproc, cluster, startup, close = cases.sweep_engines()
     try:
         ti, tc = compare(inproc, cluster, repeats=3)
     finally:
         close()
-    rows.append((f"sweep of 4 chunks (4 rank-one trainings of 100 epochs each): in-process vs "
-                 f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", ti, tc, None))
-    print(rows[-1], flush=True)
+    _row(rows, f"sweep of 4 chunks (4 rank-one trainings of 100 epochs each): in-process vs "
+                 f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", ti, tc, None)
     tp, tf = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
-    rows.append(("tanh epoch in float32 (an option, not the default)", tp, tf, None))
-    print(rows[-1], flush=True)
+    _row(rows, "tanh epoch in float32 (an option, not the default)", tp, tf, None)
 
     scaling = {}
     for kind in ("rank_one", "tanh"):
@@ -127,6 +137,14 @@ def main(argv=None):
         for nb in sorted(p.name for p in (ROOT / "book").glob("*.ipynb")):
             chapters.append((nb, chapter_time(nb)))
             print(chapters[-1], flush=True)
+    for flag, label, cmd in ((args.book, "make book (paper scale, tools/book.py)",
+                              [sys.executable, "tools/book.py"]),
+                             (args.test, "make test", ["make", "test"])):
+        if flag:
+            load0, t = os.getloadavg()[0], time.perf_counter()
+            subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+            chapters.append((label, time.perf_counter() - t, load0, os.getloadavg()[0]))
+            print(chapters[-1], flush=True)
 
     write_table(rows, scaling, chapters)
     plot_scaling(scaling)
@@ -137,12 +155,19 @@ def write_table(rows, scaling, chapters):
     lines = ["# closedloop benchmarks", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians after "
              "warm-up, in alternating rounds of plain and fast within one run.", "",
-             "| case | plain loop | closedloop | ratio | target |", "|---|---|---|---|---|"]
+             "The spread is the range of the per-round ratios; the load average (1 min) is read "
+             "before and after each comparison, and a row measured on a busy machine (load "
+             "above the one process timed) says so instead of passing its ratio as clean.", "",
+             "| case | plain loop | closedloop | ratio | spread | load | target |",
+             "|---|---|---|---|---|---|---|"]
     for label, tp, tf, target in rows:
         goal = "-" if target is None else (
             f">= {target}x ({'met' if tp / tf >= target else 'missed'})")
+        ratios, l0, l1 = SPREAD.get(label) or ([tp / tf], float("nan"), float("nan"))
+        busy = " (busy)" if max(l0, l1) > 1.5 else ""
         lines.append(f"| {label} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
-                     f"{tp / tf:.1f}x | {goal} |")
+                     f"{tp / tf:.1f}x | {min(ratios):.1f}-{max(ratios):.1f}x | "
+                     f"{l0:.1f} -> {l1:.1f}{busy} | {goal} |")
     lines += ["", "## Cost of one epoch against T and N (forward + backward)", "",
               "| network | axis | value | plain | closedloop | ratio |",
               "|---|---|---|---|---|---|"]
@@ -153,8 +178,9 @@ def write_table(rows, scaling, chapters):
     if chapters:
         lines += ["", "## Chapters at paper scale (papermill)", "", "| chapter | wall time |",
                   "|---|---|"]
-        lines += [f"| {nb} | {t:.0f} s |" for nb, t in chapters]
-        lines.append(f"| all | {sum(t for _, t in chapters):.0f} s |")
+        lines += [f"| {c[0]} | {c[1]:.0f} s" + (f" (load {c[2]:.1f} -> {c[3]:.1f})"
+                                                  if len(c) > 2 else "") + " |"
+                  for c in chapters]
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
 
 

@@ -189,3 +189,17 @@ def sweep_engines(n_workers: int = 2, chunks: int = 4, members: int = 4, epochs:
 
     run = lambda engine: sweep.run(grid, chunk_size=members, engine=engine, progress=False)
     return (lambda: run("inprocess")), (lambda: run(client)), startup, close
+
+
+def tanh_threads():
+    """(one thread, the package's defaults): the same tanh epoch with torch set to one thread
+    around it, and as the package runs it (the step loop chooses its threads)."""
+    from closedloop._threads import single_thread
+
+    _, fast = epoch_pair("tanh")
+
+    def one():
+        with single_thread():
+            fast()
+
+    return one, fast

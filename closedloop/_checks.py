@@ -131,6 +131,12 @@ def short(value) -> str:
     return reprlib.repr(value)
 
 
+def instance(name: str, value, kind: type) -> None:
+    """TypeError unless ``value`` is a ``kind`` (the error names the parameter)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {short(value)}")
+
+
 def shape(name: str, value: torch.Tensor, expected: tuple) -> None:
     """Check ``value.shape`` against ``expected`` (None entries match any size)."""
     ok = value.dim() == len(expected) and all(

@@ -29,6 +29,13 @@ from . import _checks
 from ._loop import closed_loop
 from .conventions import first_state
 from .agents import Agent, has_overlaps
+from .linsys import (check_broadcast, linear_states, lyapunov_doubling, lyapunov_sum,  # noqa: F401
+                     no_overflow, states_by_doubling)
+
+# the linear-systems core lives in ``linsys``; ``linear_states`` and ``lyapunov_sum`` stay
+# importable from here (Chapters 1-3 and their tests read them as ``coupled.``), and the two
+# unchecked names gains.py still reads until it moves to ``linsys``
+_linear_states, _no_overflow = states_by_doubling, no_overflow
 
 
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:
@@ -102,50 +109,6 @@ def _build_effective_basis(env, dtype, device):
     return base, basis
 
 
-def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
-    """s_t = P^t s_0 for t = 0..T by doubling: O(log T) sequential matrix products.
-
-    P (*K, d, d); s0 (..., B, d) with leading axes that broadcast against K.
-    Returns (T+1, *broadcast(K, ...), B, d). States beyond the dtype's range are an error.
-    """
-    T = _checks.integer("T", T, low=0)
-    _checks.finite_tensor("P", P)
-    if P.dim() < 2 or P.shape[-1] < 1 or P.shape[-1] != P.shape[-2]:
-        raise ValueError(f"P must have shape (*K, d, d) with d >= 1, got {tuple(P.shape)}")
-    d = P.shape[-1]
-    _checks.finite_tensor("s0", s0)
-    if s0.dtype != P.dtype or s0.dim() < 2 or s0.shape[-1] != d:
-        raise ValueError(f"s0 must have P's dtype {P.dtype} and shape (..., B, d = {d}), got "
-                         f"{s0.dtype} {tuple(s0.shape)}")
-    _broadcast("P", P.shape[:-2], "s0", s0.shape[:-2])
-    return _no_overflow(_linear_states(P, s0, T), f"P^t s0 for T={T} steps")
-
-
-def _no_overflow(states, what):
-    """``states``, or a ValueError if they left their dtype's range (an unstable system run
-    for too many steps): never NaN or inf passed on as a trajectory."""
-    if not torch.isfinite(states).all():
-        dtype = str(states.dtype).removeprefix("torch.")
-        raise ValueError(f"{what} overflow {dtype} (the system grows too fast for that many "
-                         f"steps): shorten T")
-    return states
-
-
-def _linear_states(P, s0, T):
-    """``linear_states`` unchecked (for callers whose P may legitimately have overflowed),
-    except for the memory its T + 1 states need."""
-    s0 = s0.expand(*torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
-    _checks.fits_memory(f"T={T} steps of {s0.numel()} numbers", (T + 1) * s0.numel())
-    states, PkT, n = s0[None], P.transpose(-1, -2), 1
-    while n < T + 1:
-        need = min(n, T + 1 - n)
-        states = torch.cat([states, states[:need] @ PkT], 0)  # t in [n, n+need) from [0, need)
-        n += need
-        if n < T + 1:
-            PkT = PkT @ PkT
-    return states
-
-
 def linear_system(agent: Agent, env):
     """(P, u_row): the matrix the linear closed loop iterates and the row with u_t = u_row . s_t.
 
@@ -179,7 +142,7 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     _check_x0(agent, env, x0)
     out = _rollout(agent, env, x0, T)
     for v in out.values():
-        _no_overflow(v, f"the closed loop of this agent from these x0 over T={T} steps")
+        no_overflow(v, f"the closed loop of this agent from these x0 over T={T} steps")
     return out
 
 
@@ -253,7 +216,7 @@ def _check_x0(agent, env, x0):
     _checks.finite_tensor("x0", x0, env.dtype)
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
-    _broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
+    check_broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
 
 
 def _start_costs(agent, env, x0, T, T_max, beta, first):
@@ -263,7 +226,7 @@ def _start_costs(agent, env, x0, T, T_max, beta, first):
     if agent.activation == "identity":
         P, u_row = _linear_system(agent, env)
         s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
-        s = _linear_states(P, s0, T_max)
+        s = states_by_doubling(P, s0, T_max)
         x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
     else:
         traj = _rollout(agent, env, x0, T_max)
@@ -288,7 +251,7 @@ def _cost_matrix(agent, env, T, beta, first: int) -> torch.Tensor:
         beta = _align(beta.to(P), P.dim())
     twoT = 2.0 * (_align(T.to(P), P.dim()) if torch.is_tensor(T) else T)
     M = Ex.transpose(-1, -2) @ Ex / twoT + beta * (r[..., :, None] * r[..., None, :])
-    return _lyapunov_sum(P, M, T)[..., :2, :2]
+    return lyapunov_doubling(P, M, T)[..., :2, :2]
 
 
 def _quadratic_loss(S: torch.Tensor, x0: torch.Tensor, weights=None) -> torch.Tensor:
@@ -303,80 +266,6 @@ def _quadratic_loss(S: torch.Tensor, x0: torch.Tensor, weights=None) -> torch.Te
     w = x0 / x0.shape[-2] if weights is None else x0 * weights[:, None]
     loss = (S * (w.transpose(-1, -2) @ x0)).sum((-1, -2))
     return torch.where(torch.isfinite(loss), loss, torch.inf)
-
-
-def lyapunov_sum(P: torch.Tensor, M: torch.Tensor, T: int) -> torch.Tensor:
-    """sum_{t=0}^{T-1} (P^t)^T M P^t for P, M (*K, d, d): O(log T) products of d x d matrices.
-
-    Binary doubling on S_n = sum_{t<n} (P^t)^T M P^t: S_{a+b} = S_a + (P^a)^T S_b P^a, one
-    term per set bit of T (steps, >= 1). ``T`` may also give one horizon per member: a
-    sequence or integer tensor of the broadcast shape K. Returns (*broadcast(K), d, d);
-    beyond the float range, inf or NaN entries (an unstable P over many steps).
-    """
-    if isinstance(T, (list, tuple)) or torch.is_tensor(T) or isinstance(T, np.ndarray):
-        items = np.asarray(T.tolist() if torch.is_tensor(T) else T, dtype=object).ravel()
-        [_checks.integer(f"T[{i}]", t, low=1) for i, t in enumerate(items)]
-        T = torch.as_tensor(np.asarray(T.tolist() if torch.is_tensor(T) else T,
-                                       dtype=np.int64))
-    else:
-        T = _checks.integer("T", T, low=1)
-    for name, X in (("P", P), ("M", M)):
-        _checks.finite_tensor(name, X)
-        if X.dim() < 2 or X.shape[-1] != X.shape[-2]:
-            raise ValueError(f"{name} must have shape (*K, d, d), got {tuple(X.shape)}")
-    if P.shape[-1] != M.shape[-1] or P.dtype != M.dtype:
-        raise ValueError(f"P and M must share d and dtype, got {tuple(P.shape)} {P.dtype} and "
-                         f"{tuple(M.shape)} {M.dtype}")
-    _broadcast("P", P.shape[:-2], "M", M.shape[:-2])
-    if torch.is_tensor(T):
-        K = torch.broadcast_shapes(P.shape[:-2], M.shape[:-2])
-        if tuple(T.shape) != tuple(K):
-            raise ValueError(f"T with one horizon per member must have shape {tuple(K)}, got "
-                             f"{tuple(T.shape)}")
-    return _lyapunov_sum(P, M, T)
-
-
-def _lyapunov_sum(P, M, T):
-    """``lyapunov_sum`` unchecked (the cost matrix of every training epoch). ``T`` may be a
-    (*K,) integer tensor, one horizon per member: ``_lyapunov_sums``."""
-    if torch.is_tensor(T):
-        return _lyapunov_sums(P, M, T)
-    S = Pacc = None
-    Pk, Sk, bits = P, M, T  # Pk = P^n, Sk = S_n for n = 2^k
-    while True:
-        if bits & 1:
-            if S is None:
-                S, Pacc = Sk, Pk
-            else:
-                S = S + Pacc.transpose(-1, -2) @ Sk @ Pacc
-                if bits > 1:
-                    Pacc = Pk @ Pacc
-        bits >>= 1
-        if not bits:
-            return S
-        Sk = Sk + Pk.transpose(-1, -2) @ Sk @ Pk
-        Pk = Pk @ Pk
-
-
-def _lyapunov_sums(P, M, T):
-    """sum_{t<T_k} (P_k^t)^T M_k P_k^t for one horizon T_k per member, T (*K,): the doubling
-    of ``_lyapunov_sum`` for all members at once, each member taking the blocks of its own
-    set bits (O(log max T) products, as for one T)."""
-    P, M = torch.broadcast_tensors(P, M)
-    bits = T.to(torch.int64).to(P.device).expand(P.shape[:-2])
-    S = torch.zeros_like(M)
-    Pacc = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device).expand_as(P)
-    Pk, Sk = P, M
-    while True:
-        take = (bits & 1).bool()[..., None, None]
-        if take.any():
-            S = torch.where(take, S + Pacc.transpose(-1, -2) @ Sk @ Pacc, S)
-            Pacc = torch.where(take, Pk @ Pacc, Pacc)
-        bits = bits >> 1
-        if not bits.any():
-            return S
-        Sk = Sk + Pk.transpose(-1, -2) @ Sk @ Pk
-        Pk = Pk @ Pk
 
 
 def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=None):
@@ -520,14 +409,6 @@ def check_env(env) -> None:
                         f"{_checks.short(env)}")
 
 
-def _broadcast(name_a, a, name_b, b):
-    try:
-        torch.broadcast_shapes(tuple(a), tuple(b))
-    except RuntimeError:
-        raise ValueError(f"{name_b} has leading axes {tuple(b)} that do not broadcast "
-                         f"against {name_a} {tuple(a)}") from None
-
-
 def _require_linear(agent):
     if agent.activation != "identity":
         raise ValueError(f"this needs a linear agent (activation='identity'), got "
@@ -546,10 +427,10 @@ def effective_rollout(overlaps, env, x0: torch.Tensor, T: int) -> dict:
     P = effective_matrix(q, env)
     _checks.finite_tensor("x0", x0, env.dtype)
     _checks.shape("x0", x0, tuple(x0.shape[:-2]) + (None, 2))
-    _broadcast("overlaps", q.shape[:-1], "x0", x0.shape[:-2])
+    check_broadcast("overlaps", q.shape[:-1], "x0", x0.shape[:-2])
     s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], 2)], -1)
     with torch.no_grad():
-        s = _linear_states(P, s0, T)
+        s = states_by_doubling(P, s0, T)
         u = s[..., 2] * q[..., None, 0] + s[..., 3] * q[..., None, 1]
     what = f"the rollout of these overlaps from these x0 over T={T} steps"
-    return {"x": _no_overflow(s[..., :2], what), "u": _no_overflow(u, what)}
+    return {"x": no_overflow(s[..., :2], what), "u": no_overflow(u, what)}

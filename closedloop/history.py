@@ -170,16 +170,16 @@ class _Recorder:
         self.rows.append(self.pending)
 
     def finish(self):
-        return _stack_rows(self.rows)
+        return stack_rows(self.rows)
 
 
-def _stack_rows(rows: list[dict]) -> dict:
+def stack_rows(rows: list[dict]) -> dict:
     """Per-epoch dicts -> {name: array over the epochs that recorded it}."""
     names = dict.fromkeys(k for r in rows for k in r)  # first-seen order
     return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
 
 
-def _stopped(e: int, last_loss) -> str:
+def stopped_message(e: int, last_loss) -> str:
     """The message of a run stopped by a non-finite loss or gradient at epoch ``e``."""
     if last_loss is None:
         return (f"training stopped at epoch {e}: the loss or its gradient is not finite "
@@ -189,14 +189,14 @@ def _stopped(e: int, last_loss) -> str:
             f"{e - 1} kept")
 
 
-def _interrupted(e: int, n_rows: int) -> str:
+def interrupted_message(e: int, n_rows: int) -> str:
     """The message of a run stopped by Ctrl-C at epoch ``e`` with ``n_rows`` whole epochs
     recorded (e, or e + 1 if the epoch was recorded and its update interrupted)."""
     return (f"training interrupted at epoch {e}; history up to epoch {n_rows - 1} kept" if n_rows
             else f"training interrupted at epoch {e}; nothing recorded")
 
 
-def _attach_history(exc: Exception, e: int, make) -> None:
+def attach_history(exc: Exception, e: int, make) -> None:
     """Attach the history so far, ``make(message)``, to an error raised during training
     (``exc.history``), so a failure late in a long run does not lose it."""
     try:
@@ -207,6 +207,10 @@ def _attach_history(exc: Exception, e: int, make) -> None:
     except Exception:  # noqa: BLE001 - the original error matters more than the history
         pass
 
+
+# the names training.py imported before these had public ones (kept until it moves over)
+_stack_rows, _stopped = stack_rows, stopped_message
+_interrupted, _attach_history = interrupted_message, attach_history
 
 FORMAT = "closedloop.History"
 VERSION = 1

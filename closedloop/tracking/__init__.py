@@ -1,0 +1,53 @@
+"""The motor tracking task (paper s.7): a continuous-time linear RNN steers a 2-D point mass
+along a reference made of sinusoids, trained closed-loop or as an open-loop twin.
+Introduced in Chapter 4.
+
+Units: time in seconds (one step = dt = 0.1 s), frequencies in Hz, angular frequencies in
+rad/s. Shapes: plant states q (..., 4) = (x, vx, y, vy); controls u (..., 2) = (ax, ay);
+references r (B, T+1, 2) at t = 0..T; K sinusoids, N neurons, B references per batch.
+
+The modules, each one concept (import the names from here, ``tracking.X``):
+
+- ``task``: the plant ``PointMass``, the references ``Sinusoids`` and their ``Scoring`` under
+  a ``TrackingConvention`` (pairing, units of the loss);
+- ``network``: the controller ``TrackingRNN`` (one network or an ensemble);
+- ``engine``: the loop stepped with the clamp (``rollout``) and as a linear system
+  (``closed_loop_matrix``, impulse responses through ``closedloop.linsys``);
+- ``loss``: the exact per-frequency loss (``linear_response``, ``Response``) and the sampled
+  losses of the clamped plant;
+- ``training``: ``train_tracking``, closed-loop and the open-loop twin;
+- ``acquisition``: reading a history (acquisition epochs, ``in_order``, ``normalized``,
+  ``excursion``, probe losses, snapshots) and the human and authors' constants.
+"""
+
+from __future__ import annotations
+
+from .. import conventions  # noqa: F401 - read as tracking.conventions before the split
+from .._threads import single_thread
+from ..agents import make_generator
+from ..envs import DTYPE
+from ..history import History
+from ..stages import settles
+from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION,
+                          acquisition_epoch, acquisition_epochs, agent_at, excursion,
+                          frequency_match, in_order, largest_frequency, normalized, probe_at,
+                          probe_epochs, running_median)
+from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
+                     student_response)
+from .loss import OUTPUTS, Response, linear_response, sampled_losses, tracking_loss
+from .network import TrackingRNN
+from .task import POS, PointMass, Scoring, Sinusoids, history_scoring
+from .training import MODES, train_tracking
+
+# the public names of the single module ``tracking.py`` was before it became this package
+# (``History``, ``DTYPE``, ... included: the book and tests may read them as ``tracking.X``)
+__all__ = [
+    "AUTHORS_ACQUISITION", "AUTHORS_EPOCHS", "DTYPE", "HUMAN_ACQUISITION", "History", "MODES",
+    "OUTPUTS", "POS", "PointMass", "Response", "Scoring", "Sinusoids", "TrackingRNN",
+    "acquisition_epoch", "acquisition_epochs", "agent_at", "closed_loop_matrix",
+    "closed_loop_rates", "conventions", "excursion", "frequency_match", "history_scoring",
+    "in_order", "largest_frequency", "linear_response", "make_generator", "normalized",
+    "open_loop_controls", "probe_at", "probe_epochs", "rollout", "running_median",
+    "sampled_losses", "settles", "single_thread", "student_response", "tracking_loss",
+    "train_tracking",
+]

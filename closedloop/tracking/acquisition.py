@@ -1,0 +1,198 @@
+"""Reading a tracking history: when each frequency is acquired (the probe losses against
+their reference power), the course of the test loss, the network and its frequencies at an
+epoch, and the constants the chapter compares with (people's and the authors' acquisition
+times). Introduced in Chapter 4, sections "Acquisition" and "Compared with people".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _checks
+from ..history import History
+from ..stages import settles
+from .network import TrackingRNN
+from .task import Sinusoids, history_scoring
+
+# human manual tracking, normalized acquisition time of 0.1, 0.2, 0.3, 0.4 Hz (paper s.7)
+HUMAN_ACQUISITION = (2.5 / 20, 4 / 20, 6 / 20, 9.5 / 20)
+# the epochs the authors marked as the acquisitions in their figure (chosen by hand, low to
+# high frequency), of a run of AUTHORS_EPOCHS epochs (paper s.9)
+AUTHORS_ACQUISITION = (230, 1200, 2600, 4500)
+AUTHORS_EPOCHS = 10000
+
+
+def running_median(x, window: int) -> np.ndarray:
+    """Centred running median of x (E,) over ``window`` (odd) epochs, truncated at the ends."""
+    window = _checks.integer("window", window, low=1)
+    if window % 2 == 0:
+        raise ValueError(f"window must be odd, got {window}")
+    x = _checks.real_tensor("x", x).detach().numpy()
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x must be 1-d and not empty (one value per epoch), got shape "
+                         f"{x.shape}")
+    half = window // 2
+    padded = np.pad(x, half, constant_values=np.nan)
+    return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, window), axis=-1)
+
+
+def acquisition_epoch(epochs, loss, threshold: float, window: int = 51) -> int | None:
+    """First epoch from which the running median of ``loss`` stays below ``threshold``.
+
+    The median over ``window`` epochs ignores excursions shorter than half the window (a
+    lucky dip before acquisition, a noisy spike after it); None: never acquired.
+    Introduced in Chapter 4, section "Acquisition".
+    """
+    threshold = _checks.real("threshold", threshold, low=0.0, low_open=True)
+    loss = _checks.real_tensor("loss", loss).detach().numpy()
+    if loss.ndim != 1 or loss.size == 0 or np.shape(epochs) != loss.shape:
+        raise ValueError(f"epochs and loss must be 1-d of equal, non-zero length, got "
+                         f"{np.shape(epochs)} and {loss.shape}")
+    return settles(epochs, running_median(loss, window) < threshold)
+
+
+def acquisition_epochs(history: History, refs: Sinusoids, fraction: float = 0.5,
+                       window: int = 51, first: bool = False) -> list:
+    """Acquisition epoch of every sinusoid (in the order of ``refs``): the first epoch from
+    which its probe loss stays below ``fraction`` x its reference power (``Scoring.power``:
+    A_k^2/2 in the history's units, the loss of doing nothing). ``first=True``: the first
+    epoch at which it gets there, even if it is lost again later (the two differ when a
+    frequency is forgotten for a while). Introduced in Chapter 4, section "Acquisition".
+    """
+    fraction = _checks.real("fraction", fraction, low=0.0, low_open=True, high=1.0)
+    _checks.instance("refs", refs, Sinusoids)
+    history_with(history, "probe_loss", refs.K)
+    thr = fraction * history_scoring(history, refs).power.cpu().numpy()
+    epochs = probe_epochs(history)
+    out = []
+    for k in range(refs.K):
+        if first:
+            below = running_median(history.probe_loss[:, k], window) < thr[k]
+            out.append(int(epochs[np.argmax(below)]) if below.any() else None)
+        else:
+            out.append(acquisition_epoch(epochs, history.probe_loss[:, k], thr[k], window))
+    return out
+
+
+def probe_epochs(history: History) -> np.ndarray:
+    """The epochs of a history's probe losses (every epoch of a closed-loop run, the test
+    epochs of a twin; a history saved before they were listed has them at every epoch)."""
+    history_with(history, "probe_loss")
+    return history.arrays.get("probe_epoch", history.epoch)
+
+
+def probe_at(history: History, epoch: int) -> np.ndarray:
+    """The probe losses (K,) at the first epoch at or after ``epoch`` that recorded them (the
+    last if none)."""
+    epochs = probe_epochs(history)
+    epoch = _checks.integer("epoch", epoch, low=0)
+    return history.probe_loss[min(int(np.searchsorted(epochs, epoch)), len(epochs) - 1)]
+
+
+def in_order(epochs) -> bool:
+    """Whether acquisition epochs (listed low to high frequency, None: never) come in order of
+    frequency: the acquired ones non-decreasing, and every None after them."""
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
+    got = [e for e in epochs if e is not None]
+    return got == sorted(got) and list(epochs[:len(got)]) == got
+
+
+def normalized(epochs, length) -> list:
+    """Acquisition epochs divided by the training length ``length`` (epochs run); None stays
+    None. Introduced in Chapter 4, section "Compared with people"."""
+    length = _checks.real("length", length, low=0.0, low_open=True)
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
+    return [None if e is None else e / length for e in epochs]
+
+
+def excursion(history: History) -> dict:
+    """The course of a history's closed-loop test loss: ``start`` (epoch 0), ``peak`` and
+    ``peak_epoch`` (its largest value and the first epoch that reaches it), ``final`` (the
+    last recorded) and ``recovered`` (final < peak / 2). Introduced in Chapter 4, section
+    "Open-loop twin"."""
+    history_with(history, "test_loss")
+    loss = np.asarray(history.test_loss, dtype=float)
+    if loss.ndim != 1:
+        raise ValueError(f"history must be one run (take an ensemble's member), got test_loss "
+                         f"of shape {loss.shape}")
+    i = int(np.argmax(loss))
+    return dict(start=float(loss[0]), peak=float(loss[i]),
+                peak_epoch=int(history.test_epoch[i]), final=float(loss[-1]),
+                recovered=bool(loss[-1] < loss[i] / 2))
+
+
+def largest_frequency(history: History, epochs) -> list:
+    """The largest imaginary part of eig(W - I)/tau (rad/s) at the first recorded epoch at or
+    after each of ``epochs`` (None stays None)."""
+    history_with(history, "eig_W")
+    if not isinstance(epochs, (list, tuple)):
+        raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
+    out = []
+    for k, e in enumerate(epochs):
+        if e is None:
+            out.append(None)
+            continue
+        e = min(_checks.integer(f"epochs[{k}]", e, low=0), int(history.eig_epoch[-1]))
+        i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
+        out.append(float(history.eig_W[i].imag.max()))
+    return out
+
+
+def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
+             ) -> tuple[int, TrackingRNN]:
+    """The network of the first snapshot at or after ``epoch``: returns (its epoch, the
+    network). W_in comes from the history's snapshot where recorded (the authors' twin trains
+    it), else from ``agent``; dt and tau from ``agent`` if given, else from the history's
+    config, so a loaded history rebuilds its networks alone."""
+    history_with(history, "snapshot_epoch")
+    # epochs beyond the last snapshot read the last (and cannot overflow int64)
+    epoch = min(_checks.integer("epoch", epoch, low=0), int(history.snapshot_epoch[-1]))
+    if agent is not None:
+        _checks.instance("agent", agent, TrackingRNN)
+    i = min(int(np.searchsorted(history.snapshot_epoch, epoch)), len(history.snapshot_epoch) - 1)
+    if agent is None:
+        if "params/W_in" not in history.arrays or "tau" not in history.config:
+            raise ValueError("this history does not record W_in and tau (saved before they "
+                             "were recorded): pass the agent it was trained from")
+        dt, tau = history.config["dt"], history.config["tau"]
+    else:
+        dt, tau = agent.dt, agent.tau
+    W_in = (torch.tensor(history.arrays["params/W_in"][i]) if "params/W_in" in history.arrays
+            else agent.W_in.detach())
+    net = TrackingRNN.from_tensors(torch.tensor(history.arrays["params/W"][i]), W_in,
+                                   torch.tensor(history.arrays["params/W_out"][i]), dt, tau)
+    return int(history.snapshot_epoch[i]), net
+
+
+def frequency_match(rate_eigs, omega) -> np.ndarray:
+    """|omega_k - Im lambda| for the eigenvalue lambda of eig(W - I)/tau (given, complex) whose
+    imaginary part is closest to each target omega_k (rad/s): (K,)."""
+    try:
+        ev = np.asarray(rate_eigs.detach() if torch.is_tensor(rate_eigs) else rate_eigs,
+                        dtype=complex)
+    except (TypeError, ValueError):
+        raise TypeError(f"rate_eigs must be complex numbers, got {_checks.short(rate_eigs)}"
+                        ) from None
+    if ev.ndim != 1 or ev.size == 0 or not np.isfinite(ev).all():
+        raise ValueError(f"rate_eigs must be a non-empty 1-d array of finite eigenvalues, got "
+                         f"{_checks.short(rate_eigs)}")
+    omega = _checks.real_tensor("omega", omega).numpy()
+    if omega.ndim != 1:
+        raise ValueError(f"omega must be 1-d, got shape {omega.shape}")
+    im = np.abs(ev.imag)
+    return np.abs(im[None, :] - omega[:, None]).min(-1)
+
+
+def history_with(history, name, columns=None) -> None:
+    """TypeError/ValueError unless ``history`` is a History recording ``name`` (with
+    ``columns`` entries per row, if given)."""
+    _checks.instance("history", history, History)
+    if name not in history.arrays:
+        raise ValueError(f"history records no {name!r} (a tracking history has it)")
+    a = history.arrays[name]
+    if columns is not None and (a.ndim != 2 or a.shape[1] != columns):
+        raise ValueError(f"history's {name} must have {columns} columns (one per sinusoid of "
+                         f"refs), got shape {a.shape}")

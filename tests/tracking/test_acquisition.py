@@ -1,0 +1,69 @@
+"""Reading a tracking history: acquisition, excursion, thresholds (``tracking.acquisition``)."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from closedloop import tracking as tr
+
+from .helpers import BOOK, PAPER, net
+
+
+def test_acquisition_on_a_synthetic_curve():
+    rng = np.random.default_rng(0)
+    E, e0 = np.arange(2000), 1234
+    loss = np.where(E < e0, 2.0, 0.3) * np.exp(0.1 * rng.standard_normal(E.size))
+    loss[:5] = 1e6                 # an untrained loop that runs away
+    loss[600:610] = 0.2            # a lucky dip long before acquisition
+    loss[1500:1512] = 3.0          # a noisy spike after it
+    assert tr.acquisition_epoch(E, loss, threshold=1.0, window=51) == e0
+    # a relative-to-start threshold would fire at once
+    assert tr.acquisition_epoch(E, loss, threshold=0.1 * loss[0], window=51) <= 5
+    assert tr.acquisition_epoch(E, np.full(E.size, 2.0), threshold=1.0) is None
+    assert tr.acquisition_epoch(E, np.full(E.size, 0.5), threshold=1.0) == 0
+
+
+def test_readers_of_acquisition_and_excursion():
+    assert tr.in_order([3, 5, 5, 9]) and tr.in_order([3, 9, None, None])
+    assert not tr.in_order([3, 9, 4, 10]) and not tr.in_order([3, None, 9, None])
+    assert tr.normalized([250, None, 5000], 5000) == [0.05, None, 1.0]
+    with pytest.raises(ValueError, match="length"):
+        tr.normalized([1], 0)
+    with pytest.raises(TypeError, match="epochs"):
+        tr.in_order(np.array([1, 2]))
+    refs = tr.Sinusoids(T=30)
+    h = tr.train_tracking(net(N=5), refs=refs, epochs=3, batch=2, n_test=2, test_every=1)
+    h.arrays["test_loss"] = np.array([2.0, 5.0, 9.0, 3.0, 1.0])  # rise, then fall
+    assert tr.excursion(h) == dict(start=2.0, peak=9.0, peak_epoch=2, final=1.0, recovered=True)
+    h.arrays["test_loss"] = np.array([2.0, 5.0, 9.0, 6.0, 4.5])  # not below half the peak
+    assert tr.excursion(h)["recovered"] is False
+
+
+def test_thresholds_are_in_the_history_units():
+    """The acquisition threshold is fraction x the reference power in the history's units:
+    a dt-weighted history's probe losses and threshold both carry dt, so the acquisition
+    epochs of a run do not depend on the weight (same network, same batches: the two runs
+    differ only in the loss scale, which Adam all but ignores)."""
+    refs = tr.Sinusoids(T=60)
+    kw = dict(refs=refs, epochs=40, lr=2e-2, batch=4, n_test=2, mode="exact")
+    a = tr.train_tracking(net(N=8), **kw, convention=PAPER)
+    b = tr.train_tracking(net(N=8), **kw, convention=PAPER.with_(dt_weight=False))
+    np.testing.assert_allclose(a.probe_loss, 0.1 * b.probe_loss, rtol=1e-4)  # Adam's eps
+    torch.testing.assert_close(tr.history_scoring(a, refs).power, 0.1 * refs.reference_power())
+    acquired = tr.acquisition_epochs(a, refs, 0.7, 3)
+    assert acquired == tr.acquisition_epochs(b, refs, 0.7, 3)
+    assert any(e not in (None, 0) for e in acquired) and None in acquired  # not trivial
+    old = tr.train_tracking(net(N=8), **kw, convention=BOOK)
+    for key in ("pairing", "dt_weight", "twin_axes", "update_at_epoch0", "twin_trains_W_in"):
+        del old.config[key]  # a history saved before conventions were recorded
+    assert tr.history_scoring(old, refs).convention == BOOK
+
+
+@pytest.mark.parametrize("make,param", [
+    (lambda: tr.acquisition_epoch([0, 1], [1.0, 1.0], threshold=0.0), "threshold"),
+    (lambda: tr.running_median([1.0, 2.0], 4), "window"),
+])
+def test_bad_arguments_name_the_parameter(make, param):
+    with pytest.raises((ValueError, TypeError), match=param):
+        make()

@@ -115,6 +115,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
     "ch5_atlas": {
         "engine": Param(str, choices=("local", "inprocess"), pattern=r"tcp://[^\s/]+:\d+"),
         "n_workers": COUNT, "chunk_size": COUNT, "epochs": COUNT, "batch": COUNT,
+        "out": Param(str, choices=(), pattern=r".+", none_ok=True),  # a folder, or None
         "N": Param(int, 1), "T_values": Param(list, item=COUNT),
         "lr_values": Param(list, item=Param(float, 0.0, low_open=True)), "n_seeds": COUNT,
         "N_values": Param(list, item=COUNT),

@@ -20,13 +20,11 @@ training's business (``conventions.Convention``).
 
 from __future__ import annotations
 
-import weakref
 
 import numpy as np
 import torch
 
-from . import _checks
-from ._loop import closed_loop
+from . import _checks, kernels
 from .conventions import first_state
 from .agents import Agent, has_overlaps
 from .linsys import (check_broadcast, linear_states, lyapunov_doubling, lyapunov_sum,  # noqa: F401
@@ -35,24 +33,14 @@ from .linsys import (check_broadcast, linear_states, lyapunov_doubling, lyapunov
 # the linear-systems core lives in ``linsys``; ``linear_states`` and ``lyapunov_sum`` stay
 # importable from here (Chapters 1-3 and their tests read them as ``coupled.``), and the two
 # unchecked names gains.py still reads until it moves to ``linsys``
-_linear_states, _no_overflow = states_by_doubling, no_overflow
+_linear_states, _no_overflow, _rollout = states_by_doubling, no_overflow, kernels.rollout
 
 
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:
     """P = [[A, B z^T], [m C A, W + m (C B) z^T]]: shape (*K, 2+N, 2+N). Linear agents only."""
     check_pair(agent, env)
     _require_linear(agent)
-    return _stacked_matrix(agent, env)
-
-
-def _stacked_matrix(agent, env):
-    """P for any activation: the linear map from (x_t, h_t) to (x_{t+1}, W h_t + m y_{t+1})."""
-    W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
-    K = agent.batch_shape
-    top = torch.cat([env.A.expand(*K, 2, 2), env.B[:, None] * z[..., None, :]], -1)
-    CA, CB = env.C @ env.A, env.C @ env.B
-    bottom = torch.cat([m[..., :, None] * CA, W + CB * m[..., :, None] * z[..., None, :]], -1)
-    return torch.cat([top, bottom], -2)
+    return kernels.stacked_matrix(agent, env)
 
 
 def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
@@ -66,47 +54,7 @@ def effective_matrix(overlaps: torch.Tensor, env) -> torch.Tensor:
     overlaps = _checks.real_tensor("overlaps", overlaps, env.dtype)
     if overlaps.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {tuple(overlaps.shape)}")
-    return _effective_matrix(overlaps, env)
-
-
-def _effective_matrix(overlaps, env):
-    """``effective_matrix`` unchecked: training calls it with overlaps that may have
-    overflowed, which its divergence check, not an argument error, must catch."""
-    base, basis = _effective_basis(env, overlaps.dtype, overlaps.device)
-    return base + torch.einsum("...k,kij->...ij", overlaps, basis)
-
-
-def _effective_basis(env, dtype, device):
-    """(P_0, E) with P_eff = P_0 + sum_k q_k E_k; E (4, 4, 4) for q = (s_zm, s_zu, s_vm, s_vu).
-
-    Built once per environment, dtype and device (training asks for it every epoch); the key
-    holds the version counters of A, B, C, so an in-place change to them rebuilds it."""
-    key = (dtype, str(device), *(t._version for t in (env.A, env.B, env.C)))
-    try:
-        cache = _BASES.setdefault(env, {})
-    except TypeError:  # an environment object that takes no weak reference: no cache
-        return _build_effective_basis(env, dtype, device)
-    if key not in cache:
-        cache.clear()
-        cache[key] = _build_effective_basis(env, dtype, device)
-    return cache[key]
-
-
-_BASES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _build_effective_basis(env, dtype, device):
-    A, B, C = (t.to(dtype=dtype, device=device) for t in (env.A, env.B, env.C))
-    base = torch.zeros(4, 4, dtype=dtype, device=device)
-    base[:2, :2] = A
-    base[2, :2] = C @ A  # a' = y' = C (A x + B u)
-    basis = torch.zeros(4, 4, 4, dtype=dtype, device=device)
-    ctrl_col = torch.cat([B, (C @ B)[None], B.new_zeros(1)])  # where u = s_zm a + s_zu b enters
-    basis[0, :, 2] = ctrl_col
-    basis[1, :, 3] = ctrl_col
-    basis[2, 3, 2] = 1.0  # b' = s_vm a + s_vu b
-    basis[3, 3, 3] = 1.0
-    return base, basis
+    return kernels.effective_matrix(overlaps, env)
 
 
 def linear_system(agent: Agent, env):
@@ -118,17 +66,7 @@ def linear_system(agent: Agent, env):
     check_pair(agent, env)
     if not has_overlaps(agent):
         _require_linear(agent)
-    return _linear_system(agent, env)
-
-
-def _linear_system(agent, env):
-    if has_overlaps(agent):
-        q = agent.overlaps()
-        zeros = q.new_zeros(*q.shape[:-1], 2)
-        return _effective_matrix(q, env), torch.cat([zeros, q[..., :2]], -1)
-    z = agent.tensors["z"]
-    zeros = z.new_zeros(*z.shape[:-1], 2)
-    return _stacked_matrix(agent, env), torch.cat([zeros, z], -1)
+    return kernels.linear_system(agent, env)
 
 
 def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
@@ -140,22 +78,10 @@ def rollout(agent: Agent, env, x0: torch.Tensor, T: int) -> dict:
     T = _checks.integer("T", T, low=1)
     check_pair(agent, env)
     _check_x0(agent, env, x0)
-    out = _rollout(agent, env, x0, T)
+    out = kernels.rollout(agent, env, x0, T)
     for v in out.values():
         no_overflow(v, f"the closed loop of this agent from these x0 over T={T} steps")
     return out
-
-
-def _rollout(agent, env, x0, T):
-    """``rollout`` unchecked (training's loss: a blow-up there is its divergence stop)."""
-    K = agent.batch_shape
-    x = x0.expand(*K, *x0.shape[-2:]) if x0.dim() == 2 else x0
-    _checks.fits_memory(f"T={T} steps of {x.shape[:-1].numel()} states of 2 + N={agent.N} "
-                        f"numbers", (T + 1) * x.shape[:-1].numel() * (agent.N + 2) * 2)
-    s0 = torch.cat([x, x.new_zeros(*x.shape[:-1], agent.N)], -1)
-    PT = _stacked_matrix(agent, env).transpose(-1, -2)
-    x, h, u = closed_loop(PT, s0, agent.tensors["z"], T, agent.activation == "tanh", lo=2)
-    return {"x": x, "u": u, "h": h}
 
 
 def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None,
@@ -170,28 +96,8 @@ def episode_cost(x: torch.Tensor, u: torch.Tensor, beta, T=None,
     A sum of squares: where the states overflowed their dtype (an unstable loop over many steps)
     it is inf, never NaN (which inf - inf in the states would otherwise carry into it).
     """
-    cost = _episode_cost(x, u, beta, T, first_state(window))
+    cost = kernels.episode_cost(x, u, beta, T, first_state(window))
     return torch.where(torch.isnan(cost), torch.inf, cost)
-
-
-def _episode_cost(x, u, beta, T, first):
-    """``episode_cost`` with the window as its first step ``first`` (0 or 1)."""
-    if torch.is_tensor(beta):
-        beta = _align(beta.to(x), u.dim() - 1)
-    xs = x[first:x.shape[0] - 1 + first]  # T states from x_first
-    if T is None:
-        return (xs ** 2).mean((0, -1)) + beta * (u[:-1] ** 2).sum(0)
-    t = torch.arange(0, x.shape[0] - 1, dtype=x.dtype, device=x.device)  # steps counted
-    Tk = _align(torch.as_tensor(T, dtype=x.dtype, device=x.device), u.dim() - 1)
-    t = t.reshape(-1, *([1] * (u.dim() - 1)))
-    state = ((xs ** 2).mean(-1) * (t < Tk)).sum(0) / Tk  # mean over each own horizon
-    control = ((u[:-1] ** 2) * (t < Tk)).sum(0)
-    return state + beta * control
-
-
-def _align(v: torch.Tensor, dims: int) -> torch.Tensor:
-    """A per-member value (*K,) viewed against a tensor with ``dims`` axes that start with K."""
-    return v.reshape(*v.shape, *([1] * (dims - v.dim())))
 
 
 def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0,
@@ -208,7 +114,7 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0,
     first = first_state(window)
     check_pair(agent, env)
     _check_x0(agent, env, x0)
-    return _start_costs(agent, env, x0, T, T_max, beta, first)
+    return kernels.start_costs(agent, env, x0, T, T_max, beta, first)
 
 
 def _check_x0(agent, env, x0):
@@ -217,55 +123,6 @@ def _check_x0(agent, env, x0):
     if x0.dim() < 2 or x0.shape[-1] != 2:
         raise ValueError(f"x0 must have shape (B, 2) or (*K, B, 2), got {tuple(x0.shape)}")
     check_broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
-
-
-def _start_costs(agent, env, x0, T, T_max, beta, first):
-    """``start_costs`` unchecked, with T and beta as ``per_member`` returned them: training
-    validates once and calls this every epoch."""
-    horizon = None if isinstance(T, int) else T
-    if agent.activation == "identity":
-        P, u_row = _linear_system(agent, env)
-        s0 = torch.cat([x0, x0.new_zeros(*x0.shape[:-1], P.shape[-1] - 2)], -1)
-        s = states_by_doubling(P, s0, T_max)
-        x, u = s[..., :2], (s * u_row.unsqueeze(-2)).sum(-1)
-    else:
-        traj = _rollout(agent, env, x0, T_max)
-        x, u = traj["x"], traj["u"]
-    cost = _episode_cost(x, u, beta, horizon, first)
-    return torch.where(torch.isnan(cost), torch.inf, cost)
-
-
-def _cost_matrix(agent, env, T, beta, first: int) -> torch.Tensor:
-    """S_xx (*K, 2, 2) with episode cost x_0^T S_xx x_0, for a linear agent; T one horizon or
-    one per member ((*K,) integer tensor).
-
-    With s_t = P^t s_0 and u_t = r . s_t, the cost is s_0^T S s_0 where
-    S = sum_{t=0}^{T-1} (P^t)^T M P^t and M = (P^f)^T E P^f / (2T) + beta r r^T: E picks x out
-    of s, and f = ``first`` (0 or 1) shifts the state window to x_f..x_{f+T-1}. Since
-    s_0 = (x_0, 0), only the 2 x 2 block S_xx is used. One S serves a whole batch:
-    O(d^3 log T) instead of the O(T B d^2) of stepping every start.
-    """
-    P, r = _linear_system(agent, env)
-    Ex = P[..., :2, :] if first else torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)[:2]
-    if torch.is_tensor(beta):
-        beta = _align(beta.to(P), P.dim())
-    twoT = 2.0 * (_align(T.to(P), P.dim()) if torch.is_tensor(T) else T)
-    M = Ex.transpose(-1, -2) @ Ex / twoT + beta * (r[..., :, None] * r[..., None, :])
-    return lyapunov_doubling(P, M, T)[..., :2, :2]
-
-
-def _quadratic_loss(S: torch.Tensor, x0: torch.Tensor, weights=None) -> torch.Tensor:
-    """sum_b w_b x0_b^T S x0_b = tr(S X^T diag(w) X): S (*K, 2, 2), x0 (..., B, 2), weights
-    (B,) or None (the batch mean). Returns (*broadcast(K, ...)).
-
-    Only the loss of a batch is formed this way, never one start's cost: the trace is
-    accurate relative to the batch's loss, but a single start that avoids an unstable mode
-    costs orders of magnitude less than S's scale and would be lost to rounding (those go
-    through the states, ``start_costs``). A non-finite value (overflow) is +inf.
-    """
-    w = x0 / x0.shape[-2] if weights is None else x0 * weights[:, None]
-    loss = (S * (w.transpose(-1, -2) @ x0)).sum((-1, -2))
-    return torch.where(torch.isfinite(loss), loss, torch.inf)
 
 
 def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=None):
@@ -313,8 +170,8 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
         _checks.finite_tensor("weights", weights, env.dtype)
         _checks.shape("weights", weights, (x0.shape[-2],))
     if agent.activation == "identity":  # a batch loss, not its starts
-        return _quadratic_loss(_cost_matrix(agent, env, T, beta, first), x0, weights)
-    costs = _start_costs(agent, env, x0, T, T_max, beta, first)
+        return kernels.quadratic_loss(kernels.cost_matrix(agent, env, T, beta, first), x0, weights)
+    costs = kernels.start_costs(agent, env, x0, T, T_max, beta, first)
     return costs.mean(-1) if weights is None else (costs * weights).sum(-1)
 
 
@@ -354,15 +211,7 @@ def spectrum(agent: Agent, env) -> torch.Tensor:
     agents: P of their linearization at the target (``linearized``).
     """
     check_pair(agent, env)
-    return _spectrum(agent, env)
-
-
-def _spectrum(agent, env):
-    """``spectrum`` unchecked (training's recorder, every epoch). The stacked P of any agent
-    is that of its linearization at the target, so no linearized copy is built."""
-    with torch.no_grad():
-        P, _ = _linear_system(agent, env)
-        return _by_modulus(torch.linalg.eigvals(P))
+    return kernels.spectrum(agent, env)
 
 
 def recurrent_spectrum(agent: Agent) -> torch.Tensor:
@@ -375,12 +224,7 @@ def recurrent_spectrum(agent: Agent) -> torch.Tensor:
                              device=s_vu.device)  # W = u v^T
             ev[..., 0] = s_vu
             return ev
-        return _by_modulus(torch.linalg.eigvals(agent.recurrent_matrix()))
-
-
-def _by_modulus(ev):
-    idx = torch.argsort(ev.abs(), dim=-1, descending=True, stable=True)
-    return torch.gather(ev, -1, idx)
+        return kernels.by_modulus(torch.linalg.eigvals(agent.recurrent_matrix()))
 
 
 def check_pair(agent: Agent, env, name: str = "agent") -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _checks, coupled
+from . import _checks, coupled, kernels
 from .agents import Agent, has_overlaps
 
 @dataclass
@@ -113,7 +113,7 @@ class History:
                        self.seconds)
 
 
-class _Recorder:
+class Recorder:
     """Collects each epoch's records in a dict that joins ``rows`` only when complete (one
     list append), so that Ctrl-C in the middle of an epoch's records leaves none of them."""
 
@@ -144,7 +144,7 @@ class _Recorder:
         if self.rank_one:
             self.add("overlaps", agent.overlaps())
         if self.due("eig", e):
-            ev = coupled._spectrum(agent, self.env)
+            ev = kernels.spectrum(agent, self.env)
             self.add("eig_epoch", e)
             self.add("eig_P", ev)
             self.add("spectral_radius", ev.abs()[..., 0])
@@ -209,8 +209,6 @@ def attach_history(exc: Exception, e: int, make) -> None:
 
 
 # the names training.py imported before these had public ones (kept until it moves over)
-_stack_rows, _stopped = stack_rows, stopped_message
-_interrupted, _attach_history = interrupted_message, attach_history
 
 FORMAT = "closedloop.History"
 VERSION = 1

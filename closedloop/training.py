@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import _checks, conventions, coupled
+from . import _checks, conventions, coupled, kernels
 from .agents import Agent, make_generator
-from .history import (History, _attach_history, _interrupted, _Recorder, _stack_rows,  # noqa: F401
-                      _stopped)
+from .history import (History, Recorder, attach_history, interrupted_message,
+                      stopped_message)
 from .envs import DoubleIntegrator
 
 MODES = ("sampled", "exact")
@@ -86,15 +86,15 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
 
     # validated above: every epoch calls the unchecked core (the expected loss over x_0 is
     # the cost summed over the rows of F, as in ``coupled.expected_loss``)
-    costs = lambda x0: coupled._start_costs(agent, env, x0, T, T_max, beta_eff, first)
+    costs = lambda x0: kernels.start_costs(agent, env, x0, T, T_max, beta_eff, first)
     ones = F.new_ones(F.shape[0])
 
     def objective(e):
         if linear:  # one cost matrix (per member) for the batch and the exact loss
-            S = coupled._cost_matrix(agent, env, T, beta_eff, first)
+            S = kernels.cost_matrix(agent, env, T, beta_eff, first)
             S = S * (scale[..., None, None] if torch.is_tensor(scale) else scale)
-            expected = coupled._quadratic_loss(S, F, ones)
-            loss = expected if mode == "exact" else coupled._quadratic_loss(S, draw())
+            expected = kernels.quadratic_loss(S, F, ones)
+            loss = expected if mode == "exact" else kernels.quadratic_loss(S, draw())
             return loss, {"expected_loss": expected.detach()}
         return scale * costs(draw()).mean(-1), {}
 
@@ -146,7 +146,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
         raise TypeError(f"update_at_epoch0 must be True or False, got "
                         f"{_checks.short(update_at_epoch0)}")
     last = epochs if update_at_epoch0 or not epochs else epochs + 1  # the final network's row
-    rec = _Recorder(agent, env, monitor, strides, last, bool(eig_W))
+    rec = Recorder(agent, env, monitor, strides, last, bool(eig_W))
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
     try:
@@ -157,7 +157,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                      else None)
             gnorm = _member_norm(grads, agent) if grads is not None else None
             if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                message = _stopped(e, rec.last("loss"))
+                message = stopped_message(e, rec.last("loss"))
                 break
             row = {"epoch": e, "loss": loss.detach(), **extra}
             if gnorm is not None:
@@ -172,9 +172,9 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                 steps = [_expand(lr * scale, g, agent) * g for g in grads]
                 torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
-        message = _interrupted(e, len(rec.rows))
+        message = interrupted_message(e, len(rec.rows))
     except Exception as exc:
-        _attach_history(exc, e, lambda message: History(config, rec.finish(), message,
+        attach_history(exc, e, lambda message: History(config, rec.finish(), message,
                                                         time.perf_counter() - start))
         raise
     if message:
@@ -276,7 +276,7 @@ def _open_loop_inputs(source, batch, T, generator, teacher, env):
         return torch.randn(T, batch, generator=generator, dtype=env.dtype,
                            device=generator.device).to(env.A.device)
     with torch.no_grad():
-        x = coupled._rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
+        x = kernels.rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
     return x[1:] @ env.C  # the teacher's loop is closed and stable or not: y may overflow
 
 

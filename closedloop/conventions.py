@@ -108,14 +108,20 @@ def first_state(window: str) -> int:
 
 def resolve(convention, default: Convention) -> Convention:
     """A Convention from a Convention, one of the names of ``NAMED``, or None (``default``)."""
+    return _resolve(convention, default, Convention, NAMED)
+
+
+def _resolve(convention, default, kind, named):
+    """``convention`` as a ``kind``: itself, the entry of ``named`` it names, or ``default``
+    for None; anything else is an error naming what is allowed."""
     if convention is None:
         return default
-    if isinstance(convention, Convention):
+    if isinstance(convention, kind):
         return convention
     if isinstance(convention, str):
-        return NAMED[_checks.choice("convention", convention, tuple(NAMED))]
-    raise TypeError(f"convention must be a Convention, one of {sorted(NAMED)} or None, got "
-                    f"{_checks.short(convention)}")
+        return named[_checks.choice("convention", convention, tuple(named))]
+    raise TypeError(f"convention must be a {kind.__name__}, one of {sorted(named)} or None, "
+                    f"got {_checks.short(convention)}")
 
 
 # -- the motor tracking task (Chapter 4) ------------------------------------------------------
@@ -190,11 +196,4 @@ TRACKING_NAMED = {"paper_tracking": PAPER_TRACKING, "book_tracking": BOOK_TRACKI
 def resolve_tracking(convention) -> TrackingConvention:
     """A TrackingConvention from one, one of the names of ``TRACKING_NAMED``, or None (the
     authors', ``PAPER_TRACKING``)."""
-    if convention is None:
-        return PAPER_TRACKING
-    if isinstance(convention, TrackingConvention):
-        return convention
-    if isinstance(convention, str):
-        return TRACKING_NAMED[_checks.choice("convention", convention, tuple(TRACKING_NAMED))]
-    raise TypeError(f"convention must be a TrackingConvention, one of {sorted(TRACKING_NAMED)} "
-                    f"or None, got {_checks.short(convention)}")
+    return _resolve(convention, PAPER_TRACKING, TrackingConvention, TRACKING_NAMED)

@@ -42,7 +42,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_NB = ROOT / "_build" / "ci"
@@ -65,24 +64,7 @@ pytestmark = pytest.mark.skipif(
            "chromium-driver; .ci/run installs them)")
 
 
-def toc_pages() -> list[str]:
-    """Every page of _toc.yml, as paths without suffix (book/intro, book/ch1_open_closed...)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                pages.append(e["file"])
-            walk(e.get("sections")), walk(e.get("chapters"))
-            for part in e.get("parts", []):
-                walk(part.get("chapters"))
-
-    walk(toc.get("chapters")), walk(toc.get("parts"))
-    return pages
-
-
-PAGES = toc_pages()
+PAGES = book_tool.toc_pages()
 CHAPTERS = [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()]
 
 

@@ -37,6 +37,25 @@ ORDER = ["ch4_tracking.ipynb", "ch1_open_closed.ipynb", "ch3_tradeoff.ipynb",
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
+def toc_pages() -> list[str]:
+    """Every page of _toc.yml in order, as paths without suffix (book/intro, ...)."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                pages.append(e["file"])
+            walk(e.get("sections")), walk(e.get("chapters"))
+            for part in e.get("parts", []):
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters")), walk(toc.get("parts"))
+    return pages
+
+
 def chapters() -> list[str]:
     names = sorted(p.name for p in (ROOT / "book").glob("*.ipynb") if p.name != REPORT)
     return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))

@@ -21,6 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from book import toc_pages as pages  # noqa: E402
 from webdriver import WAIT_FOR_MATHJAX, Browser  # noqa: E402
 
 # print the page, not the site: no sidebars, header, footer or navigation buttons
@@ -35,23 +36,6 @@ PRINT_CSS = """
 
 INJECT = "var s = document.createElement('style'); s.textContent = arguments[0];" \
          "document.head.appendChild(s); return true;"
-
-
-def pages() -> list[str]:
-    """Every page of _toc.yml in order, as paths without suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    out = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                out.append(e["file"])
-            walk(e.get("sections")), walk(e.get("chapters"))
-            for part in e.get("parts", []):
-                walk(part.get("chapters"))
-
-    walk(toc.get("chapters")), walk(toc.get("parts"))
-    return out
 
 
 def title_page(path: Path, titles: list[str]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
@@ -97,6 +97,31 @@ def find_plateau(epochs, loss, flat: float = 2.0, drop: float = 10.0):
     return None if best is None else (int(epochs[best[0]]), int(epochs[best[1]]))
 
 
+def learned_shares(history):
+    """How far a network has come, at each recorded epoch, on the first two weights of its
+    linearized response to the position: z.m (the current position) and z.W m (the position
+    one step back), each as a share of its final value: two arrays (E,). Needs a
+    ``gains.probe`` monitor (``instant_gain``, ``lag_gain``).
+    Introduced in Chapter 1, section "What causes the excursion".
+    """
+    arrays = getattr(history, "arrays", None)
+    if not isinstance(arrays, dict) or not {"instant_gain", "lag_gain"} <= set(arrays):
+        raise ValueError("history must be a training History with a gains.probe monitor "
+                         "(instant_gain and lag_gain)")
+    w0, w1 = arrays["instant_gain"], arrays["lag_gain"]
+    if w0.ndim != 1:
+        raise ValueError("learned_shares needs a single run; use history.member(k)")
+    return w0 / w0[-1], w1 / w1[-1]
+
+
+def lag_at_half(history) -> float:
+    """The share of its final z.W m a network had at the first recorded epoch at which it had
+    half of its final z.m (``learned_shares``): about 0.5 when both are learned at one pace,
+    near 0 when the response to the current position comes first."""
+    share0, share1 = learned_shares(history)
+    return float(share1[int(np.argmax(share0 >= 0.5))])
+
+
 def _curve(epochs, values, name):
     epochs, values = np.asarray(epochs), np.asarray(values, dtype=float)
     if epochs.ndim != 1 or values.shape != epochs.shape or len(epochs) < 2:
@@ -129,20 +154,18 @@ class Setting:
 
 def ablation_settings(inputs: str = "white_noise") -> tuple:
     """The authors' setup (the student on ``inputs``) and each of its ingredients switched on
-    its own: the loss averaged over time instead of summed (the student's only, then both
-    trainings': a loss 1/T as large, so unclipped steps T times smaller), m and z drawn with
-    standard deviation 1/sqrt(N) instead of 1/N (both: the student starts from the teacher's
-    initial weights), the student's other inputs. Introduced in Chapter 1, section "What
-    causes the excursion".
+    its own: the student's loss averaged over time instead of summed (1/T as large: unclipped
+    steps T times smaller; its teacher unchanged), m and z drawn with standard deviation
+    1/sqrt(N) instead of 1/N (the pair: the teacher starts there and the student from the
+    teacher's initial weights), the student's other inputs (its teacher unchanged).
+    Introduced in Chapter 1, section "What causes the excursion".
     """
     from .training import INPUTS
 
     _checks.choice("inputs", inputs, INPUTS)
     other = INPUTS[1 - INPUTS.index(inputs)]
     return (Setting("paper", "authors' setup", inputs=inputs),
-            Setting("mean_student", "time mean (student)", student=MEAN_OPEN, inputs=inputs),
-            Setting("mean_both", "time mean (both)", closed=MEAN_CLOSED, student=MEAN_OPEN,
-                    inputs=inputs),
+            Setting("mean", "time mean (student)", student=MEAN_OPEN, inputs=inputs),
             Setting("init", "m, z std 1/sqrt(N)", init="gaussian", inputs=inputs),
             Setting("inputs", f"{other.replace('_', ' ')} inputs", inputs=other))
 
@@ -179,7 +202,8 @@ class Pairs:
         """One row per setting (at the first seed) about its student: the peak epoch, peak /
         final and peak / start test loss, whether it shows the excursion, how many recorded
         epochs its effective gains spent in the unstable oscillatory region, the share of its
-        updates whose gradient was clipped, its final test loss and its teacher's."""
+        updates whose gradient was clipped, ``lag_at_half`` (``lag_at_half``), its final test
+        loss and its teacher's."""
         from .gains import stability_region
 
         rows, seed = [], self.seeds[0]
@@ -191,20 +215,20 @@ class Pairs:
                              over_start=ex.over_start, shows=ex.shows,
                              oscillatory_epochs=int((stability_region(h.gains, self.env)
                                                      == 1).sum()),
-                             clipped=clipped, final=ex.final_loss,
+                             clipped=clipped, lag_at_half=lag_at_half(h), final=ex.final_loss,
                              teacher_final=float(self.closed[(s.key, seed)].test_loss[-1])))
         return rows
 
     def markdown(self) -> str:
         """``table()`` as a Markdown table (for a chapter's glue)."""
         head = ("| setting | peak epoch | peak / final | peak / start | epochs with "
-                "unstable-oscillatory gains | updates clipped | final test loss |\n"
-                "|---|---|---|---|---|---|---|\n")
+                "unstable-oscillatory gains | updates clipped | z.W m learned at half z.m "
+                "| final test loss |\n|---|---|---|---|---|---|---|---|\n")
         fmt = lambda v: "-" if v is None or v != v else f"{v:.3g}"
         return head + "".join(
             f"| {r['setting']} | {fmt(r['peak_epoch'])} | {fmt(r['ratio'])} | "
             f"{fmt(r['over_start'])} | {r['oscillatory_epochs']} | {100 * r['clipped']:.0f}% | "
-            f"{r['final']:.3g} |\n" for r in self.table())
+            f"{100 * r['lag_at_half']:.0f}% | {r['final']:.3g} |\n" for r in self.table())
 
 
 def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: int = 1000,
@@ -216,16 +240,20 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
 
     A pair: ``RNNAgent(N, g, seed=seed, init=setting.init)`` trained closed loop with the
     setting's convention (the teacher) and ``beta``; then a student from the same initial
-    weights trained open loop to imitate the teacher's final network. Seeds fix the initial
-    networks; every run trains on the batches of the first seed (so the reference pair at
-    the first seed is the single run ``train_closed_loop``/``train_open_loop`` would make).
-    Teachers that share a convention train as ensembles, all students as ensembles (their
-    conventions and inputs per member); ``workers`` > 1 splits them into that many parts
-    trained side by side in worker processes (one thread each). ``monitor`` (e.g.
-    ``gains.probe``; it must be picklable when ``workers`` > 1) applies to every run; eig(P)
-    every epoch and parameter snapshots every ``snapshot_every`` epochs are recorded for the
-    part holding the reference pair at the first seed only. Introduced in Chapter 1, section
-    "What causes the excursion".
+    weights trained open loop to imitate the teacher's final network. Settings that share a
+    teacher share its training. Seeds fix the initial networks; every run trains on the
+    batches of the first seed (so the reference pair at the first seed is what
+    ``train_closed_loop``/``train_open_loop`` give run alone at that seed).
+
+    ``workers`` > 1 trains that many runs at a time in worker processes (one thread each;
+    a student starts as soon as its teacher is done). Single runs, not ensembles: a tanh
+    ensemble of K members costs K single runs or more here (measured on 2 cores, N = 100,
+    with a test-loss monitor: an open-loop member 24 s alone, 26-27 s in ensembles of 2-5).
+    ``monitor`` (e.g. ``gains.probe``; picklable when ``workers`` > 1) records every epoch
+    of every student and of the reference teacher, the first and last epoch of the other
+    teachers; eig(P) every epoch and parameter snapshots every ``snapshot_every`` epochs are
+    recorded for the reference pair only. Introduced in Chapter 1, section "What causes the
+    excursion".
     """
     settings = tuple(settings)
     if not settings or not all(isinstance(s, Setting) for s in settings):
@@ -243,93 +271,77 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
         _checks.integer(name, value, low=1)
     start = time.perf_counter()
     env = DoubleIntegrator() if env is None else env
-    runs = [(s, seeds[0]) for s in settings] + [(settings[0], sd) for sd in seeds[1:]]
-    common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, monitor=monitor,
-                  seed=seeds[0], eig_W=False, env=env)
-    record = dict(eig_every=1, snapshot_every=snapshot_every)
-    quiet = dict(eig_every=0, snapshot_every=0)
-
+    common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, seed=seeds[0],
+                  eig_W=False, monitor=monitor)
     if workers == 1:
-        return _train_pairs(settings, seeds, runs, N, g, beta, common, record, quiet, 1, None,
-                            start)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                             initializer=_one_thread) as pool:
-        return _train_pairs(settings, seeds, runs, N, g, beta, common, record, quiet, workers,
-                            pool, start)
-
-
-def _train_pairs(settings, seeds, runs, N, g, beta, common, record, quiet, workers, pool,
-                 start):
-    """``train_pairs`` after its checks, on ``pool`` (None: in this process)."""
-    # the teachers: per closed-loop convention, members (init, seed), the reference first
-    keys = list(dict.fromkeys((s.closed, s.init, sd) for s, sd in runs))
-    initial = {k: RNNAgent(N=N, g=g, seed=k[2], init=k[1]).snapshot() for k in keys}
-    jobs = []
-    for conv in dict.fromkeys(k[0] for k in keys):
-        members = [k for k in keys if k[0] == conv]
-        for part in _parts(members, len(keys), workers):
-            rec = record if part[0] == keys[0] else quiet
-            jobs.append((_train_teachers, (conv, [initial[k] for k in part], beta,
-                                           dict(common, **rec)), part))
-    teachers, final = {}, {}
-    for (h, finals), part in _run(jobs, pool):
-        for i, k in enumerate(part):
-            teachers[k], final[k] = h.member(i), finals[i]
-
-    # the students: from the teachers' initial weights, imitating their final networks
-    jobs = []
-    for part in _parts(runs, len(runs), workers):
-        keys_ = [(s.closed, s.init, sd) for s, sd in part]
-        rec = record if part[0] == runs[0] else quiet
-        jobs.append((_train_students, ([initial[k] for k in keys_], [final[k] for k in keys_],
-                                       [s.inputs for s, _ in part],
-                                       [s.student for s, _ in part], dict(common, **rec)),
-                     part))
-    out = Pairs(settings, seeds, common["env"], common["clip"])
-    for h, part in _run(jobs, pool):
-        for i, (s, sd) in enumerate(part):
-            out.open[(s.key, sd)] = h.member(i)
-            out.closed[(s.key, sd)] = teachers[(s.closed, s.init, sd)]
+        out = _train_pairs(settings, seeds, N, g, beta, env, common, snapshot_every, _Here())
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            out = _train_pairs(settings, seeds, N, g, beta, env, common, snapshot_every, pool)
     out.seconds = time.perf_counter() - start
     return out
 
 
-def _parts(members, total, workers):
-    """``members`` in consecutive parts of at most ceil(total / workers)."""
-    size = max(1, math.ceil(total / workers))
-    return [members[i:i + size] for i in range(0, len(members), size)]
+def _train_pairs(settings, seeds, N, g, beta, env, common, snapshot_every, pool):
+    """``train_pairs`` after its checks, its runs submitted to ``pool``."""
+    runs = [(s, seeds[0]) for s in settings] + [(settings[0], sd) for sd in seeds[1:]]
+    teacher_of = {run: (run[0].closed, run[0].init, run[1]) for run in runs}
+    keys = list(dict.fromkeys(teacher_of.values()))  # the reference teacher first
+    initial = {k: RNNAgent(N=N, g=g, seed=k[2], init=k[1]).snapshot() for k in keys}
+    record = dict(eig_every=1, snapshot_every=snapshot_every, monitor_every=1)
+    last = common["epochs"] + 1  # the final network's row (no update at epoch 0) or beyond
+    quiet = dict(eig_every=0, snapshot_every=0)
+    teachers = {pool.submit(_train_teacher, initial[k], k[0], beta, env,
+                            dict(common, **(record if k == keys[0] else
+                                            dict(quiet, monitor_every=last)))): k
+                for k in keys}
+    out, students = Pairs(settings, seeds, env, common["clip"]), {}
+    for done in as_completed(teachers):
+        k = teachers[done]
+        history, final = done.result()
+        for run in (r for r in runs if teacher_of[r] == k):
+            out.closed[(run[0].key, run[1])] = history
+            students[pool.submit(_train_student, initial[k], final, run[0].inputs,
+                                 run[0].student, env,
+                                 dict(common, **(record if run == runs[0] else quiet)))] = run
+    for done in as_completed(students):
+        s, sd = students[done]
+        out.open[(s.key, sd)] = done.result()
+    return out
 
 
-def _run(jobs, pool):
-    """[(result, tag)] of jobs (function, args, tag), on ``pool`` if given (largest jobs
-    first, so that the parts finish together), else here."""
-    if pool is None:
-        return [(f(*args), tag) for f, args, tag in jobs]
-    futures = {i: pool.submit(jobs[i][0], *jobs[i][1])
-               for i in sorted(range(len(jobs)), key=lambda i: -len(jobs[i][2]))}
-    return [(futures[i].result(), jobs[i][2]) for i in range(len(jobs))]
+class _Here:
+    """An executor that runs each job when it is submitted, in this process."""
+
+    def submit(self, f, *args):
+        future = Future()
+        try:
+            future.set_result(f(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(exc)
+        return future
 
 
 def _one_thread():
     torch.set_num_threads(1)
 
 
-def _ensemble(snapshots):
-    """An ensemble of tanh RNNs from parameter snapshots ({'W', 'm', 'z'} numpy arrays)."""
-    return RNNAgent.stack([RNNAgent.from_tensors(*(torch.as_tensor(s[k]) for k in "Wmz"))
-                           for s in snapshots])
+def _agent(snapshot):
+    """A tanh RNN from a parameter snapshot ({'W', 'm', 'z'} numpy arrays)."""
+    return RNNAgent.from_tensors(*(torch.as_tensor(snapshot[k]) for k in "Wmz"))
 
 
-def _train_teachers(conv, snapshots, beta, kw):
-    """A worker's part of the teachers: (history, final parameters of each member)."""
-    agent = _ensemble(snapshots)
+def _train_teacher(snapshot, conv, beta, env, kw):
+    """A job: one teacher trained closed loop: (history, its final parameters)."""
+    agent = _agent(snapshot)
     with single_thread():
-        h = train_closed_loop(agent, kw.pop("env"), beta=beta, convention=conv, **kw)
-    return h, [agent.member(i).snapshot() for i in range(len(snapshots))]
+        h = train_closed_loop(agent, env, beta=beta, convention=conv, **kw)
+    return h, agent.snapshot()
 
 
-def _train_students(snapshots, teachers, inputs, convs, kw):
-    """A worker's part of the students: their history."""
+def _train_student(snapshot, teacher, inputs, conv, env, kw):
+    """A job: one student trained open loop on ``teacher``: its history."""
     with single_thread():
-        return train_open_loop(_ensemble(snapshots), _ensemble(teachers), kw.pop("env"),
-                               inputs=inputs, convention=convs, **kw)
+        return train_open_loop(_agent(snapshot), _agent(teacher), env, inputs=inputs,
+                               convention=conv, **kw)

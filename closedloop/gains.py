@@ -57,14 +57,17 @@ UNITS = ("cost", "summed")
 
 
 def probe(env, x0: torch.Tensor, T: int, units: str = "cost"):
-    """A training monitor: agent -> {'test_loss', 'gains' (*K, 2), 'gain_r2', 'instant_gain'}.
+    """A training monitor: agent -> {'test_loss', 'gains' (*K, 2), 'gain_r2', 'instant_gain',
+    'lag_gain'}.
 
     test_loss (*K,) is the closed-loop state cost from the fixed starts ``x0`` (B, 2),
     averaged over the starts: with ``units='cost'`` the per-start cost of ``coupled``
     (1/(2T) sum_{t=0..T-1} ||x_t||^2, beta = 0), with ``units='summed'`` the authors' test
     loss sum_{t=0..T-1} ||x_t||^2 (2T times the former). The gains and their R^2 are
     regressed on the same rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the
-    feedback (the overlap s_zm of a rank-one network).
+    feedback (the overlap s_zm of a rank-one network); lag_gain = z.W m is du_t/dy_{t-1} at
+    h = 0, the first weight that needs the recurrence (the linearized response to the
+    position one step back).
     Introduced in Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
@@ -95,8 +98,11 @@ class Probe:
                                     f"steps")
         k, r2 = effective_gains(traj["x"], traj["u"])
         cost = self.factor * coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
-        zm = (agent.tensors["z"] * agent.tensors["m"]).sum(-1)
-        return {"test_loss": cost, "gains": k, "gain_r2": r2, "instant_gain": zm}
+        z, m = agent.tensors["z"], agent.tensors["m"]
+        zm = (z * m).sum(-1)
+        zWm = (z * (agent.recurrent_matrix() @ m[..., None])[..., 0]).sum(-1)
+        return {"test_loss": cost, "gains": k, "gain_r2": r2, "instant_gain": zm,
+                "lag_gain": zWm}
 
 
 def feedback_matrix(k, env) -> torch.Tensor:

@@ -282,7 +282,7 @@ def _open_loop_inputs(source, batch, T, generator, teacher, env):
 
 def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None = None, *,
                     epochs: int = 1000, T: int = 50, lr: float = 1e-2, batch: int = 100,
-                    clip: float | None = 1.0, inputs="white_noise", seed: int = 0,
+                    clip: float | None = 1.0, inputs: str = "white_noise", seed: int = 0,
                     convention=None, eig_every: int = 1, eig_W: bool = True,
                     snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
     """Train ``student`` in place to imitate ``teacher``'s controls open loop; return its History.
@@ -293,22 +293,14 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     also makes no update at epoch 0) or averaged over them (``time='mean'``, e.g. ``BOOK``).
     The environment is never driven by the student: only ``monitor`` (e.g. ``gains.probe``)
     puts it in the closed loop, to measure it.
-
-    A student with one ensemble axis (K,) may take one ``inputs`` source and one
-    ``convention`` per member (lists of K): member k then sees the inputs of source
-    ``inputs[k]`` (each source draws from its own generator seeded with ``seed``, so a member
-    sees what a single run of its source would) and its loss carries its convention's time
-    factor; the members must agree on ``update_at_epoch0``. A ``teacher`` with the student's
-    ensemble axes teaches member k with its member k.
     Optimizer, clipping and recording are those of ``train_closed_loop``.
-    Introduced in Chapter 1, section "Open-loop training"; per-member settings in section
-    "What causes the excursion".
+    Introduced in Chapter 1, section "Open-loop training".
     """
     env = DoubleIntegrator() if env is None else env
     coupled.check_pair(student, env, "student")
     T = _checks.integer("T", T, low=1)
     batch = _checks.integer("batch", batch, low=1)
-    sources = _per_member_choices("inputs", inputs, student, INPUTS)
+    _checks.choice("inputs", inputs, INPUTS)
     coupled.check_pair(teacher, env, "teacher")  # so dtype and device are the student's
     _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
                         f"{student.batch_shape} (the states of one batch)",
@@ -316,70 +308,23 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     if teacher.batch_shape not in ((), student.batch_shape):
         raise ValueError(f"teacher.batch_shape must be () or the student's "
                          f"{student.batch_shape}, got {teacher.batch_shape}")
-    convs = _per_member_conventions(convention, student)
-    if len({c.update_at_epoch0 for c in convs}) > 1:
-        raise ValueError("convention: the members must agree on update_at_epoch0, got "
-                         f"{[c.update_at_epoch0 for c in convs]}")
+    conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
     teacher = teacher.detached()
-    gens = {source: make_generator(seed) for source in dict.fromkeys(sources)}
-    factors = [c.time_factor(T) for c in convs]
-    scale = (factors[0] if len(convs) == 1
-             else torch.tensor(factors, dtype=env.dtype, device=env.A.device))
-    if len(sources) == 1:
-        source = sources[0]
-        make_inputs = lambda: _open_loop_inputs(source, batch, T, gens[source], teacher, env)
-    else:
-        K = student.batch_shape
-
-        def make_inputs():  # every source's draw, then member k's from inputs[k]: (T, K, B)
-            ys = {s: _open_loop_inputs(s, batch, T, g, teacher, env) for s, g in gens.items()}
-            ys = {s: (y if y.dim() > 2 else y.reshape(T, *(1,) * len(K), batch)
-                      ).expand(T, *K, batch) for s, y in ys.items()}
-            return torch.stack([ys[s][:, k] for k, s in enumerate(sources)], 1)
+    gen = make_generator(seed)
+    scale = conv.time_factor(T)
 
     def objective(e):  # validated above: the unchecked cores, every epoch
-        y = make_inputs()
+        y = _open_loop_inputs(inputs, batch, T, gen, teacher, env)
         with torch.no_grad():
             target = teacher._drive(y)
         return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
 
-    one = len(convs) == 1
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
-                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip,
-                  inputs=sources[0] if isinstance(inputs, str) else list(sources), seed=seed,
-                  convention=convs[0].name if one else [c.name for c in convs],
-                  time=convs[0].time if one else [c.time for c in convs],
-                  update_at_epoch0=convs[0].update_at_epoch0)
+                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed,
+                  convention=conv.name, time=conv.time, update_at_epoch0=conv.update_at_epoch0)
     return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                   update_at_epoch0=convs[0].update_at_epoch0, eig_every=eig_every,
-                   eig_W=eig_W, snapshot_every=snapshot_every, monitor=monitor,
-                   monitor_every=monitor_every)
-
-
-def _per_member_choices(name, value, agent, choices) -> tuple:
-    """One choice, or one per member of a 1-axis ensemble: a tuple of 1 or K names."""
-    if isinstance(value, str):
-        return (_checks.choice(name, value, choices),)
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{name} must be one of {choices} or a list of them (one per "
-                        f"ensemble member), got {_checks.short(value)}")
-    _one_per_member(name, value, agent)
-    return tuple(_checks.choice(f"{name}[{k}]", v, choices) for k, v in enumerate(value))
-
-
-def _per_member_conventions(value, agent) -> list:
-    """``convention`` resolved: [one Convention], or one per member of a 1-axis ensemble."""
-    if not isinstance(value, (list, tuple)):
-        return [conventions.resolve(value, conventions.PAPER_OPEN_LOOP)]
-    _one_per_member("convention", value, agent)
-    return [conventions.resolve(v, conventions.PAPER_OPEN_LOOP) for v in value]
-
-
-def _one_per_member(name, value, agent):
-    if len(agent.batch_shape) != 1 or len(value) != agent.batch_shape[0]:
-        raise ValueError(f"{name} with one value per member needs a student with one "
-                         f"ensemble axis of that length: got {len(value)} values for "
-                         f"batch_shape {agent.batch_shape}")
+                   update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
+                   snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)
 
 
 def _episode_size(agent, T: int, batch: int) -> int:

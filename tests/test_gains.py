@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from closedloop import DoubleIntegrator, RNNAgent, UniformBox, coupled, gains
-from closedloop.conventions import PAPER_OPEN_LOOP
 from closedloop.training import open_loop_inputs, train_open_loop
 
 
@@ -139,40 +138,6 @@ def test_bad_gain_arguments_name_the_parameter(env):
         gains.effective_gains(torch.zeros(5, 3, 2), torch.zeros(5, 4))
     with pytest.raises(ValueError, match="x0"):
         gains.probe(env, torch.zeros(3, 3, dtype=torch.float64), 10)
-
-
-def test_per_member_inputs_and_conventions_train_each_member_as_alone():
-    """An ensemble student with one input source and one convention per member: member k
-    follows the run it would make alone with inputs[k] and convention[k] (each source draws
-    from its own generator seeded with ``seed``), and a time-mean member's loss is the
-    summed member's divided by T when both see the same inputs from the same weights."""
-    env = DoubleIntegrator(UniformBox(1.0))
-    T, kw = 6, dict(epochs=3, batch=5, seed=4, eig_every=0)
-    teacher = RNNAgent(N=8, g=0.5, seed=1)
-    start = RNNAgent(N=8, g=0.5, seed=2)
-    mean = PAPER_OPEN_LOOP.with_(time="mean")
-    inputs = ["white_noise", "teacher", "white_noise"]
-    convs = [PAPER_OPEN_LOOP, PAPER_OPEN_LOOP, mean]
-    ens = RNNAgent.stack([start.detached() for _ in inputs])
-    h = train_open_loop(ens, teacher, env, T=T, inputs=inputs, convention=convs, **kw)
-    for k, (src, conv) in enumerate(zip(inputs, convs)):
-        alone = train_open_loop(start.detached(), teacher, env, T=T, inputs=src,
-                                convention=conv, **kw)
-        np.testing.assert_allclose(h.loss[:, k], alone.loss, rtol=1e-12)
-    assert h.loss[0, 0] == pytest.approx(T * h.loss[0, 2], rel=1e-12)
-    assert h.config["inputs"] == inputs
-
-
-def test_bad_per_member_settings_name_the_parameter():
-    ens = RNNAgent(N=4, batch_shape=(2,))
-    with pytest.raises(ValueError, match="inputs"):
-        train_open_loop(ens, RNNAgent(N=4), inputs=["white_noise"], epochs=1)
-    with pytest.raises(ValueError, match=r"inputs\[1\]"):
-        train_open_loop(ens, RNNAgent(N=4), inputs=["white_noise", "pink"], epochs=1)
-    with pytest.raises(ValueError, match="convention"):
-        train_open_loop(RNNAgent(N=4), RNNAgent(N=4), convention=["book"], epochs=1)
-    with pytest.raises(ValueError, match="update_at_epoch0"):
-        train_open_loop(ens, RNNAgent(N=4), convention=["book", "paper_open_loop"], epochs=1)
 
 
 def test_the_summed_test_loss_is_a_plain_sum_of_squares():

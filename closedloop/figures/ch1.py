@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from .. import coupled, gains
-from ..plotting import PALETTE, complex_plane, figure, shade_stages
+from ..plotting import PALETTE, WIDTH, complex_plane, figure, shade_stages
 
 COLORS = {"closed": PALETTE["blue"], "open": PALETTE["red"]}
 REGION_COLORS = ("#CDE8D8", "#F6D9C7", "#E5E5E5")  # stable, unstable oscillatory, unstable real
@@ -182,29 +183,43 @@ ABLATION_COLORS = (PALETTE["black"], PALETTE["orange"], PALETTE["sky"], PALETTE[
 
 def ablation(students, env, lim=(-0.6, 0.15), n=201):
     """The open-loop students of the ablation: ``students`` {setting label: History}, the first
-    the reference. Left: each student's closed-loop test loss over training (its peak marked);
-    right: its path in gain space over the stability regions of u = k.x (square: the end).
-    Introduced in Chapter 1, section "What causes the excursion".
+    the reference. Top: each student's closed-loop test loss over training (its peak marked).
+    Bottom left: its path in gain space over the stability regions of u = k.x (square: the
+    end). Bottom right: how far it has learned the two first weights of its response, z.m
+    (to the current position) and z.W m (to the position one step back), each as a share of
+    its final value (the diagonal: both at the same pace). Introduced in Chapter 1, section
+    "What causes the excursion".
     """
-    from ..excursion import find_excursion
+    from ..excursion import find_excursion, learned_shares
 
-    fig, ((a1, a2),) = figure(2, height=3.4, width_ratios=[1.35, 1])
+    fig = plt.figure(figsize=(WIDTH, 6.2), layout="constrained")
+    ax = fig.subplot_mosaic([["loss", "loss"], ["gains", "parts"]], height_ratios=[1, 1.15])
+    a1, a2, a3 = ax["loss"], ax["gains"], ax["parts"]
     _, _, grid = gains.gain_grid(lim, n)
     a2.imshow(gains.stability_region(grid, env), origin="lower", extent=(*lim, *lim),
               aspect="equal", cmap=mpl.colors.ListedColormap(REGION_COLORS), vmin=-0.5,
               vmax=2.5, interpolation="nearest")
+    a3.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8)
     for (label, h), c in zip(students.items(), ABLATION_COLORS):
-        lw = 1.6 if label == next(iter(students)) else 1.0
+        lw = 1.8 if label == next(iter(students)) else 1.1
         a1.plot(h.monitor_epoch, h.test_loss, color=c, lw=lw, label=label)
         ex = find_excursion(h.monitor_epoch, h.test_loss)
         if ex.peak_epoch is not None:
             a1.plot(ex.peak_epoch, ex.peak_loss, "v", color=c, mec="k", mew=0.4, ms=6)
         a2.plot(h.gains[:, 0], h.gains[:, 1], color=c, lw=lw)
         a2.plot(*h.gains[-1], "s", color=c, ms=4)
+        share0, share1 = learned_shares(h)
+        a3.plot(share0, share1, color=c, lw=lw)
+        if ex.peak_epoch is not None:
+            i = int(np.searchsorted(h.monitor_epoch, ex.peak_epoch))
+            a3.plot(share0[i], share1[i], "v", color=c, mec="k", mew=0.4, ms=6)
     a1.set(yscale="log", xlabel="epoch", ylabel="test loss (summed state cost)",
            title="open-loop students: closed-loop test loss")
-    a1.legend(fontsize=7, loc="upper right")
+    a1.legend(fontsize=7, loc="upper right", ncols=2)
     a2.set(xlim=lim, ylim=lim, xlabel="$k_1$ (position gain)", ylabel="$k_2$ (velocity gain)",
-           title="their paths in gain space")
+           title="paths in gain space")
     a2.grid(False)
+    a3.set(xlabel=r"$z \cdot m$, share of its final value",
+           ylabel=r"$z \cdot W m$, share of its final value", title="which part comes first",
+           xlim=(-0.1, 1.4), ylim=(-0.1, 1.4), aspect="equal")
     return fig

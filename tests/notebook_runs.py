@@ -72,7 +72,7 @@ def test_chapter_runs(name):
         plateau = ast.literal_eval(values["closed_plateau_epochs"])
         assert plateau is None or 0 <= plateau[0] <= plateau[1] <= PARAMS[name]["epochs"] + 1
         ratios = ast.literal_eval(values["ablation_peak_ratios"].replace("nan", "None"))
-        assert len(ratios) == 5 and all(r is None or r >= 1 for r in ratios.values())
+        assert len(ratios) == 4 and all(r is None or r >= 1 for r in ratios.values())
         assert 0 <= int(values["seeds_with_excursion"]) <= PARAMS[name]["n_seeds"]
     if name == "ch4_tracking.ipynb":
         for key in ("acquisition_epochs", "final_test_loss_closed", "final_test_loss_open",

@@ -101,8 +101,7 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
     fig, ((a1, a2, a3),) = figure(3, height=2.9)
     im = a1.imshow(np.clip(log_loss, None, 8), origin="lower", extent=(*lim, *lim),
                    cmap="viridis", aspect="equal")
-    fig.colorbar(im, ax=a1, shrink=0.8, pad=0.02,
-                 label="log$_{10}$ summed state cost (clipped at 8)")
+    fig.colorbar(im, ax=a1, shrink=0.8, pad=0.02, label="log$_{10}$ cost (clipped at 8)")
     for ax, lo, hi in ((a2, *lim), (a3, -zoom, zoom)):
         kz1, _, gz = gains.gain_grid((lo, hi), n)
         region = gains.stability_region(gz, env)
@@ -181,7 +180,7 @@ ABLATION_COLORS = (PALETTE["black"], PALETTE["orange"], PALETTE["sky"], PALETTE[
                    PALETTE["purple"], PALETTE["red"], PALETTE["blue"])
 
 
-def ablation(students, env, lim=(-0.6, 0.15), n=201):
+def ablation(students, env, lim=(-1.1, 0.2), n=201):
     """The open-loop students of the ablation: ``students`` {setting label: History}, the first
     the reference. Top: each student's closed-loop test loss over training (its peak marked).
     Bottom left: its path in gain space over the stability regions of u = k.x (square: the
@@ -200,19 +199,20 @@ def ablation(students, env, lim=(-0.6, 0.15), n=201):
               aspect="equal", cmap=mpl.colors.ListedColormap(REGION_COLORS), vmin=-0.5,
               vmax=2.5, interpolation="nearest")
     a3.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8)
-    for (label, h), c in zip(students.items(), ABLATION_COLORS):
-        lw = 1.8 if label == next(iter(students)) else 1.1
-        a1.plot(h.monitor_epoch, h.test_loss, color=c, lw=lw, label=label)
+    for j, ((label, h), c) in enumerate(zip(students.items(), ABLATION_COLORS)):
+        # the reference on top, the others dashed where they follow it closely
+        style = dict(color=c, lw=1.6, zorder=3) if j == 0 else dict(color=c, lw=1.1, ls="--")
+        a1.plot(h.monitor_epoch, h.test_loss, label=label, **style)
         ex = find_excursion(h.monitor_epoch, h.test_loss)
         if ex.peak_epoch is not None:
-            a1.plot(ex.peak_epoch, ex.peak_loss, "v", color=c, mec="k", mew=0.4, ms=6)
-        a2.plot(h.gains[:, 0], h.gains[:, 1], color=c, lw=lw)
-        a2.plot(*h.gains[-1], "s", color=c, ms=4)
+            a1.plot(ex.peak_epoch, ex.peak_loss, "v", color=c, mec="k", mew=0.4, ms=6, zorder=4)
+        a2.plot(h.gains[:, 0], h.gains[:, 1], **style)
+        a2.plot(*h.gains[-1], "s", color=c, ms=4, zorder=4)
         share0, share1 = learned_shares(h)
-        a3.plot(share0, share1, color=c, lw=lw)
+        a3.plot(share0, share1, **style)
         if ex.peak_epoch is not None:
             i = int(np.searchsorted(h.monitor_epoch, ex.peak_epoch))
-            a3.plot(share0[i], share1[i], "v", color=c, mec="k", mew=0.4, ms=6)
+            a3.plot(share0[i], share1[i], "v", color=c, mec="k", mew=0.4, ms=6, zorder=4)
     a1.set(yscale="log", xlabel="epoch", ylabel="test loss (summed state cost)",
            title="open-loop students: closed-loop test loss")
     a1.legend(fontsize=7, loc="upper right", ncols=2)

@@ -59,8 +59,8 @@ from .agents import RankOneAgent
 from .plotting import PALETTE, WIDTH, complex_plane, shade_stages
 
 __all__ = ["Explorer", "Trainer", "atlas_explorer", "epoch_progress", "gain_space_explorer",
-           "pick_frames", "render_png", "selector", "slider", "sparse_log_ticks", "stage1_explorer",
-           "static_html", "tracking_explorer", "tradeoff_explorer"]
+           "pick_frames", "render_png", "selector", "slider", "sparse_log_ticks",
+           "stage1_explorer", "static_html", "tracking_explorer", "tradeoff_explorer"]
 
 LIVE_DPI = 100     # the live figure (a PNG re-rendered on every change)
 FRAME_DPI = 80     # each static frame; book-width figures are then about 560 px wide

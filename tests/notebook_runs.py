@@ -115,7 +115,8 @@ def test_chapter_3_runs_when_its_network_never_stabilizes(tmp_path):
 # one bad setting per chapter, and the start of the message its check cell must give
 BAD = {"ch1_open_closed.ipynb": ("epochs", -1, "epochs must be >= 1, got -1"),
        "ch2_stages.ipynb": ("N", 1, "N must be >= 2, got 1"),
-       "ch3_tradeoff.ipynb": ("alpha_values", [0.5, 1.5], "alpha_values[1] must be <= 1.0, got 1.5"),
+       "ch3_tradeoff.ipynb": ("alpha_values", [0.5, 1.5],
+                              "alpha_values[1] must be <= 1.0, got 1.5"),
        "ch4_tracking.ipynb": ("dt", 2.0, "dt must be < 1.25, got 2.0")}
 
 

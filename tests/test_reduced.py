@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from closedloop import DoubleIntegrator, RankOneAgent, coupled, reduced, theory
+from closedloop import RankOneAgent, coupled, reduced, theory
 from closedloop.agents import OverlapAgent
 from closedloop.training import sweep, train_closed_loop
 

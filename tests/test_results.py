@@ -244,6 +244,7 @@ def test_chapter_1_figures_from_saved_histories(tmp_path):
         call("rollouts", closed, open_, like, env, sorted(set(early)), sorted({0, peak, epochs}),
              T=CH1["T"])
         call("final_spectra", closed, open_)
+        call("ablation", {"reference": open_, "closed loop": closed}, env)
 
     redraw_matches(ch1, runs, draw, tmp_path)
 

@@ -15,7 +15,8 @@ def loss_with_stages(history, stages):
     """Expected (test) loss and the sampled batch loss against epoch, stages shaded."""
     fig, ((ax,),) = figure(height=3.0)
     x = history.epoch + 1
-    ax.plot(x, history.loss, color=PALETTE["sky"], lw=0.8, alpha=0.8, label="batch loss (trained on)")
+    ax.plot(x, history.loss, color=PALETTE["sky"], lw=0.8, alpha=0.8,
+            label="batch loss (trained on)")
     ax.plot(x, history.expected_loss, color=PALETTE["black"], label="expected loss (test)")
     ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="loss")
     shade_stages(ax, stages, offset=1)

@@ -119,7 +119,13 @@ def stage_and_build(executed: Path, out: Path) -> Path:
         done = executed / p.name
         if not done.exists():
             raise FileNotFoundError(f"no executed {p.name} in {executed}")
-        shutil.copy(done, src / "book" / p.name)
+        nb = json.loads(done.read_text())
+        if p.name == REPORT:  # its folder, injected by papermill, is not for the reader
+            for cell in nb["cells"]:
+                tags = cell.get("metadata", {}).get("tags", [])
+                if "injected-parameters" in tags:
+                    cell["metadata"]["tags"] = tags + ["remove-cell"]
+        (src / "book" / p.name).write_text(json.dumps(nb))
     for p in static:
         if not (ROOT / p).is_dir():
             raise FileNotFoundError(f"{p}/ is missing: run `python tools/fetch_assets.py`")

@@ -21,6 +21,9 @@ from closedloop.report import Claim, Rule, verdict
     (Rule("factor", 1.5, 3.0, 9e4), 9e4 / 2.5, "reproduced in shape"),
     (Rule("factor", 1.5, 3.0, 9e4), 9e4 / 4, "differs"),
     (Rule("factor", 1.5, 3.0, 9e4), -1.0, "differs"),
+    (Rule("factor", 1.5, 3.0, (230, 1200)), [287, 895], "reproduced"),  # 1.25x, 1.34x
+    (Rule("factor", 1.5, 3.0, (230, 1200)), [287, 500], "reproduced in shape"),  # 2.4x
+    (Rule("factor", 1.5, 3.0, (230, 1200)), [287, None], "differs"),
     (Rule("above", 1e4, 100), 2e4, "reproduced"),
     (Rule("above", 1e4, 100), 500, "reproduced in shape"),
     (Rule("above", 1e4, 100), 50, "differs"),
@@ -41,7 +44,8 @@ def test_verdicts(rule, value, want):
 
 
 def test_every_rule_states_its_tolerance():
-    for r in (Rule("range", (1, 2), (0, 3)), Rule("factor", 2, 4, 1.0), Rule("above", 1, 0),
+    for r in (Rule("range", (1, 2), (0, 3)), Rule("factor", 2, 4, 1.0),
+              Rule("factor", 2, 4, (1.0, 2.0)), Rule("above", 1, 0),
               Rule("below", 1, 2), Rule("increasing"), Rule("distance", 1, 2, (0, 0)),
               Rule("agree", 0.1, 0.2)):
         assert r.text()

@@ -4,9 +4,11 @@
     python tools/book.py --params tests/notebook_params.json --executed _build/ci --no-html
 
 1. Every chapter of book/ runs through papermill at its stored parameters (or those of
-   ``--params``) into ``--executed``, ``--jobs`` at a time, longest first, each process on
-   one torch thread (two torch processes with default threads on two cores run many times
-   slower). A failing chapter stops the build with its error.
+   ``--params``) into ``--executed``, each process on one torch thread (two torch processes
+   with default threads on two cores run many times slower). The chapters that spread their
+   own work over processes (Chapter 1's training pairs, Chapter 5's Dask cluster) run alone,
+   one after the other; the others ``--jobs`` at a time, longest first. A failing chapter
+   stops the build with its error.
 2. The reproduction report (book/report.ipynb) runs last: it reads the chapters' glued
    values from ``--executed`` and re-runs nothing.
 3. The HTML book is built from the executed notebooks with execution off (the same
@@ -34,6 +36,8 @@ REPORT = "report.ipynb"
 # longest first, so that two slots finish together (paper-scale times of `make bench`)
 ORDER = ["ch4_tracking.ipynb", "ch1_open_closed.ipynb", "ch3_tradeoff.ipynb",
          "ch5_atlas.ipynb", "ch2_stages.ipynb"]
+# chapters that use every core themselves (worker processes): run alone, not beside another
+EXCLUSIVE = {"ch1_open_closed.ipynb", "ch5_atlas.ipynb"}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -88,8 +92,10 @@ def execute_all(out: Path, params: dict | None = None, jobs: int = 2) -> dict:
         times[name] = execute(name, out, params.get(name, {}), env)
         print(f"  {name}: {times[name]:.0f} s", flush=True)
 
+    for name in [n for n in chapters() if n in EXCLUSIVE]:
+        one(name)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for f in [pool.submit(one, n) for n in chapters()]:
+        for f in [pool.submit(one, n) for n in chapters() if n not in EXCLUSIVE]:
             f.result()  # the first failure stops the build with its error
     report = {"executed": str(out), **params.get(REPORT, {})}
     one_report = dict(params, **{REPORT: report})

@@ -31,9 +31,7 @@ from .linsys import (check_broadcast, linear_states, lyapunov_doubling, lyapunov
                      no_overflow, states_by_doubling)
 
 # the linear-systems core lives in ``linsys``; ``linear_states`` and ``lyapunov_sum`` stay
-# importable from here (Chapters 1-3 and their tests read them as ``coupled.``), and the two
-# unchecked names gains.py still reads until it moves to ``linsys``
-_linear_states, _no_overflow, _rollout = states_by_doubling, no_overflow, kernels.rollout
+# importable from here (Chapters 1-3 and their tests read them as ``coupled.``)
 
 
 def coupled_matrix(agent: Agent, env) -> torch.Tensor:

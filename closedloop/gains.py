@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _checks, coupled, theory
+from . import _checks, coupled, kernels, linsys, theory
 from .agents import make_generator
 
 REGIONS = ("stable", "unstable oscillatory", "unstable real")  # codes 0, 1, 2
@@ -92,9 +92,9 @@ class Probe:
     def __call__(self, agent):
         # the unchecked rollout (a monitor runs every epoch); the states it uses must be finite
         env, x0, T = self.env, self.x0, self.T
-        traj = coupled._rollout(agent, env, x0, T)
+        traj = kernels.rollout(agent, env, x0, T)
         for v in (traj["x"], traj["u"]):
-            coupled._no_overflow(v, f"the closed loop of this agent from these x0 over T={T} "
+            linsys.no_overflow(v, f"the closed loop of this agent from these x0 over T={T} "
                                     f"steps")
         k, r2 = effective_gains(traj["x"], traj["u"])
         cost = self.factor * coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
@@ -127,7 +127,7 @@ def feedback_loss(k, env, x0=(1.0, 1.0), T: int = 50, beta: float = 0.0) -> np.n
     start = _checks.real_tensor("x0", x0, env.dtype)
     _checks.shape("x0", start, (2,))
     _checks.fits_memory(f"T={T} steps for {k.numel() // 2} gains", (T + 1) * k.numel() * 3)
-    x = coupled._linear_states(M, start.reshape(1, 2), T)[..., 0, :]  # may overflow: inf
+    x = linsys.states_by_doubling(M, start.reshape(1, 2), T)[..., 0, :]  # may overflow: inf
     u = (x * k).sum(-1)
     return coupled.episode_cost(x, u, beta).numpy()  # overflowed states cost inf, not NaN
 

@@ -223,7 +223,7 @@ def balance(overlaps):
     O(lr^2) per step). The full network steps in its metric G and does not keep it.
     Introduced in Chapter 3, section "Stage 3".
     """
-    q = theory._as_overlaps(overlaps)
+    q = theory.as_overlaps(overlaps)
     return q[..., 1] ** 2 - q[..., 2] ** 2
 
 
@@ -231,7 +231,7 @@ def symmetry_partner(overlaps, target_balance):
     """The point on the loss's symmetry orbit of ``overlaps`` (4,) whose ``balance`` is
     ``target_balance``: (s_zm, c s_zu, s_vm / c, s_vu) with c > 0 solving
     c^2 s_zu^2 - s_vm^2 / c^2 = target_balance. Returns (q (4,), c)."""
-    q = theory._as_overlaps(overlaps)
+    q = theory.as_overlaps(overlaps)
     if q.shape != (4,):
         raise ValueError(f"overlaps must have shape (4,), got {q.shape}")
     a, b = q[1] ** 2, q[2] ** 2

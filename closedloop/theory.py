@@ -21,7 +21,7 @@ def cubic_coefficients(overlaps) -> np.ndarray:
         lambda^3 - (s_vu + 2) lambda^2 + (2 s_vu - s_zm + 1) lambda
                  + (s_vu s_zm - s_vu - s_vm s_zu) = 0
     """
-    c2, c1, c0 = _cubic_terms(_as_overlaps(overlaps))
+    c2, c1, c0 = _cubic_terms(as_overlaps(overlaps))
     return np.stack([np.ones_like(c2), c2, c1, c0], -1)
 
 
@@ -96,7 +96,9 @@ def _real(name, value) -> np.ndarray:
     return _checks.real_tensor(name, value, torch.float64).detach().cpu().numpy()
 
 
-def _as_overlaps(overlaps):
+def as_overlaps(overlaps):
+    """Overlaps (..., 4) as a checked real numpy array (the theory's functions and
+    ``reduced`` read them through this)."""
     q = _real("overlaps", overlaps)
     if q.shape[-1:] != (4,):
         raise ValueError(f"overlaps must have shape (..., 4), got {q.shape}")
@@ -212,7 +214,7 @@ def rescale_overlaps(overlaps, c):
     c = _checks.real("c", c)
     if c == 0:
         raise ValueError("c must be nonzero")
-    q = _as_overlaps(overlaps).copy()
+    q = as_overlaps(overlaps).copy()
     q[..., 1] *= c
     q[..., 2] /= c
     return q
@@ -234,7 +236,7 @@ def labelled_roots(overlaps) -> np.ndarray:
     lambda_1 is the one with Im >= 0 (for a real pair, the larger). Introduced in Chapter 2,
     section "The coupled system"; the labelling is tested in tests/test_reduced.py.
     """
-    q = _as_overlaps(overlaps)
+    q = as_overlaps(overlaps)
     roots = cubic_roots(q)
     # a cubic with real coefficients has one or three real roots; LAPACK returns a real
     # eigenvalue of a real matrix with an imaginary part of exactly 0, and the least
@@ -254,7 +256,7 @@ def labelled_roots(overlaps) -> np.ndarray:
 def _unbind(overlaps):
     """The four overlaps of (..., 4) as separate arrays; torch tensors keep their graph."""
     if not torch.is_tensor(overlaps):
-        overlaps = _as_overlaps(overlaps)
+        overlaps = as_overlaps(overlaps)
     elif not torch.isfinite(overlaps.detach()).all():
         raise ValueError("overlaps contain NaN or inf")
     if overlaps.shape[-1:] != (4,):

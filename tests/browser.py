@@ -188,7 +188,7 @@ LIVE_NOTEBOOK = {
          "source": "from closedloop import DoubleIntegrator, RankOneAgent\n"
                    "from closedloop.plotting import use_style\n"
                    "from closedloop.training import train_closed_loop\n"
-                   "from closedloop.widgets import stage1_explorer\n"
+                   "from closedloop.explorers.ch2 import stage1_explorer\n"
                    "use_style()\n"
                    "env = DoubleIntegrator()\n"
                    "agent = RankOneAgent(N=20, seed=2)\n"

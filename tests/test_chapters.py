@@ -1,4 +1,4 @@
-"""Every chapter carries an explorer (one call into closedloop.widgets) and a box that tells how
+"""Every chapter carries an explorer (one call into closedloop.explorers.chN) and a box that tells how
 to run it with other parameters, whose papermill command names real parameters."""
 
 import json
@@ -21,8 +21,9 @@ def test_chapter_has_an_explorer_and_a_run_box(path):
     nb = cells(path)
     code = ["".join(c["source"]) for c in nb if c["cell_type"] == "code"]
     prose = "\n".join("".join(c["source"]) for c in nb if c["cell_type"] == "markdown")
-    explorers = [c for c in code if re.search(r"from closedloop\.widgets import \w+_explorer", c)]
-    assert explorers, "each chapter has an explorer cell (closedloop.widgets)"
+    explorers = [c for c in code if re.search(
+        rf"from closedloop\.explorers\.{path.stem[:3]} import \w+_explorer", c)]
+    assert explorers, "each chapter has an explorer cell (closedloop.explorers.chN)"
     for cell in explorers:  # one call: the logic lives in the package
         body = [line for line in cell.splitlines() if line and not line.startswith("from ")]
         assert len(body) == 1, cell

@@ -13,7 +13,7 @@ import torch
 from .. import _checks
 from ..agents import make_generator
 from ..envs import DTYPE
-from .task import PointMass
+from .task import PointMass, check_same_grid
 
 
 class TrackingRNN:
@@ -142,11 +142,7 @@ def check_pair(agent, plant, name="agent") -> None:
     that steps ``plant``: the same dt, on the same device."""
     _checks.instance(name, agent, TrackingRNN)
     _checks.instance("plant", plant, PointMass)
-    if not math.isclose(agent.dt, plant.dt):
-        raise ValueError(f"{name} dt={agent.dt} and plant dt={plant.dt} must agree")
-    if agent.W.device != plant.F.device:
-        raise ValueError(f"{name} is on {agent.W.device} and the plant on {plant.F.device}: "
-                         f"build both with the same device=")
+    check_same_grid(name, agent.dt, agent.W.device, plant)
 
 
 def check_single(agent, name="agent") -> None:

@@ -275,8 +275,14 @@ def check_refs(plant, refs) -> None:
     same dt, on the same device."""
     _checks.instance("plant", plant, PointMass)
     _checks.instance("refs", refs, Sinusoids)
-    if not math.isclose(refs.dt, plant.dt):
-        raise ValueError(f"refs dt={refs.dt} and plant dt={plant.dt} must agree")
-    if refs.A.device != plant.F.device:
-        raise ValueError(f"refs are on {refs.A.device} and the plant on {plant.F.device}: "
+    check_same_grid("refs", refs.dt, refs.A.device, plant)
+
+
+def check_same_grid(name: str, dt: float, device, plant) -> None:
+    """ValueError unless ``name`` (with its ``dt`` and ``device``) steps on ``plant``'s time
+    grid and device."""
+    if not math.isclose(dt, plant.dt):
+        raise ValueError(f"{name} dt={dt} and plant dt={plant.dt} must agree")
+    if device != plant.F.device:
+        raise ValueError(f"{name} is on {device} and the plant on {plant.F.device}: "
                          f"build both with the same device=")

@@ -1,5 +1,5 @@
-"""Every chapter carries an explorer (one call into closedloop.explorers.chN) and a box that tells how
-to run it with other parameters, whose papermill command names real parameters."""
+"""Every chapter carries an explorer (one call into closedloop.explorers.chN) and a box that
+tells how to run it with other parameters, whose papermill command names real parameters."""
 
 import json
 import re

@@ -275,14 +275,14 @@ def check_refs(plant, refs) -> None:
     same dt, on the same device."""
     _checks.instance("plant", plant, PointMass)
     _checks.instance("refs", refs, Sinusoids)
-    check_same_grid("refs", refs.dt, refs.A.device, plant)
+    check_same_grid("refs", refs.dt, refs.A.device, plant, be="are")
 
 
-def check_same_grid(name: str, dt: float, device, plant) -> None:
+def check_same_grid(name: str, dt: float, device, plant, be: str = "is") -> None:
     """ValueError unless ``name`` (with its ``dt`` and ``device``) steps on ``plant``'s time
-    grid and device."""
+    grid and device (``be``: the verb its name takes in the message)."""
     if not math.isclose(dt, plant.dt):
         raise ValueError(f"{name} dt={dt} and plant dt={plant.dt} must agree")
     if device != plant.F.device:
-        raise ValueError(f"{name} is on {device} and the plant on {plant.F.device}: "
+        raise ValueError(f"{name} {be} on {device} and the plant on {plant.F.device}: "
                          f"build both with the same device=")

@@ -48,81 +48,89 @@ class Rule:
 
     def text(self) -> str:
         """The tolerance in words, for the report's row."""
-        k, s, l = self.kind, self.strict, self.loose
-        if k == "range":
-            return f"in [{s[0]:g}, {s[1]:g}]; in shape in [{l[0]:g}, {l[1]:g}]"
-        if k == "factor":
-            t = (", ".join(f"{x:g}" for x in self.target)
-                 if isinstance(self.target, (list, tuple)) else f"{self.target:g}")
-            return f"within {s:g}x of {t}; in shape within {l:g}x"
-        if k == "above":
-            return f"> {s:g}; in shape > {l:g}"
-        if k == "below":
-            return f"< {s:g}; in shape < {l:g}"
-        if k == "increasing":
-            return "strictly increasing; in shape: last above first"
-        if k == "distance":
-            return f"distance to {self.target} <= {s:g}; in shape <= {l:g}"
-        if k == "agree":
-            return f"relative difference <= {s:g}; in shape <= {l:g}"
-        if k == "ratio":
-            return f"first / second > {s:g}; in shape > {l:g}"
-        if k == "straddle":
-            return f"first > {self.target:g} > second; in shape: first > second"
-        raise ValueError(f"unknown rule kind {k!r}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown rule kind {self.kind!r}")
+        t = self.target
+        t = ", ".join(f"{x:g}" for x in t) if isinstance(t, (list, tuple)) else t
+        return _KINDS[self.kind][2].format(s=self.strict, l=self.loose, t=t)
 
 
 def verdict(rule: Rule, value) -> str:
     """The verdict of ``rule`` on the book's ``value`` (a number, a list, or for 'agree' a
     pair). A value that is missing or not finite differs."""
-    k = rule.kind
+    if rule.kind not in _KINDS:
+        raise ValueError(f"unknown rule kind {rule.kind!r}")
+    measure, passes, _ = _KINDS[rule.kind]
     try:
-        if k == "range":
-            v = _scalar(value)
-            return _grade(rule.strict[0] <= v <= rule.strict[1],
-                          rule.loose[0] <= v <= rule.loose[1])
-        if k == "factor":
-            if isinstance(rule.target, (list, tuple)):
-                v, t = np.asarray(value, float), np.asarray(rule.target, float)
-                if v.shape != t.shape or not np.isfinite(v).all() or (v <= 0).any():
-                    return "differs"
-                f = float(np.exp(np.abs(np.log(v / t))).max())
-            else:
-                v = _scalar(value)
-                if v <= 0 or rule.target <= 0:
-                    return "differs"
-                f = math.exp(abs(math.log(v / rule.target)))
-            return _grade(f <= rule.strict, f <= rule.loose)
-        if k == "above":
-            v = _scalar(value)
-            return _grade(v > rule.strict, v > rule.loose)
-        if k == "below":
-            v = _scalar(value)
-            return _grade(v < rule.strict, v < rule.loose)
-        if k == "increasing":
-            v = np.asarray(value, float)
-            if v.ndim != 1 or v.size < 2 or not np.isfinite(v).all():
-                return "differs"
-            return _grade(bool(np.all(np.diff(v) > 0)), bool(v[-1] > v[0]))
-        if k == "distance":
-            v, t = np.asarray(value, float), np.asarray(rule.target, float)
-            d = float(np.linalg.norm(v - t))
-            return _grade(d <= rule.strict, d <= rule.loose)
-        if k == "agree":
-            a, b = (_scalar(x) for x in value)
-            d = abs(a - b) / max(abs(a), abs(b))
-            return _grade(d <= rule.strict, d <= rule.loose)
-        if k == "ratio":
-            a, b = (_scalar(x) for x in value)
-            if b <= 0:
-                return "differs"
-            return _grade(a / b > rule.strict, a / b > rule.loose)
-        if k == "straddle":
-            a, b = (_scalar(x) for x in value)
-            return _grade(a > rule.target > b, a > b)
+        m = measure(value, rule)
+        return _grade(passes(m, "strict", rule), passes(m, "loose", rule))
     except (_NotANumber, TypeError, ValueError):
         return "differs"
-    raise ValueError(f"unknown rule kind {k!r}")
+
+
+def _max_factor(value, rule) -> float:
+    """The largest factor between the value(s) and the target(s)."""
+    v, t = np.asarray(value, float), np.asarray(rule.target, float)
+    if v.ndim == 0 or t.ndim == 0:
+        v, t = np.asarray(_scalar(value)), t
+    if v.shape != t.shape or (v <= 0).any() or (t <= 0).any():
+        raise _NotANumber
+    return float(np.exp(np.abs(np.log(v / t))).max())
+
+
+def _pair(value, rule=None):
+    a, b = (_scalar(x) for x in value)
+    return a, b
+
+
+def _increasing(value, rule):
+    v = np.asarray(value, float)
+    if v.ndim != 1 or v.size < 2 or not np.isfinite(v).all():
+        raise _NotANumber
+    return v
+
+
+def _ratio(value, rule):
+    a, b = _pair(value)
+    if b <= 0:
+        raise _NotANumber
+    return a / b
+
+
+def _relative_difference(value, rule):
+    a, b = _pair(value)
+    return abs(a - b) / max(abs(a), abs(b))
+
+
+def _bounded(compare):
+    """A pass test against the rule's bound of a level: compare(measure, rule.<level>)."""
+    return lambda m, level, rule: compare(m, getattr(rule, level))
+
+
+_within, _above = _bounded(lambda m, b: m <= b), _bounded(lambda m, b: m > b)
+
+# kind -> (what is measured from the value, whether it passes at a level 'strict' or
+# 'loose', the rule in words): "reproduced" if it passes strict, "in shape" if loose
+_KINDS = {
+    "range": (lambda v, r: _scalar(v), _bounded(lambda m, b: b[0] <= m <= b[1]),
+              "in [{s[0]:g}, {s[1]:g}]; in shape in [{l[0]:g}, {l[1]:g}]"),
+    "factor": (_max_factor, _within, "within {s:g}x of {t}; in shape within {l:g}x"),
+    "above": (lambda v, r: _scalar(v), _above, "> {s:g}; in shape > {l:g}"),
+    "below": (lambda v, r: _scalar(v), _bounded(lambda m, b: m < b),
+              "< {s:g}; in shape < {l:g}"),
+    "distance": (lambda v, r: float(np.linalg.norm(np.asarray(v, float)
+                                                   - np.asarray(r.target, float))),
+                 _within, "distance to ({t}) <= {s:g}; in shape <= {l:g}"),
+    "agree": (_relative_difference, _within,
+              "relative difference <= {s:g}; in shape <= {l:g}"),
+    "ratio": (_ratio, _above, "first / second > {s:g}; in shape > {l:g}"),
+    # the two below grade by shape, not by a bound
+    "increasing": (_increasing, lambda v, level, r: bool(
+        np.all(np.diff(v) > 0) if level == "strict" else v[-1] > v[0]),
+        "strictly increasing; in shape: last above first"),
+    "straddle": (_pair, lambda m, level, r: (m[0] > r.target > m[1]) if level == "strict"
+                 else m[0] > m[1], "first > {t:g} > second; in shape: first > second"),
+}
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,10 @@ def test_a_claim_divided_by_another_glued_number(tmp_path):
               divide_by="epochs_used")
     (row,) = report.rows([c], report.collect(tmp_path))
     assert row["value"] == [0.1, None, 0.4] and row["verdict"] == "differs"  # None: never
+
+
+@pytest.mark.parametrize("value,want", [((1.19, 0.999), "reproduced"),
+                                        ((0.99, 0.98), "reproduced in shape"),
+                                        ((0.9, 1.2), "differs")])
+def test_straddle(value, want):
+    assert verdict(Rule("straddle", target=1.0), value) == want

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from . import stages as _stages
+from .excursion import find_excursion
 from .history import History
 from .sweep import coords_of
 
@@ -70,14 +71,23 @@ def trend(x, y) -> dict:
 
 
 def peak_ratios(history: History, name: str = "test_loss") -> dict:
-    """The open-loop excursion per point: ``ratio`` = max over training / final value of
-    ``name`` (the student's closed-loop test loss), ``epoch`` of the maximum (arrays (P,))."""
+    """The open-loop excursion per point, by Chapter 1's rule (``excursion.find_excursion``:
+    the highest test loss above a value reached before it): arrays (P,) of ``ratio`` (peak /
+    final value of ``name``, the student's closed-loop test loss; NaN without a rise),
+    ``epoch`` of the peak (NaN without), ``peak``, ``final`` and ``shows`` (the peak is above
+    the untrained network's test loss, the paper's excursion)."""
     v = np.asarray(history.arrays[name], float)
-    epochs = history.arrays["monitor_epoch"]
-    last = np.array([v[np.flatnonzero(np.isfinite(v[:, k]))[-1], k] for k in range(v.shape[1])])
-    peak = np.nanmax(v, axis=0)
-    return {"ratio": peak / last, "epoch": epochs[np.nanargmax(v, axis=0)], "peak": peak,
-            "final": last}
+    epochs = np.asarray(history.arrays["monitor_epoch"])
+    found = []
+    for k in range(v.shape[1]):
+        ok = np.isfinite(v[:, k])  # a run padded with NaN where it stopped early
+        found.append(find_excursion(epochs[ok], v[ok, k]))
+    peak = np.array([f.peak_loss for f in found])
+    final = np.array([f.final_loss for f in found])
+    return {"ratio": peak / final, "peak": peak, "final": final,
+            "epoch": np.array([np.nan if f.peak_epoch is None else f.peak_epoch
+                               for f in found], float),
+            "shows": np.array([f.shows for f in found])}
 
 
 def direction(spearman: float, threshold: float = 0.3) -> str:
@@ -145,22 +155,24 @@ def feedback_summary(history: History, table: dict) -> dict:
 
 
 def excursion_summary(history: History, peaks: dict, lr_paper: float = 1e-2,
-                      init_paper: str = "paper", threshold: float = 100.0) -> dict:
+                      init_paper: str = "paper") -> dict:
     """The named numbers of the excursion map: the peak ratio (median over seeds) at the
     paper's lr and initial scale, the smallest and largest cell medians, and the share of
-    runs whose student's test loss peaked above ``threshold`` times its final value after
-    epoch 0 (an excursion, not just a bad start)."""
+    runs that show the excursion (``peak_ratios``' ``shows``), overall and per scale."""
     c = coords_of(history)
-    ratio, epoch = np.asarray(peaks["ratio"], float), np.asarray(peaks["epoch"])
+    ratio, epoch, shows = (np.asarray(peaks[k]) for k in ("ratio", "epoch", "shows"))
     at = np.isclose(c["lr"], lr_paper) & (c["init"] == init_paper)
     _, _, cells = pivot(history, ratio, "init", "lr")
-    excursion = (ratio > threshold) & (epoch > 0)
-    return {"n_runs": int(len(ratio)), "threshold": threshold,
-            "paper_ratio": float(np.median(ratio[at])) if at.any() else np.nan,
-            "paper_epoch": float(np.median(epoch[at])) if at.any() else np.nan,
-            "min_cell_ratio": float(np.nanmin(cells)), "max_cell_ratio": float(np.nanmax(cells)),
-            "excursion_share": float(excursion.mean()),
-            "excursion_share_by_init": {str(i): float(excursion[c["init"] == i].mean())
+    finite = lambda a: a[np.isfinite(a)]  # noqa: E731
+    return {"n_runs": int(len(ratio)),
+            "paper_ratio": float(np.median(finite(ratio[at]))) if finite(ratio[at]).size
+            else np.nan,
+            "paper_epoch": float(np.median(finite(epoch[at]))) if finite(epoch[at]).size
+            else np.nan,
+            "min_cell_ratio": float(np.nanmin(cells)) if np.isfinite(cells).any() else np.nan,
+            "max_cell_ratio": float(np.nanmax(cells)) if np.isfinite(cells).any() else np.nan,
+            "excursion_share": float(shows.mean()),
+            "excursion_share_by_init": {str(i): float(shows[c["init"] == i].mean())
                                         for i in np.unique(c["init"])}}
 
 

@@ -74,13 +74,14 @@ def test_direction_words(rho, word):
     assert atlas.direction(rho) == word
 
 
-def test_peak_ratios_take_the_last_finite_value_as_final():
+def test_peak_ratios_follow_chapter_1s_rule_and_the_last_finite_value():
     v = np.array([[1.0, 5.0], [100.0, 4.0], [2.0, np.nan], [0.5, np.nan]])
     h = History({}, {"monitor_epoch": np.arange(4), "test_loss": v, "loss": np.ones((4, 2)),
                      "coord/lr": np.array([0.01, 0.03])})
-    p = atlas.peak_ratios(h)
-    np.testing.assert_allclose(p["ratio"], [200.0, 5.0 / 4.0])
-    np.testing.assert_array_equal(p["epoch"], [1, 0])
+    p = atlas.peak_ratios(h)  # the second only falls: no excursion
+    np.testing.assert_allclose(p["ratio"], [200.0, np.nan])
+    np.testing.assert_array_equal(p["epoch"], [1, np.nan])
+    np.testing.assert_array_equal(p["shows"], [True, False])
 
 
 def test_a_real_small_sweep_gives_a_consistent_atlas():

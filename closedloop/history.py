@@ -91,7 +91,7 @@ class History:
 
     def save(self, path) -> None:
         """Write this history to ``path``: one .npz of its arrays with its config, message
-        and run time as versioned JSON metadata; never pickle (see ``closedloop.results``)."""
+        and run time as versioned JSON metadata; never pickle (see the module docstring)."""
         save_history(self, path)
 
     @classmethod
@@ -207,8 +207,6 @@ def attach_history(exc: Exception, e: int, make) -> None:
     except Exception:  # noqa: BLE001 - the original error matters more than the history
         pass
 
-
-# the names training.py imported before these had public ones (kept until it moves over)
 
 FORMAT = "closedloop.History"
 VERSION = 1

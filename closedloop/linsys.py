@@ -123,16 +123,16 @@ def lyapunov_sums(P, M, T):
     S = torch.zeros_like(M)
     Pacc = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device).expand_as(P)
     Pk, Sk = P, M
-    while True:
+    levels = int(bits.max()).bit_length()  # one read of the horizons, not one per level
+    for level in range(levels):
         take = (bits & 1).bool()[..., None, None]
-        if take.any():
-            S = torch.where(take, S + Pacc.transpose(-1, -2) @ Sk @ Pacc, S)
-            Pacc = torch.where(take, Pk @ Pacc, Pacc)
+        S = torch.where(take, S + Pacc.transpose(-1, -2) @ Sk @ Pacc, S)
+        Pacc = torch.where(take, Pk @ Pacc, Pacc)
         bits = bits >> 1
-        if not bits.any():
-            return S
-        Sk = Sk + Pk.transpose(-1, -2) @ Sk @ Pk
-        Pk = Pk @ Pk
+        if level + 1 < levels:
+            Sk = Sk + Pk.transpose(-1, -2) @ Sk @ Pk
+            Pk = Pk @ Pk
+    return S
 
 
 def impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,

@@ -325,8 +325,8 @@ def _stack_members(histories) -> dict:
 
 # models ----------------------------------------------------------------------------------------
 def _column(points, k):
-    """The members' values of setting k: one number when they agree (T shared by a chunk
-    keeps the cost-matrix path of linear training), else a list. Seeds stay per member."""
+    """The members' values of setting k: one number when they agree (a chunk's shared T, lr
+    or beta stays a plain number in training), else a list. Seeds stay per member."""
     values = [p[k] for p in points]
     return values[0] if k != "seed" and len(set(values)) == 1 else values
 

@@ -1,0 +1,40 @@
+"""What each chapter claims, as named numbers.
+
+One module a chapter (``claims.ch1`` ... ``claims.ch5``), one function a section of it: the
+function takes what the chapter trained (histories, sweeps) and returns ``{glue name: value}``,
+the numbers and words that the section's prose reads. The chapter glues them in one call::
+
+    from closedloop.claims import ch1 as claims, glue_all
+    numbers = glue_all(claims.open_loop(pairs, seed))
+
+so every sentence with a number in it rests on a function that a unit test can check
+(``tests/claims/``), and a cell is one call, not a computation.
+
+Values are plain Python (``int``, ``float``, tuples, dicts, ``None``) and keep the type that the
+prose formats (``{glue:text}`name:.3g```). Prose that is a phrase rather than a number is a
+``Words``, glued as Markdown and read with ``{glue:md}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class Words(str):
+    """A phrase for the prose (e.g. "rises above"), glued as Markdown: read with ``{glue:md}``."""
+
+    __slots__ = ()
+
+
+def glue_all(numbers: Mapping[str, object]) -> Mapping[str, object]:
+    """Glue every ``name: value`` of ``numbers`` for the book (not shown under the cell);
+    ``Words`` as Markdown. Returns ``numbers``, so a chapter can pass a value on to a figure."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    bad = [n for n in numbers if not (isinstance(n, str) and n.isidentifier())]
+    if bad:  # before gluing anything: a half-glued section would hide the error in the book
+        raise ValueError(f"glue names {bad!r} must be identifiers (prose refers to them)")
+    for name, value in numbers.items():
+        glue(name, Markdown(value) if isinstance(value, Words) else value, display=False)
+    return numbers

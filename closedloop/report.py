@@ -260,6 +260,13 @@ def counts(table: list[dict]) -> dict:
     return {v: sum(r["verdict"] == v for r in table) for v in VERDICTS}
 
 
+def summary(table: list[dict]) -> dict:
+    """The report page's numbers: ``n_claims`` and ``n_<verdict>`` (spaces as underscores),
+    e.g. ``n_reproduced_in_shape``."""
+    return {"n_claims": len(table),
+            **{f"n_{v.replace(' ', '_')}": n for v, n in counts(table).items()}}
+
+
 class _NotANumber(Exception):
     pass
 

@@ -91,6 +91,9 @@ def test_collect_and_rows_and_a_missing_number(tmp_path):
     table = report.rows([ok, pair], glued)
     assert [r["verdict"] for r in table] == ["reproduced", "reproduced"]
     assert report.counts(table) == {"reproduced": 2, "reproduced in shape": 0, "differs": 0}
+    # the page's prose reads these names
+    assert report.summary(table) == {"n_claims": 2, "n_reproduced": 2,
+                                     "n_reproduced_in_shape": 0, "n_differs": 0}
     html = report.html_table(table)
     assert "ch9.html#sec" in html and html.count("<tr>") == 3
     missing = Claim("5", "Fig. 9", "y", "1", "ch9", ("y",), "", Rule("above", 1, 0), "sec")

@@ -1,6 +1,7 @@
 """Compare the glued values of two folders of executed chapters (a refactor's before/after).
 
     python tools/glue_diff.py BEFORE AFTER [--ignore seconds,minutes]
+    python tools/glue_diff.py BEFORE/ch1_open_closed.ipynb AFTER/   # one chapter
 
 Every named glue output is compared by its text forms (text/plain and text/markdown; figures
 are skipped). Names containing an ``--ignore`` word (wall times) are left out. Prints each
@@ -44,8 +45,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     skip = [w for w in args.ignore.split(",") if w]
     n_diff = n_same = 0
-    for path in sorted(args.before.glob("*.ipynb")):
-        other = args.after / path.name
+    paths = [args.before] if args.before.is_file() else sorted(args.before.glob("*.ipynb"))
+    for path in paths:
+        other = args.after / path.name if args.after.is_dir() else args.after
         if not other.exists():
             print(f"{path.name}: missing in {args.after}")
             n_diff += 1

@@ -163,18 +163,21 @@ def collect(folder) -> dict:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder of executed chapters at {folder}")
-    out = {}
-    for path in sorted(folder.glob("*.ipynb")):
-        values = {}
-        for cell in json.loads(path.read_text())["cells"]:
-            for o in cell.get("outputs", []):
-                name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-                text = next((v for k, v in o.get("data", {}).items()
-                             if k.endswith("text/plain")), None)
-                if name and text is not None:
-                    values[name] = parse(text if isinstance(text, str) else "".join(text))
-        out[path.stem] = values
-    return out
+    return {path.stem: glued(path) for path in sorted(folder.glob("*.ipynb"))}
+
+
+def glued(path) -> dict:
+    """{glue name: value} of one executed notebook, each value parsed by ``parse`` from its
+    text form (a glued Markdown reads as its placeholder text; figures are left out)."""
+    values = {}
+    for cell in json.loads(Path(path).read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            text = next((v for k, v in o.get("data", {}).items()
+                         if k.endswith("text/plain")), None)
+            if name and text is not None:
+                values[name] = parse(text if isinstance(text, str) else "".join(text))
+    return values
 
 
 def parse(text: str):

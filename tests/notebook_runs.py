@@ -5,7 +5,6 @@ Kept out of the default test collection (the file name does not start with test_
 The glued numbers of each chapter are checked for presence and sanity.
 """
 
-import ast
 import json
 import math
 from pathlib import Path
@@ -13,21 +12,11 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
+from closedloop.report import glued
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = json.loads((ROOT / "tests" / "notebook_params.json").read_text())
 OUT = ROOT / "_build" / "ci"
-
-
-def glued(nb_path):
-    """{name: text/plain value} of every glue in an executed notebook."""
-    out = {}
-    for cell in json.loads(Path(nb_path).read_text())["cells"]:
-        for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                data = o.get("data", {})
-                out[name] = next((v for k, v in data.items() if k.endswith("text/plain")), None)
-    return out
 
 
 def test_every_chapter_has_ci_parameters():
@@ -70,18 +59,18 @@ def test_chapter_runs(name):
         # epoch 0 makes no update: the final network is recorded as epoch epochs + 1
         assert 0 <= int(values["open_peak_epoch"]) <= PARAMS[name]["epochs"] + 1
         for gain in ("final_gain_closed", "final_gain_open"):
-            k = ast.literal_eval(values[gain])
+            k = values[gain]
             assert len(k) == 2 and all(math.isfinite(v) for v in k)
-        plateau = ast.literal_eval(values["closed_plateau_epochs"])
+        plateau = values["closed_plateau_epochs"]
         assert plateau is None or 0 <= plateau[0] <= plateau[1] <= PARAMS[name]["epochs"] + 1
-        ratios = ast.literal_eval(values["ablation_peak_ratios"].replace("nan", "None"))
-        assert len(ratios) == 4 and all(r is None or r >= 1 for r in ratios.values())
+        ratios = values["ablation_peak_ratios"]
+        assert len(ratios) == 4 and all(math.isnan(r) or r >= 1 for r in ratios.values())
         assert 0 <= int(values["seeds_with_excursion"]) <= PARAMS[name]["n_seeds"]
     if name == "ch4_tracking.ipynb":
         for key in ("acquisition_epochs", "final_test_loss_closed", "final_test_loss_open",
                     "eig_freq_match"):
             assert key in values
-        acquired = ast.literal_eval(values["acquisition_epochs"])
+        acquired = values["acquisition_epochs"]
         assert len(acquired) == 4 and all(e is None or 0 <= e <= PARAMS[name]["epochs"]
                                           for e in acquired)
         for key in ("final_test_loss_closed", "final_test_loss_open", "eig_freq_match"):
@@ -93,10 +82,10 @@ def test_chapter_runs(name):
                 "stage3_final_eig_gap", "alpha_values", "T_values", "beta_values",
                 "beta_gaps_pct")
         assert set(keys) <= set(values)
-        assert ast.literal_eval(values["T_values"]) == PARAMS[name]["T_values"]
-        assert ast.literal_eval(values["beta_values"]) == PARAMS[name]["betas"]
-        assert len(ast.literal_eval(values["beta_gaps_pct"])) == len(PARAMS[name]["betas"])
-        assert len(ast.literal_eval(values["alpha_values"])) >= 5
+        assert values["T_values"] == PARAMS[name]["T_values"]
+        assert values["beta_values"] == PARAMS[name]["betas"]
+        assert len(values["beta_gaps_pct"]) == len(PARAMS[name]["betas"])
+        assert len(values["alpha_values"]) >= 5
         # the exact reduction is exact; the four-number models start on the network
         assert float(values["compressed_max_rel_error"]) < 1e-9
         for key in ("paper_model_gap_pct", "frozen_metric_gap_pct"):

@@ -206,3 +206,33 @@ def median_of_n(values, n: int, q=(5.0, 95.0)) -> np.ndarray:
     cdf = binom.sf((n + 1) // 2 - 1, n, F)  # P(at least (n + 1) / 2 of n draws are <= x)
     idx = np.searchsorted(cdf, q / 100 - 1e-12, side="left")
     return np.where(idx < xs.size, xs[np.minimum(idx, xs.size - 1)], np.nan)
+
+
+def member_stages(history) -> list[Stages]:
+    """``detect_stages`` of every member of an ensemble history, in member order.
+
+    Introduced in Chapter 2, section "Stage 1" (the s_zm(0) sweep).
+    """
+    arrays = getattr(history, "arrays", None)
+    loss = arrays.get("loss") if isinstance(arrays, dict) else None
+    if loss is None or np.ndim(loss) < 2:
+        raise ValueError("member_stages needs an ensemble history (per-member arrays); use "
+                         "detect_stages for a single run")
+    return [detect_stages(history.member(k)) for k in range(loss.shape[1])]
+
+
+def batch_losses(agent, env, T: int, n_batches: int, batch: int, seed: int) -> np.ndarray:
+    """Losses (n_batches,) of ``n_batches`` random batches of ``batch`` initial states each
+    (drawn at once with ``seed``) for the (single) linear ``agent``, as training samples them.
+
+    Their mean estimates ``coupled.expected_loss``; their spread is the sampling noise of
+    the gradient's loss. Introduced in Chapter 2, section "Sampled and exact loss".
+    """
+    from .agents import make_generator
+    from .coupled import closed_loop_loss
+
+    n_batches = _checks.integer("n_batches", n_batches, low=1)
+    batch = _checks.integer("batch", batch, low=1)
+    x0 = env.sample_x0(n_batches * batch, make_generator(seed)).reshape(n_batches, batch, 2)
+    with torch.no_grad():
+        return closed_loop_loss(agent, env, x0, T).cpu().numpy()

@@ -1,5 +1,9 @@
 """Reduced models of rank-one closed-loop learning (paper s.5): the alpha-model of stage 2.
 
+Chapter 3 starts every section from one reference run (``reference_run``): a rank-one network
+trained closed loop with its parameters kept at every epoch, and its stage boundaries, a
+boundary that a short run does not reach filled in (``fill_stages``).
+
 The trade-off of stage 2 in four numbers. A step of gradient descent on the episode loss
 weighs what the loop does in the next few steps against how fast it grows over many. The
 alpha-model makes both terms explicit on the overlaps q = (s_zm, s_zu, s_vm, s_vu):
@@ -27,6 +31,7 @@ size and clipping):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +41,84 @@ from . import _checks, theory
 from .agents import OverlapAgent, RankOneAgent
 from .envs import DTYPE
 from .history import History
+from .stages import Stages, detect_stages
 from .training import sweep, train_closed_loop
+
+
+def fill_stages(stages: Stages, epochs: int) -> Stages:
+    """``stages`` with a boundary that was not reached filled in, so that every stage has a
+    start: stage 1 ends at epoch 0, the stabilization epoch is ``max(epochs // 2, stage1_end)``.
+    Introduced in Chapter 3, section "The reference run" (a short run, as in CI).
+    """
+    stage1_end = stages.stage1_end if stages.stage1_end is not None else 0
+    stabilization = (stages.stabilization if stages.stabilization is not None
+                     else max(epochs // 2, stage1_end))
+    return dataclasses.replace(stages, stage1_end=stage1_end, stabilization=stabilization)
+
+
+@dataclass
+class ReferenceRun:
+    """Chapter 3's reference run: ``agent`` (trained in place) and its ``history``, with a
+    parameter snapshot at every one of its ``epochs`` epochs.
+
+    ``detected``: the boundaries ``detect_stages`` read off the history (None: not reached);
+    ``stages``: those the chapter starts from, a missing one filled in (``fill_stages``).
+    """
+
+    agent: RankOneAgent
+    history: History
+    detected: Stages
+    stages: Stages
+    epochs: int
+
+    def agent_at(self, epoch: int) -> RankOneAgent:
+        """The network recorded at ``epoch`` (before that epoch's update)."""
+        return self.history.agent_at(epoch, self.agent)
+
+    def stage2_epoch(self, offset: int) -> int:
+        """The epoch ``offset`` epochs into stage 2, at most the stabilization epoch."""
+        return min(self.stages.stage1_end + offset, self.stages.stabilization)
+
+    def lambda1_path(self, start: int) -> np.ndarray:
+        """lambda_1 (complex, Im >= 0) of the network from epoch ``start`` to stabilization."""
+        q = self.history.overlaps[start:self.stages.stabilization + 1]
+        return theory.labelled_roots(q)[:, 0]
+
+    @property
+    def stage3_epochs(self) -> int:
+        """The epochs left after the stabilization epoch (at least 1)."""
+        return max(self.epochs - self.stages.stabilization, 1)
+
+
+def reference_run(env, *, N: int = 100, seed: int = 0, epochs: int = 1000, T: int = 50,
+                  lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0) -> ReferenceRun:
+    """Train a rank-one network (``RankOneAgent(N, seed)``) closed loop on ``env`` for
+    ``epochs`` epochs (batches drawn with ``seed``), keeping its parameters at every epoch,
+    and read off its stage boundaries. A run that does not stabilize (a short one, as in CI)
+    says so, printing the epoch at which stage 3 is taken to start instead.
+    Introduced in Chapter 3, section "The reference run".
+    """
+    agent = RankOneAgent(N=N, seed=seed, dtype=env.dtype, device=env.device)
+    history = train_closed_loop(agent, env, epochs=epochs, T=T, seed=seed, snapshot_every=1,
+                                lr=lr, batch=batch, clip=clip)
+    detected = detect_stages(history)
+    stages = fill_stages(detected, epochs)
+    if detected.stabilization is None:
+        print(f"no stabilization within {epochs} epochs: stage 3 starts at epoch "
+              f"{stages.stabilization}")
+    return ReferenceRun(agent, history, detected, stages, epochs)
+
+
+def exact_rerun(env, stages: Stages, *, N: int = 100, seed: int = 0, epochs: int = 1000,
+                T: int = 50, lr: float = 1e-2, clip: float | None = 1.0) -> History:
+    """The reference network (``RankOneAgent(N, seed)``) trained afresh on the exact expected
+    loss (deterministic gradient descent, ``mode='exact'``), long enough to pass the
+    reference run's stabilization: ``min(epochs, 2 * stabilization + 50)`` epochs.
+    Introduced in Chapter 3, section "The zig-zag".
+    """
+    agent = RankOneAgent(N=N, seed=seed, dtype=env.dtype, device=env.device)
+    return train_closed_loop(agent, env, epochs=min(epochs, 2 * stages.stabilization + 50),
+                             T=T, mode="exact", lr=lr, clip=clip)
 
 
 @dataclass
@@ -258,8 +340,6 @@ def stage3_spread(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
     ``behind`` (1.0 where the median of L_paper - L_full is positive: the paper's model is
     slower). Introduced in Chapter 3, section "Stage 3".
     """
-    from .stages import detect_stages
-
     seeds = [_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must name at least one run")

@@ -9,18 +9,28 @@ from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, cou
 from closedloop.training import train_closed_loop
 
 
-def plain_closed_loop_loss(agent, env, x0, T, beta=0.0):
+def plain_closed_loop_loss(agent, env, x0, T, beta=0.0, window="from_x0"):
     """The closed loop as people usually write it: cost of (x_t, u_t), env step, network step,
-    readout, for t = 0..T-1 (the authors' window, x_0 included)."""
+    readout, one small autograd op at a time, for t = 0..T-1. The state cost counts x_t before
+    each step (``"from_x0"``: x_0..x_{T-1}, the authors' window) or after it (``"after_x0"``:
+    x_1..x_T). x0 (B, 2) -> the batch-mean cost, shape ``agent.batch_shape``. The fast paths
+    are tested against this loop (tests/test_coupled.py), so the benchmark times the same math.
+    """
     W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
-    x, h = x0, x0.new_zeros(x0.shape[0], agent.N)
-    u, cost = x0.new_zeros(x0.shape[0]), 0.0
+    x = x0.expand(*agent.batch_shape, *x0.shape)
+    h = x.new_zeros(*x.shape[:-1], agent.N)
+    u, cost = x.new_zeros(x.shape[:-1]), 0.0
     for _ in range(T):
-        cost = cost + (x**2).sum(-1) / (2 * T) + beta * u**2
-        x = x @ env.A.T + u[:, None] * env.B
-        h = agent.phi(h @ W.T + (x @ env.C)[:, None] * m)
-        u = h @ z
-    return cost.mean()
+        cost = cost + beta * u**2
+        if window == "from_x0":
+            cost = cost + (x**2).sum(-1) / (2 * T)
+        x = x @ env.A.T + u[..., None] * env.B
+        h = agent.phi(torch.einsum("...ij,...bj->...bi", W, h)
+                      + (x @ env.C)[..., None] * m.unsqueeze(-2))
+        u = (h * z.unsqueeze(-2)).sum(-1)
+        if window == "after_x0":
+            cost = cost + (x**2).sum(-1) / (2 * T)
+    return cost.mean(-1)
 
 
 def epoch_pair(kind: str, N: int = 100, T: int = 50, batch: int = 100, dtype=torch.float64):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.cases import plain_closed_loop_loss
 from closedloop import RankOneAgent, RNNAgent, _loop, coupled, theory
 from conftest import match
 
@@ -199,7 +200,7 @@ def test_fast_rollout_equals_plain_loop_with_gradients(env, activation, g, windo
     x0 = env.sample_x0(8, torch.Generator().manual_seed(1))
     traj = coupled.rollout(a, env, x0, 25)
     fast = coupled.episode_cost(traj["x"], traj["u"], 0.2, window=window).mean(-1)
-    slow = _plain_rollout_cost(a, env, x0, 25, 0.2, window)
+    slow = plain_closed_loop_loss(a, env, x0, 25, 0.2, window)
     torch.testing.assert_close(fast, slow, rtol=1e-10, atol=0)
     for gf, gs in zip(torch.autograd.grad(fast.sum(), a.parameters()),
                       torch.autograd.grad(slow.sum(), a.parameters())):

@@ -18,31 +18,10 @@ import torch
 
 from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, gains
 from closedloop import tracking as tr
-from closedloop.history import _jsonable
 from closedloop.training import History, train_closed_loop, train_open_loop
+from histories import assert_consistent, assert_same
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def assert_consistent(h: History, n_epochs: int):
-    """``n_epochs`` whole epochs recorded: every per-epoch array has that many rows and every
-    strided record (eig, snapshot, monitor, test) one row per epoch it lists."""
-    assert h.epoch.tolist() == list(range(n_epochs))
-    for name, a in h.arrays.items():
-        assert np.isfinite(a).all(), name
-    strided = {"eig_epoch": ("eig_P", "eig_W", "spectral_radius"),
-               "monitor_epoch": ("test_loss", "gains", "gain_r2", "instant_gain"),
-               "snapshot_epoch": tuple(k for k in h.arrays if k.startswith("params/")),
-               "test_epoch": ("test_loss",)}
-    per_epoch = set(h.arrays) - set(strided) - {n for v in strided.values() for n in v}
-    for name in per_epoch:
-        assert len(h.arrays[name]) == n_epochs, name
-    for idx, names in strided.items():
-        if idx in h.arrays:
-            assert set(h.arrays[idx]) <= set(range(n_epochs))
-            for name in names:
-                if name in h.arrays:
-                    assert len(h.arrays[name]) == len(h.arrays[idx]), name
 
 
 # -- divergence -------------------------------------------------------------------------------
@@ -216,15 +195,6 @@ def small_runs(seed: int) -> dict:
     tracking = tr.train_tracking(tr.TrackingRNN(N=6, seed=seed), refs=tr.Sinusoids(T=40),
                                  epochs=6, batch=4, n_test=3, seed=seed, record_every=2)
     return {"closed": closed, "rank_one": rank_one, "open": open_, "tracking": tracking}
-
-
-def assert_same(a: History, b: History):
-    assert _jsonable(a.config, "config") == _jsonable(b.config, "config")  # tuples: lists
-    assert a.message == b.message
-    assert list(a.arrays) == list(b.arrays)
-    for name in a.arrays:
-        assert a.arrays[name].dtype == b.arrays[name].dtype, name
-        assert a.arrays[name].tobytes() == b.arrays[name].tobytes(), name  # bitwise
 
 
 def test_same_seed_same_histories_in_one_process():

@@ -169,6 +169,18 @@ def acquisition_vs_frequency(freqs, human, acquired, learned, others=(), authors
     return fig
 
 
+def compared_with_people(refs, acquired, learned, others, length):
+    """``acquisition_vs_frequency`` as Chapter 4 draws it: this run's acquisition epochs
+    (``acquired``, ``learned``) and the other seeds' (``others``, acquired) divided by the
+    ``length`` of training run, the authors' hand-picked ones by the length of their run, and
+    the human data."""
+    norm = [tracking.normalized(epochs, length) for epochs in (acquired, learned, *others)]
+    return acquisition_vs_frequency(
+        refs.freqs, tracking.HUMAN_ACQUISITION, norm[0], norm[1], norm[2:],
+        authors=tracking.normalized(list(tracking.AUTHORS_ACQUISITION), tracking.AUTHORS_EPOCHS),
+        run_label=f"network: epoch / {length}; authors: epoch / {tracking.AUTHORS_EPOCHS}")
+
+
 def probe_losses(history, refs, fraction, acquired, learned=None):
     """The probe losses of all sinusoids over training, relative to their reference power,
     with the acquisition threshold, the acquisition epochs (dashed) and, where a frequency

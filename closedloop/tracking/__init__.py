@@ -10,14 +10,17 @@ The modules, each one concept (import the names from here, ``tracking.X``):
 
 - ``task``: the plant ``PointMass``, the references ``Sinusoids`` and their ``Scoring`` under
   a ``TrackingConvention`` (pairing, units of the loss);
-- ``network``: the controller ``TrackingRNN`` (one network or an ensemble);
+- ``network``: the controller ``TrackingRNN`` (one network or an ensemble, ``draw_networks``)
+  and how far training moved its input weights (``input_weight_change``);
 - ``engine``: the loop stepped with the clamp (``rollout``) and as a linear system
   (``closed_loop_matrix``, impulse responses through ``closedloop.linsys``);
-- ``loss``: the exact per-frequency loss (``linear_response``, ``Response``) and the sampled
-  losses of the clamped plant;
-- ``training``: ``train_tracking``, closed-loop and the open-loop twin;
-- ``acquisition``: reading a history (acquisition epochs, ``in_order``, ``normalized``,
-  ``excursion``, probe losses, snapshots) and the human and authors' constants.
+- ``loss``: the exact per-frequency loss (``linear_response``, ``Response``), the sampled
+  losses of the clamped plant, and their gap in ``standard_errors``;
+- ``training``: ``train_tracking``, closed-loop and the open-loop twin, and the cost of one
+  stepped batch (``stepped_batch_seconds``);
+- ``acquisition``: reading a history (acquisition epochs, of every member too, ``in_order``
+  and ``n_in_order``, ``no_earlier``, ``normalized``, ``excursion``, ``unstable_share``,
+  ``clamped_epochs``, probe losses, snapshots) and the human and authors' constants.
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ from ..envs import DTYPE
 from ..history import History
 from ..stages import settles
 from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION,
-                          acquisition_epoch, acquisition_epochs, agent_at, excursion,
-                          frequency_match, in_order, largest_frequency, normalized, probe_at,
-                          probe_epochs, running_median)
+                          acquisition_epoch, acquisition_epochs, acquisition_table, agent_at,
+                          clamped_epochs, excursion, frequency_match, in_order,
+                          largest_frequency, member_acquisitions, n_in_order, no_earlier,
+                          normalized, probe_at, probe_epochs, running_median, unstable_share)
 from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
                      student_response)
-from .loss import OUTPUTS, Response, linear_response, sampled_losses, tracking_loss
-from .network import TrackingRNN
+from .loss import (OUTPUTS, Response, linear_response, sampled_losses, standard_errors,
+                   tracking_loss)
+from .network import TrackingRNN, draw_networks, input_weight_change
 from .task import POS, PointMass, Scoring, Sinusoids, history_scoring
-from .training import MODES, train_tracking
+from .training import MODES, stepped_batch_seconds, train_tracking
 
 # the public names of the single module ``tracking.py`` was before it became this package
 # (``History``, ``DTYPE``, ... included: the book and tests may read them as ``tracking.X``)
@@ -50,4 +55,8 @@ __all__ = [
     "open_loop_controls", "probe_at", "probe_epochs", "rollout", "running_median",
     "sampled_losses", "settles", "single_thread", "student_response", "tracking_loss",
     "train_tracking",
+    # read by Chapter 4's claims and cells (closedloop.claims.ch4)
+    "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change",
+    "member_acquisitions", "n_in_order", "no_earlier", "standard_errors",
+    "stepped_batch_seconds", "unstable_share",
 ]

@@ -99,6 +99,53 @@ def in_order(epochs) -> bool:
     return got == sorted(got) and list(epochs[:len(got)]) == got
 
 
+def n_in_order(runs) -> int:
+    """How many of ``runs`` (lists of acquisition epochs, one per run) are ``in_order``.
+    Introduced in Chapter 4, section "Compared with people"."""
+    if not isinstance(runs, (list, tuple)):
+        raise TypeError(f"runs must be a list of runs' epochs, got {_checks.short(runs)}")
+    return sum(in_order(epochs) for epochs in runs)
+
+
+def no_earlier(epochs, than) -> bool:
+    """Whether every frequency came no earlier in ``epochs`` than in ``than`` (two lists of
+    acquisition epochs, None: never, which is later than any epoch). Introduced in Chapter 4,
+    section "Sampled and exact loss"."""
+    for name, value in (("epochs", epochs), ("than", than)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list of epochs (or None), got "
+                            f"{_checks.short(value)}")
+    if len(epochs) != len(than):
+        raise ValueError(f"epochs and than must list the same frequencies, got {len(epochs)} "
+                         f"and {len(than)}")
+    return all(e is None or (s is not None and e >= s) for e, s in zip(epochs, than))
+
+
+def member_acquisitions(history: History, refs: Sinusoids, fraction: float = 0.5,
+                        window: int = 51, first: bool = False) -> list:
+    """``acquisition_epochs`` of every member of an ensemble history, in member order: one
+    list (low to high frequency, None: never) per member. Introduced in Chapter 4, section
+    "Compared with people"."""
+    history_with(history, "probe_loss")
+    if history.probe_loss.ndim != 3:
+        raise ValueError(f"history must be an ensemble's (probe_loss of shape (E, members, "
+                         f"K)), got shape {history.probe_loss.shape}")
+    return [acquisition_epochs(history.member(k), refs, fraction, window, first)
+            for k in range(history.probe_loss.shape[1])]
+
+
+def acquisition_table(seeds, learned, acquired) -> str:
+    """One line per run, ``seed s: first learned [...], acquired [...]``, from three lists
+    of equal length (the runs' seeds, first-learned and acquired epochs)."""
+    if not all(isinstance(v, (list, tuple)) for v in (seeds, learned, acquired)) or not (
+            len(seeds) == len(learned) == len(acquired)):
+        raise ValueError(f"seeds, learned and acquired must be lists of one entry per run, "
+                         f"got {_checks.short(seeds)}, {_checks.short(learned)} and "
+                         f"{_checks.short(acquired)}")
+    return "\n".join(f"seed {s}: first learned {first}, acquired {got}"
+                     for s, first, got in zip(seeds, learned, acquired))
+
+
 def normalized(epochs, length) -> list:
     """Acquisition epochs divided by the training length ``length`` (epochs run); None stays
     None. Introduced in Chapter 4, section "Compared with people"."""
@@ -122,6 +169,21 @@ def excursion(history: History) -> dict:
     return dict(start=float(loss[0]), peak=float(loss[i]),
                 peak_epoch=int(history.test_epoch[i]), final=float(loss[-1]),
                 recovered=bool(loss[-1] < loss[i] / 2))
+
+
+def clamped_epochs(history: History) -> list:
+    """The epochs (ints, in order) whose training batch reached the plant's clamp.
+    Introduced in Chapter 4, section "Training"."""
+    history_with(history, "clamped")
+    return [int(e) for e in history.epoch[np.asarray(history.clamped, bool)]]
+
+
+def unstable_share(history: History) -> float:
+    """The fraction of the recorded epochs (``eig_epoch``) at which the network's unclamped
+    closed loop runs away: spectral radius of M above 1. Introduced in Chapter 4, section
+    "Open-loop twin"."""
+    history_with(history, "spectral_radius")
+    return float((history.spectral_radius > 1).mean())
 
 
 def largest_frequency(history: History, epochs) -> list:

@@ -137,6 +137,30 @@ class TrackingRNN:
         return f"TrackingRNN(N={self.N}, dt={self.dt}, tau={self.tau}{bs})"
 
 
+def draw_networks(seeds, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0
+                  ) -> list[TrackingRNN]:
+    """One freshly drawn ``TrackingRNN`` per seed of ``seeds`` (in order), for
+    ``TrackingRNN.stack``. Introduced in Chapter 4, section "Compared with people"."""
+    if not isinstance(seeds, (list, tuple)):
+        raise TypeError(f"seeds must be a list of seeds, got {_checks.short(seeds)}")
+    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in seeds]
+
+
+def input_weight_change(before: TrackingRNN, after: TrackingRNN, columns) -> float:
+    """How far training moved the input weights that read ``columns`` of (x, y, r_x, r_y):
+    ||W_in_after[:, columns] - W_in_before[:, columns]|| / ||W_in_before[:, columns]||
+    (Frobenius norms). Introduced in Chapter 4, section "Open-loop twin"."""
+    _checks.instance("before", before, TrackingRNN)
+    _checks.instance("after", after, TrackingRNN)
+    check_single(before, "before")
+    check_single(after, "after")
+    if before.N != after.N:
+        raise ValueError(f"before and after must be the same size of network, got N = "
+                         f"{before.N} and {after.N}")
+    start, end = before.W_in.detach()[:, columns], after.W_in.detach()[:, columns]
+    return float((end - start).norm() / start.norm())
+
+
 def check_pair(agent, plant, name="agent") -> None:
     """TypeError/ValueError unless ``agent`` (named ``name`` in the error) is a TrackingRNN
     that steps ``plant``: the same dt, on the same device."""

@@ -16,8 +16,10 @@ from ..agents import make_generator
 from ..history import (History, attach_history, interrupted_message, stack_rows,
                        stopped_message)
 from ..linsys import abs2, fft_length
-from .engine import closed_loop_matrix, open_loop_steps, step_loop, student_response
-from .loss import linear_response, quadratic_losses, sampled_losses, sampled_with_clamp
+from .engine import (closed_loop_matrix, open_loop_steps, rollout, step_loop,
+                     student_response)
+from .loss import (linear_response, quadratic_losses, sampled_losses, sampled_with_clamp,
+                   tracking_loss)
 from .network import TrackingRNN, check_pair, check_single
 from .task import POS, PointMass, Scoring, Sinusoids, check_refs
 
@@ -211,6 +213,26 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return History(config, stack_rows(rows), message, time.perf_counter() - start)
+
+
+def stepped_batch_seconds(agent: TrackingRNN, plant: PointMass, refs: Sinusoids, batch: int,
+                          seed: int = 0, convention=None) -> float:
+    """Wall-clock seconds of one training batch computed the plain way: ``batch`` references
+    (phases drawn from ``seed``) stepped through the clamped loop (``rollout``), loss,
+    forward and backward, on one thread as training runs. The cost that training's
+    convolutions avoid, timed on a copy of ``agent`` (whose gradients stay untouched).
+    Introduced in Chapter 4, section "Run it yourself"."""
+    check_pair(agent, plant)
+    check_single(agent)
+    check_refs(plant, refs)
+    batch = _checks.integer("batch", batch, low=1)
+    net = agent.copy()
+    with single_thread():  # a backward of 300 small steps on two threads slows down many
+        tick = time.perf_counter()  # times when a core is busy
+        r = refs.signal(refs.sample_phases(batch, make_generator(seed)))
+        tracking_loss(rollout(net, plant, r, convention)["q"], r, convention,
+                      plant.dt).mean().backward()
+        return time.perf_counter() - tick
 
 
 def _per_member(name: str, value, members, check, what: str) -> list:

@@ -1,0 +1,259 @@
+"""Chapter 4's claims (the motor tracking task): one function a section, each returning the
+``{glue name: value}`` its prose reads. The measurements themselves are in
+``closedloop.tracking`` (acquisition epochs, excursion, frequency matches); here they are
+put in the units and words the chapter states them in.
+
+Units: losses in the history's units (the convention's, dt-weighted for the authors'),
+epochs count updates, rates in 1/s, angular frequencies in rad/s, times in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from .. import _checks, tracking
+from ..history import History
+from . import Words
+
+
+def task(scoring: tracking.Scoring) -> dict:
+    """Section "The task": ``convention_name`` (the scoring's convention, described, as
+    code), ``ref_power`` (the loss of doing nothing, per sinusoid, after the ramp) and
+    ``silent_loss`` (the loss of doing nothing over an episode, all sinusoids)."""
+    _checks.instance("scoring", scoring, tracking.Scoring)
+    return {"convention_name": Words(f"`{scoring.convention.describe()}`"),
+            "ref_power": scoring.power[0].item(),
+            "silent_loss": scoring.silent_losses().sum().item()}
+
+
+def schedule_words(convention, epochs: int, final_epoch: int) -> Words:
+    """Which epochs update, for ``epochs`` updates whose final network is recorded at epoch
+    ``final_epoch``: with no update at epoch 0 (the authors'), epochs 1 to ``epochs``."""
+    if not convention.update_at_epoch0:
+        return Words(f"As in the authors' code, epoch 0 only records: the {epochs} updates are "
+                     f"those of epochs 1 to {epochs}, and the final network is recorded at "
+                     f"epoch {final_epoch}.")
+    return Words(f"Every epoch from 0 updates; the final network is recorded at epoch "
+                 f"{final_epoch}.")
+
+
+def clamp_words(clamped: list) -> Words:
+    """When the clamp acted (``clamped``: the epochs whose batch reached it, in order): empty
+    if never; else its first and last epoch, and why it acts where the last is at epoch 100
+    or later (tracking itself needs high speeds), not only at the runaway start."""
+    if not clamped:
+        return Words("")
+    why = (": besides the first epochs, the clamp acts while the network learns to track, "
+           "because perfect tracking of the $y$ reference already needs speeds up to "
+           "$A(\\omega_2 + \\omega_4) = 8.7$, so an overshoot reaches the bound."
+           if clamped[-1] >= 100 else
+           ", all within the first 100 epochs, from the runaway start.")
+    return Words(f"The first was at epoch {clamped[0]} and the last at epoch {clamped[-1]}"
+                 + why)
+
+
+def stability_words(slowest: complex, rho: float) -> Words:
+    """Whether the trained closed loop is stable: ``slowest`` is the rate (1/s, complex) of
+    its least stable mode (``tracking.closed_loop_rates(...)[0]``), ``rho`` the spectral
+    radius of its matrix M. Stable: the decay rate, and the period 2 pi / |Im| (s) if it
+    oscillates; else the growth rate, the period, and why training lets it be."""
+    period = 2 * math.pi / max(abs(slowest.imag), 1e-12)
+    if slowest.real < 0:
+        return Words(f"The trained loop is stable: its least stable mode decays at rate "
+                     f"{-slowest.real:.3f} per second ($\\rho(M) =$ {rho:.4f})"
+                     + (f" and oscillates with a period of {period:.0f} s."
+                        if abs(slowest.imag) > 1e-9 else "."))
+    return Words(f"The trained loop is not strictly stable. Its least stable mode has growth "
+                 f"rate {slowest.real:.3f} per second ($\\rho(M) =$ {rho:.4f}) and oscillates "
+                 f"with a period of {period:.0f} s. Training sees only 30 s, in which such a "
+                 f"slow mode is barely excited: the horizon effect of {{ref}}`Chapter 2 <ch2>`.")
+
+
+def training(history: History, convention, acquired: list, learned: list,
+             slowest: complex) -> dict:
+    """Section "Training", for the closed-loop run's ``history`` under ``convention``:
+    ``epochs_used`` and ``batch_used`` (its updates and batch size), ``train_seconds``, the
+    test loss at the start and at the end (``initial_test_loss``,
+    ``final_test_loss_closed``), how many batches reached the clamp (``clamped_epochs``, and
+    when: ``clamp_words``), the spectral radius of the closed loop at the start and at the
+    end (``initial_rho``, ``final_rho``), the largest state over all phases at the end
+    (``final_worst_state``), the acquisition epochs (``acquisition_epochs``: for good,
+    ``learned_epochs``: first), and ``schedule_words`` and ``stability_words`` (``slowest``:
+    the least stable closed-loop rate, 1/s)."""
+    _checks.instance("history", history, History)
+    clamped = tracking.clamped_epochs(history)
+    epochs, rho = history.config["epochs"], history.spectral_radius
+    return {"schedule_words": schedule_words(convention, epochs, int(history.epoch[-1])),
+            "train_seconds": history.seconds,
+            "epochs_used": epochs,
+            "batch_used": history.config["batch"],
+            "initial_test_loss": float(history.test_loss[0]),
+            "final_test_loss_closed": float(history.test_loss[-1]),
+            "clamped_epochs": len(clamped),
+            "clamp_words": clamp_words(clamped),
+            "initial_rho": float(rho[0]),
+            "final_rho": float(rho[-1]),
+            "final_worst_state": float(history.worst_state[-1]),
+            "acquisition_epochs": acquired,
+            "learned_epochs": learned,
+            "stability_words": stability_words(slowest, float(rho[-1]))}
+
+
+def w_in_choice(convention) -> str:
+    """What a twin trained under ``convention`` does with its input weights, as a phrase."""
+    return "trains $W_\\text{in}$" if convention.twin_trains_W_in else \
+        "keeps $W_\\text{in}$ fixed"
+
+
+def twin_words(convention, other, recovered: bool, other_recovered: bool) -> dict:
+    """The words of section "Open-loop twin" for the twin trained under ``convention`` and
+    the one under ``other`` (the other choice for W_in), from whether each ``recovered``
+    (ended below half its peak test loss): which choice each makes, and whether the
+    comparison singles out that choice (exactly one of them recovers)."""
+    back, stuck = (convention, other) if recovered else (other, convention)
+    mechanism = (f"The comparison above measures what this choice does: the twin that "
+                 f"{w_in_choice(back)} comes back, the twin that {w_in_choice(stuck)} does "
+                 f"not within the run." if recovered != other_recovered else
+                 "In this run the two twins end alike (both recover, or neither does), so the "
+                 "comparison does not single out this choice.")
+    return {"other_twin_words": Words(f"it {w_in_choice(other)}"),
+            "twin_trains_words": Words(f"the twin that {w_in_choice(convention)}"),
+            "other_trains_words": Words(f"The twin that {w_in_choice(other)}"),
+            "mechanism_words": Words(mechanism),
+            "twin_course_words": Words(
+                "then falls back: it ends below half its peak" if recovered else
+                "and does *not* fall back to below half its peak within the run"),
+            "other_course_words": Words("recovers too" if other_recovered else
+                                        "does not recover")}
+
+
+def twin(history: History, h_twin: History, h_other: History, initial, trained_twin,
+         convention, other) -> dict:
+    """Section "Open-loop twin": the closed-loop test loss of the twin (``h_twin``, trained
+    under ``convention``) at the start, at its peak (and the peak's epoch) and at the end
+    (also over its peak and over the closed-loop network's final, from ``history``); its
+    final imitation loss; its final spectral radius and the share of recorded epochs its loop
+    ran away; the same for the twin with the other choice for W_in (``h_other``, under
+    ``other``); how far the twin's input weights moved from ``initial``'s
+    (``W_in_moved_pos``: the columns reading x, y; ``W_in_moved_ref``: r_x, r_y; relative
+    Frobenius norms); ``twin_seconds``; and the words of ``twin_words``."""
+    for name, h in (("history", history), ("h_twin", h_twin), ("h_other", h_other)):
+        _checks.instance(name, h, History)
+    ex, ex_other = tracking.excursion(h_twin), tracking.excursion(h_other)
+    return {"twin_seconds": h_twin.seconds + h_other.seconds,
+            "open_start_test_loss": ex["start"],
+            "final_test_loss_open": ex["final"],
+            "open_peak_test_loss": ex["peak"],
+            "open_peak_epoch": ex["peak_epoch"],
+            "open_final_over_peak": ex["final"] / ex["peak"],
+            "open_final_over_closed": ex["final"] / float(history.test_loss[-1]),
+            "twin_final_imitation": float(h_twin.loss[-1]),
+            "twin_final_rho": float(h_twin.spectral_radius[-1]),
+            "twin_unstable_share": tracking.unstable_share(h_twin),
+            "other_final_test_loss": ex_other["final"],
+            "other_peak_test_loss": ex_other["peak"],
+            "other_final_rho": float(h_other.spectral_radius[-1]),
+            "other_unstable_share": tracking.unstable_share(h_other),
+            "W_in_moved_pos": tracking.input_weight_change(initial, trained_twin, [0, 1]),
+            "W_in_moved_ref": tracking.input_weight_change(initial, trained_twin, [2, 3]),
+            **twin_words(convention, other, ex["recovered"], ex_other["recovered"])}
+
+
+def order_words(epochs: list) -> Words:
+    """Whether acquisition ``epochs`` (low to high frequency, None: never) come in order of
+    frequency (``tracking.in_order``), and whether all were learned within the run."""
+    if not tracking.in_order(epochs):
+        return Words("*not* in order of frequency")
+    return Words("in order of frequency" + ("" if None not in epochs else
+                                            " (as far as they were learned within the run)"))
+
+
+def acquisition(history: History, scoring: tracking.Scoring, response: tracking.Response,
+                acquired: list, learned: list, fraction: float, window: int) -> dict:
+    """Section "Frequencies are acquired one at a time": the rule's threshold ``fraction``
+    (of the reference power) and running-median ``window`` (epochs), whether the epochs
+    ``acquired`` (for good) and ``learned`` (first) are in order (``order_words``) and alike
+    (``lists_compare``), the smallest share of a final probe loss incurred in the first 10 s
+    (``transient_share_min``, of the final network's linear ``response``), and the lowest
+    frequency's final probe loss over its reference power (``low_final``)."""
+    _checks.instance("history", history, History)
+    return {"acq_fraction_used": fraction,
+            "acq_window_used": window,
+            "acquired_in_order": order_words(acquired),
+            "learned_in_order": order_words(learned),
+            "lists_compare": Words("the same" if acquired == learned else "different"),
+            "transient_share_min": float(response.transient_share(10.0).min()),
+            "low_final": float(history.probe_loss[-1, 0] / scoring.power[0])}
+
+
+def eigenvalues(agent: tracking.TrackingRNN, history: History, refs: tracking.Sinusoids,
+                learned: list) -> dict:
+    """Section "Eigenvalues line up with the target frequencies": the distance (rad/s) from
+    each target omega_k to the nearest imaginary part of the final ``agent``'s
+    eig(W - I)/tau (``eig_freq_match_each``, rounded to 3 decimals; ``eig_freq_match``: the
+    largest), and the largest imaginary part at each first-learned epoch
+    (``top_im_at_learned``, rad/s, rounded to 2 decimals; None: never learned)."""
+    match = tracking.frequency_match(agent.rate_eigenvalues(), refs.omega.numpy())
+    top = tracking.largest_frequency(history, learned)
+    return {"eig_freq_match": float(match.max()),
+            "eig_freq_match_each": [round(float(m), 3) for m in match],
+            "top_im_at_learned": [None if v is None else round(v, 2) for v in top]}
+
+
+def seeds(seeds_used: list, learned: list, acquired: list) -> dict:
+    """Section "Compared with people", over runs from several seeds (``seeds_used``, this
+    chapter's first; ``learned`` and ``acquired``: each run's first-learned and acquired
+    epochs): ``n_seeds_used`` (the further seeds), ``n_runs``, how many runs first learned
+    (``n_first_ordered``) and acquired for good (``n_acq_ordered``) the frequencies in order,
+    and the further seeds' acquisition epochs (``other_acquisition_epochs``)."""
+    if not (isinstance(seeds_used, list) and isinstance(learned, list)
+            and isinstance(acquired, list)) or not (
+            len(seeds_used) == len(learned) == len(acquired) >= 1):
+        raise ValueError(f"seeds_used, learned and acquired must be lists of one entry per "
+                         f"run, this chapter's first, got {_checks.short(seeds_used)}, "
+                         f"{_checks.short(learned)} and {_checks.short(acquired)}")
+    return {"n_seeds_used": len(seeds_used) - 1,
+            "seeds_used": seeds_used,
+            "n_runs": len(acquired),
+            "n_first_ordered": tracking.n_in_order(learned),
+            "n_acq_ordered": tracking.n_in_order(acquired),
+            "other_acquisition_epochs": acquired[1:]}
+
+
+def sampled_vs_exact(batch_losses, exact_value: float) -> dict:
+    """Section "Sampled and exact loss": ``n_batches_used`` (batches drawn) and how far their
+    mean loss lies from the exact expected loss ``exact_value``, in standard errors
+    (``modes_gap_sigma``, unsigned)."""
+    return {"n_batches_used": len(batch_losses),
+            "modes_gap_sigma": abs(tracking.standard_errors(batch_losses, exact_value))}
+
+
+def exact_mode(h_runs: History, h_exact: History, history: History, exact_learned: list,
+               learned: list) -> dict:
+    """Section "Sampled and exact loss", the exact-mode run (``h_exact``, a member of the
+    ensemble ``h_runs``) against the sampled one (``history``): the ensemble's runs and
+    seconds, the exact run's first-learned epochs (and whether in order), both runs' final
+    expected loss, and whether the exact run was no faster at any frequency
+    (``exact_speed_words``)."""
+    for name, h in (("h_runs", h_runs), ("h_exact", h_exact), ("history", history)):
+        _checks.instance(name, h, History)
+    slower = tracking.no_earlier(exact_learned, learned)
+    return {"ensemble_seconds": h_runs.seconds,
+            "ensemble_runs": int(h_runs.loss.shape[1]),
+            "exact_learned_epochs": exact_learned,
+            "exact_learned_in_order": order_words(exact_learned),
+            "exact_final_loss": float(h_exact.expected_loss[-1]),
+            "sampled_final_loss": float(history.expected_loss[-1]),
+            "exact_speed_words": Words(
+                "Here the exact run was also slower at every frequency, which suggests that "
+                "the noise of small batches helps to leave the plateaus." if slower else
+                "Here the exact run was not slower at every frequency.")}
+
+
+def run_time(stepped_seconds: float, epochs: int, start: float) -> dict:
+    """Section "Run it yourself": ``stepped_minutes``, what ``epochs`` updates would take at
+    ``stepped_seconds`` per stepped batch, and ``chapter_seconds``, the time since ``start``
+    (a ``time.perf_counter()`` reading)."""
+    return {"stepped_minutes": stepped_seconds * epochs / 60,
+            "chapter_seconds": time.perf_counter() - start}

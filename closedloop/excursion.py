@@ -1,7 +1,8 @@
 """The open-loop student's excursion (paper s.6) and what causes it (Chapter 1).
 
 Read off training histories: the student's test-loss peak (``find_excursion``), the
-closed-loop plateau (``find_plateau``); and trained: the pair of trainings (closed loop, then
+closed-loop plateau (``find_plateau``), the epochs at which a pair is replayed
+(``replay_epochs``); and trained: the pair of trainings (closed loop, then
 an open-loop student of its final network from the same initial weights) under the
 authors' setup and under each of its ingredients switched one at a time (``train_pairs``),
 as few ensembles as the settings allow.
@@ -122,6 +123,18 @@ def lag_at_half(history) -> float:
     return float(share1[int(np.argmax(share0 >= 0.5))])
 
 
+def replay_epochs(h_closed, stages, peak_epoch: int) -> tuple[list, list]:
+    """The epochs at which Chapter 1 replays each network of a pair, in order, without
+    repeats: the teacher (``h_closed``) at its start, the end of its stage 1 (at least 1),
+    the start of its stage 3 (or halfway, if never stable) and its last epoch; the student at
+    its start, ``peak_epoch`` and the teacher's last epoch. ``stages`` is
+    ``detect_stages(h_closed)``. Introduced in Chapter 1, section "Rollouts".
+    """
+    last = int(h_closed.epoch[-1])
+    closed = [0, max(1, stages.stage1_end or 1), stages.stabilization or last // 2, last]
+    return sorted(set(closed)), sorted({0, peak_epoch, last})
+
+
 def _curve(epochs, values, name):
     epochs, values = np.asarray(epochs), np.asarray(values, dtype=float)
     if epochs.ndim != 1 or values.shape != epochs.shape or len(epochs) < 2:
@@ -193,6 +206,11 @@ class Pairs:
         """The student's excursion in setting ``key`` at ``seed``."""
         h = self.open[(key, seed)]
         return find_excursion(h.monitor_epoch, h.test_loss)
+
+    def students(self, seed: int) -> dict:
+        """{setting label: the student's History} at ``seed``, in the order of the settings
+        (the reference first), for a figure of the ablation."""
+        return {s.label: self.open[(s.key, seed)] for s in self.settings}
 
     def seeds_showing(self) -> int:
         """How many seeds' students of the reference setting show the excursion."""

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from closedloop import DoubleIntegrator, RNNAgent, UniformBox, excursion, gains
+from closedloop.history import History
+from closedloop.stages import Stages
 from closedloop.training import train_closed_loop, train_open_loop
 
 
@@ -192,3 +194,20 @@ def test_ablation_settings_switch_one_ingredient_each():
     assert excursion.ablation_settings("teacher")[-1].inputs == "white_noise"
     with pytest.raises(ValueError, match="inputs"):
         excursion.ablation_settings("pink")
+
+
+@pytest.mark.parametrize("stages,peak,closed,open_", [
+    (Stages(2, None, 31), 31, [0, 2, 15, 31], [0, 31]),  # never stable: halfway
+    (Stages(None, 20, 31), 7, [0, 1, 20, 31], [0, 7, 31]),  # stage 1 never ends: epoch 1
+    (Stages(0, 1, 2), 0, [0, 1, 2], [0, 2]),  # repeats once, in order
+])
+def test_replay_epochs_are_the_milestones_in_order(stages, peak, closed, open_):
+    h = History(config={}, arrays={"epoch": np.arange(stages.last_epoch + 1)})
+    assert excursion.replay_epochs(h, stages, peak) == (closed, open_)
+
+
+def test_students_are_labelled_in_the_order_of_the_settings(small_pairs):
+    _, _, pairs = small_pairs
+    students = pairs.students(3)
+    assert list(students) == [s.label for s in pairs.settings]
+    assert all(students[s.label] is pairs.open[(s.key, 3)] for s in pairs.settings)

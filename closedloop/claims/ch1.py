@@ -1,0 +1,212 @@
+"""Chapter 1's claims: the same tanh network trained closed loop and open loop.
+
+One function a section of ``book/ch1_open_closed.ipynb``; each returns ``{glue name: value}``.
+Test losses are the authors' summed state cost over the episode, from the chapter's fixed
+starts (``gains.probe(..., units="summed")``); epochs are training epochs (0: before any
+update); gains are the effective linear feedback (k1, k2) on (position, velocity).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import excursion, gains
+from . import Words
+
+
+def setup(pairs, *, seed: int, beta: float, epochs: int, n_test: int,
+          snapshot_every: int) -> dict:
+    """Section "The setup" (and "Rollouts"): the settings the prose quotes, as run.
+
+    ``beta_used`` (weight of the batch sum of u_t^2), ``epochs_used`` (updates),
+    ``seed_used`` (the reference pair's seed), ``n_test_used`` (fixed test starts),
+    ``snapshot_stride`` (epochs between parameter snapshots), ``training_seconds`` (wall time
+    of all the chapter's trainings, s).
+    """
+    return {"beta_used": beta, "epochs_used": epochs, "seed_used": seed,
+            "n_test_used": n_test, "training_seconds": pairs.seconds,
+            "snapshot_stride": snapshot_every}
+
+
+def closed_loop(h_closed, stages, plateau) -> dict:
+    """Section "Closed-loop training": the teacher's test loss at its start and end, its stage
+    boundaries (epochs; None if never reached) and its plateau.
+
+    ``plateau`` is ``excursion.find_plateau``'s (first, last) epoch or None. With one, the
+    test loss's highest and lowest value on it and its first and last epoch are glued too;
+    ``closed_plateau_words`` says it in words either way.
+    """
+    out = {"closed_start_test_loss": float(h_closed.test_loss[0]),
+           "closed_final_test_loss": float(h_closed.test_loss[-1]),
+           "closed_stage1_end": stages.stage1_end,
+           "closed_stabilization": stages.stabilization,
+           "closed_plateau_epochs": plateau}
+    if plateau is None:
+        words = "no plateau (no flat stretch followed by a tenfold drop)"
+    else:
+        e = h_closed.monitor_epoch
+        on = h_closed.test_loss[(e >= plateau[0]) & (e <= plateau[1])]
+        out.update(closed_plateau_first=plateau[0], closed_plateau_last=plateau[1],
+                   closed_plateau_high=float(on.max()), closed_plateau_low=float(on.min()))
+        words = "a plateau from epoch {} to {}".format(*plateau)
+    return out | {"closed_plateau_words": Words(words)}
+
+
+def open_loop(pairs, seed: int) -> dict:
+    """Section "Open-loop training": the reference student's excursion, how long each network
+    of the pair had an unstable linearized loop, and the excursion across seeds.
+
+    ``open_peak_epoch`` is the student's peak epoch, or its last recorded epoch if its test
+    loss never rose (the epoch the figures mark).
+    """
+    h_closed = pairs.closed[(pairs.reference, seed)]
+    h_open = pairs.open[(pairs.reference, seed)]
+    return _peak(pairs.excursion(pairs.reference, seed), h_open) | _unstable(
+        h_closed, h_open) | _seeds(pairs)
+
+
+def _peak(ex, h_open) -> dict:
+    """The student's imitation loss at its start and end, and its test-loss excursion ``ex``:
+    peak epoch and test loss, peak over final and over start (NaN without a rise)."""
+    peak = ex.peak_epoch if ex.peak_epoch is not None else int(h_open.monitor_epoch[-1])
+    verdict = "rises above" if ex.shows else "does not rise above"
+    return {"open_start_train_loss": float(h_open.loss[0]),
+            "open_final_train_loss": float(h_open.loss[-1]),
+            "open_peak_epoch": peak, "open_peak_test_loss": ex.peak_loss,
+            "open_peak_ratio": ex.ratio, "open_peak_over_start": ex.over_start,
+            "open_peak_verdict": Words(verdict), "open_final_test_loss": ex.final_loss}
+
+
+def _unstable(h_closed, h_open) -> dict:
+    """Recorded epochs with rho(P) > 1 of each network and the last of them (-1: none); the
+    epoch from which the student's loop stays stable (at most its last epoch) and its
+    imitation loss there as a share of its start."""
+    unstable_open = h_open.eig_epoch[h_open.spectral_radius > 1]
+    unstable_closed = h_closed.eig_epoch[h_closed.spectral_radius > 1]
+    stable_from = min(int(unstable_open.max(initial=-1)) + 1, int(h_open.epoch[-1]))
+    return {"open_unstable_epochs": len(unstable_open),
+            "closed_unstable_epochs": len(unstable_closed),
+            "open_last_unstable": int(unstable_open.max(initial=-1)),
+            "closed_last_unstable": int(unstable_closed.max(initial=-1)),
+            "open_stable_from": stable_from,
+            "open_mse_at_stable": float(h_open.loss[stable_from] / h_open.loss[0])}
+
+
+def _seeds(pairs) -> dict:
+    """How many of the reference setting's seeds show the excursion, which seeds were run,
+    and the peak epochs and peak / final ratios of those that show it ("none", NaN if none)."""
+    shown = [e for e in (pairs.excursion(pairs.reference, s) for s in pairs.seeds) if e.shows]
+    return {"seeds_with_excursion": pairs.seeds_showing(), "n_seeds_used": len(pairs.seeds),
+            "seeds_first": pairs.seeds[0], "seeds_last": pairs.seeds[-1],
+            "seeds_peak_epochs": Words(", ".join(str(e.peak_epoch) for e in shown) or "none"),
+            "seeds_min_ratio": min((e.ratio for e in shown), default=math.nan),
+            "seeds_max_ratio": max((e.ratio for e in shown), default=math.nan)}
+
+
+def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:
+    """Section "Gain space": effective gains (k1, k2), rounded to 3 decimals, at the start,
+    the student's peak and the ends, and the LQR gain; the uncentred R^2 of the gain fits
+    (lowest of both runs, final of each); the stability region (``gains.REGIONS``) at the
+    start and at the peak; recorded epochs the student's gains spent unstable oscillatory."""
+    i_peak = int(np.searchsorted(h_open.monitor_epoch, peak_epoch))
+    region = gains.stability_region(np.stack([h_closed.gains[0], h_open.gains[i_peak]]), env)
+    return {"final_gain_closed": _rounded(h_closed.gains[-1]),
+            "final_gain_open": _rounded(h_open.gains[-1]),
+            "peak_gain_open": _rounded(h_open.gains[i_peak]),
+            "lqr_gain": _rounded(gains.lqr_feedback(env)),
+            "start_gain": _rounded(h_closed.gains[0]),
+            "min_r2": min(float(h_closed.gain_r2.min()), float(h_open.gain_r2.min())),
+            "final_r2_closed": float(h_closed.gain_r2[-1]),
+            "final_r2_open": float(h_open.gain_r2[-1]),
+            "start_region": gains.REGIONS[int(region[0])],
+            "peak_region": gains.REGIONS[int(region[1])],
+            "open_oscillatory_epochs": int((gains.stability_region(h_open.gains, env)
+                                            == 1).sum())}
+
+
+def _rounded(k) -> tuple:
+    """A gain (k1, k2) as a tuple of floats rounded to 3 decimals (for the prose)."""
+    return round(float(k[0]), 3), round(float(k[1]), 3)
+
+
+def final_solutions(h_closed, h_open) -> dict:
+    """Section "The final solutions": how far apart the two final networks are (test loss,
+    % of the teacher's; gains, Euclidean), their final rho(P), and the largest distance of
+    their gain paths over training with the recorded epoch where it occurs."""
+    gap = abs(h_open.test_loss[-1] - h_closed.test_loss[-1]) / h_closed.test_loss[-1]
+    path_gap = np.linalg.norm(h_open.gains - h_closed.gains, axis=-1)
+    return {"final_loss_gap_percent": 100 * float(gap),
+            "final_gain_distance": float(np.linalg.norm(h_open.gains[-1] - h_closed.gains[-1])),
+            "final_rho_closed": float(h_closed.spectral_radius[-1]),
+            "final_rho_open": float(h_open.spectral_radius[-1]),
+            "max_path_gap": float(path_gap.max()),
+            "max_path_gap_epoch": int(h_open.monitor_epoch[path_gap.argmax()])}
+
+
+def cause(pairs, seed: int, plateau) -> dict:
+    """Section "What causes the excursion": the ablation at ``seed`` (its table, which settings
+    keep the excursion, each setting's numbers), the order in which the reference networks
+    learn z.m and z.W m, and the student on the other inputs against the authors' setup.
+
+    ``plateau`` is the teacher's (first, last) plateau epoch or None (then its z.m at the
+    plateau's end is not glued).
+    """
+    table = pairs.table()
+    h_closed = pairs.closed[(pairs.reference, seed)]
+    h_open = pairs.open[(pairs.reference, seed)]
+    return (_ablation(pairs, table) | _per_setting(pairs, table, seed)
+            | _order(h_closed, h_open, plateau) | _other_inputs(table))
+
+
+def _ablation(pairs, table) -> dict:
+    """{setting label: peak / final}, the Markdown table, and the settings (after the
+    reference) whose student keeps / loses the excursion, in words."""
+    def words(rows):
+        return Words(", ".join(f"*{r['setting']}*" for r in rows) or "none of them")
+
+    return {"ablation_peak_ratios": {r["setting"]: r["ratio"] for r in table},
+            "ablation_table": Words(pairs.markdown()),
+            "ablation_keeps": words([r for r in table[1:] if r["shows"]]),
+            "ablation_removes": words([r for r in table[1:] if not r["shows"]])}
+
+
+def _per_setting(pairs, table, seed) -> dict:
+    """Per setting key k: ``ablation_{k}_`` peak / final (``ratio``) and / start
+    (``over_start``), ``peak_epoch`` (None without a rise), recorded epochs with unstable
+    oscillatory gains (``oscillatory``), % of updates clipped (``clipped``), the student's
+    test loss at epoch 0 (``start``), its teacher's final test loss (``teacher_final``) and
+    % of its final z.W m learned at half its final z.m (``lag_at_half``)."""
+    out = {}
+    for r in table:
+        k = r["key"]
+        out |= {f"ablation_{k}_ratio": r["ratio"], f"ablation_{k}_over_start": r["over_start"],
+                f"ablation_{k}_peak_epoch": r["peak_epoch"],
+                f"ablation_{k}_oscillatory": r["oscillatory_epochs"],
+                f"ablation_{k}_clipped": 100 * r["clipped"],
+                f"ablation_{k}_start": float(pairs.open[(k, seed)].test_loss[0]),
+                f"ablation_{k}_teacher_final": r["teacher_final"],
+                f"ablation_{k}_lag_at_half": 100 * r["lag_at_half"]}
+    return out
+
+
+def _order(h_closed, h_open, plateau) -> dict:
+    """The teacher's % of its final z.W m at half its final z.m; both networks' z.m at the
+    end of the teacher's plateau (if any); the teacher's final z.m."""
+    out = {"closed_lag_at_half": 100 * excursion.lag_at_half(h_closed)}
+    if plateau is not None:
+        out |= {f"{name}_zm_at_plateau_end":
+                float(h.instant_gain[np.searchsorted(h.monitor_epoch, plateau[1])])
+                for name, h in (("closed", h_closed), ("open", h_open))}
+    return out | {"final_zm_closed": float(h_closed.instant_gain[-1])}
+
+
+def _other_inputs(table) -> dict:
+    """How many times higher the authors' student's peak test loss is than the student's on
+    the other inputs, that setting's label, and whether its peak is "lower" or "higher"."""
+    by_key = {r["key"]: r for r in table}
+    paper, other = (by_key[k]["ratio"] * by_key[k]["final"] for k in ("paper", "inputs"))
+    return {"ablation_inputs_peak_factor": paper / other,
+            "ablation_inputs_label": Words(by_key["inputs"]["setting"]),
+            "ablation_inputs_lower": Words("lower" if other < paper else "higher")}

@@ -45,3 +45,8 @@ def match(a, b):
     cost = np.abs(a[:, None] - b[None, :])
     r, c = linear_sum_assignment(cost)
     return cost[r, c].max()
+
+
+def paper_P_eff(s_zm, s_zu, s_vm, s_vu):
+    """The paper's effective matrix P_eff, written out from its overlaps (paper.md s.4)."""
+    return np.array([[1, 1, 0, 0], [0, 1, s_zm, s_zu], [1, 1, 0, 0], [0, 0, s_vm, s_vu]], float)

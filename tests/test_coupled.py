@@ -5,12 +5,8 @@ import pytest
 import torch
 
 from benchmarks.cases import plain_closed_loop_loss
-from closedloop import RankOneAgent, RNNAgent, _loop, coupled, theory
-from conftest import match
-
-
-def paper_P_eff(s_zm, s_zu, s_vm, s_vu):
-    return np.array([[1, 1, 0, 0], [0, 1, s_zm, s_zu], [1, 1, 0, 0], [0, 0, s_vm, s_vu]], float)
+from closedloop import RankOneAgent, RNNAgent, _loop, coupled
+from conftest import match, paper_P_eff
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -38,31 +34,10 @@ def test_eig_P_eff_equals_nonzero_eig_P(env, seed, uv):
     assert np.abs(top[4:]).max() < 1e-6
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_cubic_roots_are_eigenvalues_of_P_eff(env, seed):
-    q = 0.5 * torch.randn(4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    ev = np.linalg.eigvals(paper_P_eff(*q.tolist()))
-    zero = np.argmin(np.abs(ev))
-    assert abs(ev[zero]) < 1e-10
-    assert match(np.delete(ev, zero), theory.cubic_roots(q.numpy())) < 1e-9
 
 
-@pytest.mark.parametrize("s_zm0", [-0.3, -0.05, 0.02, 0.2])
-def test_stage1_eigenvalues(env, s_zm0):
-    a = RankOneAgent(N=50, seed=1, s_zm0=s_zm0, uv_scale=1e-7, z_perp_scale=1e-7)
-    ev = coupled.spectrum(a, env).numpy()[:2]
-    assert match(ev, theory.stage1_eigenvalues(s_zm0)) < 1e-5
 
 
-@pytest.mark.parametrize("T", [1, 2, 3, 7, 50, 64, 65])
-def test_doubling_equals_step_by_step(T):
-    g = torch.Generator().manual_seed(T)
-    P = torch.randn(3, 5, 5, generator=g, dtype=torch.float64) / 2
-    s0 = torch.randn(4, 5, generator=g, dtype=torch.float64)
-    s, ref = coupled.linear_states(P, s0, T), [s0.expand(3, 4, 5)]
-    for _ in range(T):
-        ref.append(torch.einsum("kij,kbj->kbi", P, ref[-1]))
-    assert torch.allclose(s, torch.stack(ref), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("uv", [0.3, 1.5])
@@ -153,24 +128,8 @@ def test_tanh_rollout_matches_hand_loop(env, window):
     assert got == pytest.approx(cost, rel=1e-12)
 
 
-def test_stage1_loss_closed_form():
-    T = 10
-    for s in (-0.3, -0.01, 0.05, 0.2):
-        r = abs(1 + np.sqrt(complex(s))) ** 2
-        assert theory.stage1_loss(s, T) == pytest.approx(0.5 * sum(r**t for t in range(T + 1)))
-    assert theory.stage1_loss(0.0, T) == pytest.approx((T + 1) / 2)
 
 
-def test_lqr_gain_stabilizes_and_is_the_riccati_fixed_point(env):
-    A, B = env.A.numpy(), env.B.numpy()[:, None]
-    K = theory.lqr_gain(A, B)
-    assert np.abs(np.linalg.eigvals(A - B @ K)).max() < 1
-    # iterate the Riccati recursion from Q to convergence, independently of scipy's solver
-    Q, R, X = np.eye(2), 1e-8, np.eye(2)
-    for _ in range(500):
-        X = Q + A.T @ X @ A - A.T @ X @ B @ np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
-    K_iter = np.linalg.solve(R + B.T @ X @ B, B.T @ X @ A)
-    assert np.allclose(K, K_iter, rtol=1e-6)
 
 
 def _plain_rollout_cost(agent, env, x0, T, beta, window="from_x0"):
@@ -244,18 +203,6 @@ def test_drive_equals_the_step_loop_with_gradients(activation, K, y_members):
         torch.testing.assert_close(gf, gs, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("T", [1, 2, 3, 7, 50, 64, 65])
-@pytest.mark.parametrize("scale", [0.3, 0.6])  # spectral radius below and above 1
-def test_lyapunov_sum_equals_the_explicit_sum(T, scale):
-    g = torch.Generator().manual_seed(T)
-    P = scale * torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
-    M = torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
-    ref, Pt = torch.zeros_like(M), torch.eye(5, dtype=torch.float64).expand(3, 5, 5)
-    for _ in range(T):
-        ref = ref + Pt.transpose(-1, -2) @ M @ Pt
-        Pt = P @ Pt
-    got = coupled.lyapunov_sum(P, M, T)
-    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-10 * ref.abs().max())
 
 
 @pytest.mark.parametrize("make", [
@@ -291,14 +238,6 @@ def test_batch_loss_from_the_cost_matrix_equals_stepping_every_start(env, make, 
         assert torch.allclose(gf, gs, rtol=1e-8, atol=1e-10 * gs.abs().max())
 
 
-@pytest.mark.parametrize("kw,name", [(dict(T=0), "T"), (dict(T=-3), "T"), (dict(T=2.5), "T"),
-                                     (dict(M=torch.ones(3, 3)), "M"),
-                                     (dict(P=torch.full((2, 2), float("nan"))), "P"),
-                                     (dict(M=torch.ones(2, 3, dtype=torch.float64)), "M")])
-def test_lyapunov_sum_names_a_bad_argument(kw, name):
-    args = dict(P=torch.eye(2, dtype=torch.float64), M=torch.eye(2, dtype=torch.float64), T=3)
-    with pytest.raises((ValueError, TypeError), match=name):
-        coupled.lyapunov_sum(**{**args, **kw})
 
 
 def test_the_spectrum_of_a_tanh_network_is_that_of_its_linearization(env):
@@ -320,24 +259,6 @@ def test_the_spectrum_of_a_tanh_network_is_that_of_its_linearization(env):
     assert torch.allclose(coupled.coupled_matrix(lin, env), J.detach())
 
 
-@pytest.mark.parametrize("scale", [0.3, 0.6])
-def test_lyapunov_sum_with_one_horizon_per_member(scale):
-    """Members with horizons 1, 5, 50, 64 and 7 in one call, each against its explicit sum."""
-    Ts = [1, 5, 50, 64, 7]
-    g = torch.Generator().manual_seed(1)
-    P = scale * torch.randn(5, 4, 4, generator=g, dtype=torch.float64)
-    M = torch.randn(5, 4, 4, generator=g, dtype=torch.float64)
-    got = coupled.lyapunov_sum(P, M, Ts)
-    for k, T in enumerate(Ts):
-        ref, Pt = torch.zeros(4, 4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
-        for _ in range(T):
-            ref = ref + Pt.T @ M[k] @ Pt
-            Pt = P[k] @ Pt
-        assert torch.allclose(got[k], ref, rtol=1e-10, atol=1e-10 * ref.abs().max())
-    with pytest.raises(ValueError, match="T"):
-        coupled.lyapunov_sum(P, M, [1, 2])
-    with pytest.raises(ValueError, match=r"T\[1\]"):
-        coupled.lyapunov_sum(P, M, [1, 0, 3, 4, 5])
 
 
 def test_per_member_horizons_take_the_cost_matrix_path_and_match_the_states(env):

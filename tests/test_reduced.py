@@ -8,6 +8,7 @@ import torch
 
 from closedloop import RankOneAgent, coupled, reduced, theory
 from closedloop.agents import OverlapAgent
+from closedloop.stages import Stages
 from closedloop.training import sweep, train_closed_loop
 
 
@@ -275,3 +276,51 @@ def test_lambda3_with_three_real_roots_is_the_one_nearest_the_perturbative_value
     near = ev.real[np.arange(2), np.abs(ev.real - theory.perturbative_lambda3(q)[:, None])
                    .argmin(-1)]
     np.testing.assert_allclose(theory.labelled_roots(q)[:, 2], near, atol=1e-12)
+
+
+@pytest.mark.parametrize("found, epochs, filled", [
+    ((18, 119), 200, (18, 119)),    # both reached: kept
+    ((None, None), 200, (0, 100)),  # neither: stage 1 ends at 0, stage 3 starts half-way
+    ((150, None), 200, (150, 150)),  # stage 1 ends after half-way: stage 3 starts there
+    ((None, 60), 201, (0, 60)),
+])
+def test_fill_stages_gives_every_stage_a_start(found, epochs, filled):
+    out = reduced.fill_stages(Stages(*found, epochs), epochs)
+    assert (out.stage1_end, out.stabilization, out.last_epoch) == (*filled, epochs)
+
+
+def test_reference_run_epochs_from_its_stages():
+    run = reduced.ReferenceRun(None, None, Stages(18, 119, 200), Stages(18, 119, 200), 200)
+    assert (run.stage2_epoch(5), run.stage2_epoch(0), run.stage2_epoch(500)) == (23, 18, 119)
+    assert run.stage3_epochs == 81
+    late = reduced.ReferenceRun(None, None, Stages(18, None, 200), Stages(18, 200, 200), 200)
+    assert late.stage3_epochs == 1  # stage 3 never ran: one epoch to compare
+
+
+def test_a_short_reference_run_says_where_stage_3_is_taken_to_start(env, capsys):
+    run = reduced.reference_run(env, N=20, seed=1, epochs=6, T=10, batch=8)
+    assert run.detected.stabilization is None  # the authors' start is unstable
+    assert capsys.readouterr().out == ("no stabilization within 6 epochs: stage 3 starts at "
+                                       "epoch 3\n")
+    assert run.stages.stabilization == 3 and run.stages.stage1_end is not None
+    # its network at an epoch and lambda_1 from there to stabilization, from the history
+    q2 = run.agent_at(2).overlaps().detach().numpy()
+    np.testing.assert_allclose(q2, run.history.overlaps[2], rtol=1e-12)
+    path = run.lambda1_path(1)
+    assert path.shape == (3,) and np.all(path.imag >= 0)
+    for lam, q in zip(path, run.history.overlaps[1:4]):
+        assert np.min(np.abs(eig_eff(q, env) - lam)) < 1e-10
+    # a run that stabilizes prints nothing
+    stable = reduced.reference_run(env, N=20, seed=1, epochs=200, T=10, batch=8)
+    assert stable.detected.stabilization is not None and stable.stages == stable.detected
+    assert capsys.readouterr().out == ""
+
+
+def test_exact_rerun_trains_the_same_network_on_the_exact_loss_past_stabilization(env):
+    kw = dict(T=10, lr=1e-2, clip=1.0)
+    h = reduced.exact_rerun(env, Stages(0, 3, 400), N=20, seed=2, epochs=400, **kw)
+    ref = train_closed_loop(RankOneAgent(N=20, seed=2), env, epochs=56, mode="exact", **kw)
+    np.testing.assert_array_equal(h.expected_loss, ref.expected_loss)  # 2 * 3 + 50 epochs
+    short = reduced.exact_rerun(env, Stages(0, 3, 400), N=20, seed=2, epochs=4, **kw)
+    np.testing.assert_array_equal(short.expected_loss, ref.expected_loss[:len(short.epoch)])
+    assert len(short.epoch) < len(h.epoch)

@@ -163,13 +163,15 @@ def cause(pairs, seed: int, plateau) -> dict:
 def _ablation(pairs, table) -> dict:
     """{setting label: peak / final}, the Markdown table, and the settings (after the
     reference) whose student keeps / loses the excursion, in words."""
-    def words(rows):
-        return Words(", ".join(f"*{r['setting']}*" for r in rows) or "none of them")
-
     return {"ablation_peak_ratios": {r["setting"]: r["ratio"] for r in table},
             "ablation_table": Words(pairs.markdown()),
-            "ablation_keeps": words([r for r in table[1:] if r["shows"]]),
-            "ablation_removes": words([r for r in table[1:] if not r["shows"]])}
+            "ablation_keeps": _settings_in_words([r for r in table[1:] if r["shows"]]),
+            "ablation_removes": _settings_in_words([r for r in table[1:] if not r["shows"]])}
+
+
+def _settings_in_words(rows) -> Words:
+    """The rows' setting labels in italics, comma-separated ("none of them" if no row)."""
+    return Words(", ".join(f"*{r['setting']}*" for r in rows) or "none of them")
 
 
 def _per_setting(pairs, table, seed) -> dict:

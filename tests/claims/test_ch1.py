@@ -162,8 +162,8 @@ def test_the_final_solutions_gaps():
 # -- the ablation ------------------------------------------------------------------------------
 def learner(test_loss, zm_half_at):
     """A student or teacher whose z.m reaches half its final value at index ``zm_half_at``,
-    where its z.W m is at 0.15 of its final value; gains from OPEN_GAINS, 2 of 4 updates
-    clipped (norm 1)."""
+    where its z.W m is at 0.15 of its final value; gains OPEN_GAINS and gradient norms
+    5, 2, 0.5, 3, 0.1, repeated."""
     n = len(test_loss)
     zm, zwm = np.linspace(0.1, 0.4, n), np.linspace(0.01, 0.1, n)
     zm[zm_half_at:] = np.linspace(0.6, 1.0, n - zm_half_at)

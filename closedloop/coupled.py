@@ -127,8 +127,9 @@ def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=Non
     """A number, or one value per ensemble member: returns (value, largest value).
 
     A number comes back as a Python int/float; a list, array or tensor must have shape
-    ``agent.batch_shape`` and comes back as an int64 or float64 tensor. Introduced in
-    Chapter 3, where networks that differ only in T or beta train as one ensemble.
+    ``agent.batch_shape`` and comes back as a tensor on the agent's device, int64 or in the
+    agent's dtype, ready for the math of any member. Introduced in Chapter 3, where networks
+    that differ only in T or beta train as one ensemble.
     """
     check = _checks.integer if integer else _checks.real
     if torch.is_tensor(value) or isinstance(value, np.ndarray):
@@ -145,8 +146,8 @@ def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=Non
     if shape != agent.batch_shape:
         raise ValueError(f"{name} with one value per member must have the ensemble's shape "
                          f"{agent.batch_shape}, got {shape}")
-    dtype = torch.int64 if integer else torch.float64
-    return torch.tensor(items, dtype=dtype).reshape(shape), max(items)
+    dtype = torch.int64 if integer else agent.dtype
+    return torch.tensor(items, dtype=dtype, device=agent.device).reshape(shape), max(items)
 
 
 def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,

@@ -79,10 +79,6 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     # the factor of a time sum, numbers or per-member tensors (*K,)
     first, beta_eff = conv.first_state, _as_dtype(conv.beta_eff(beta, T, batch), env.dtype)
     scale = _as_dtype(conv.time_factor(T), env.dtype)
-    if torch.is_tensor(scale):
-        scale = scale.to(env.A.device)
-    if torch.is_tensor(beta_eff):
-        beta_eff = beta_eff.to(env.A.device)
 
     # validated above: every epoch calls the unchecked core (the expected loss over x_0 is
     # the cost summed over the rows of F, as in ``coupled.expected_loss``)
@@ -339,11 +335,12 @@ def _per_member_lr(lr, agent):
     lr, _ = coupled.per_member("lr", lr, agent, low=0.0)
     if (lr <= 0).any() if torch.is_tensor(lr) else lr <= 0:
         raise ValueError(f"lr must be > 0, got {_plain(lr)}")
-    return lr.to(agent.dtype).to(agent.device) if torch.is_tensor(lr) else lr
+    return lr
 
 
 def _as_dtype(v, dtype):
-    """A per-member tensor in ``dtype`` (numbers stay numbers)."""
+    """A per-member tensor in ``dtype`` (numbers stay numbers): per-member T is int64, and a
+    number divided by it would be torch's default float type."""
     return v.to(dtype) if torch.is_tensor(v) else v
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -30,16 +31,22 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "bench"
 
 
-SPREAD = {}  # label -> (ratio of each round's pair, load average before, after)
-_LAST = {}
+class Timing(NamedTuple):
+    """One comparison: median seconds of each side, each round's ratio, the load average
+    (1 min) before and after."""
+
+    plain: float
+    fast: float
+    ratios: list
+    load: tuple
 
 
-def compare(plain, fast, repeats=7):
+def compare(plain, fast, repeats=7) -> Timing:
     """Median times of ``repeats`` calls of each, in alternating rounds (a load change on the
     machine hits both alike). Each timed call follows an untimed call of the same function,
     as in training, not one of the other: the plain loop's memory traffic slows whatever runs
     right after it (here the tracking epoch by about 60%). The ratio of each round's pair and
-    the load average before and after are kept for the report (``SPREAD``)."""
+    the load average before and after are kept for the report."""
     tp, tf = [], []
     load0 = os.getloadavg()[0]
     for _ in range(repeats):
@@ -48,15 +55,14 @@ def compare(plain, fast, repeats=7):
             t = time.perf_counter()
             f()
             acc.append(time.perf_counter() - t)
-    _LAST["spread"] = ([p / f for p, f in zip(tp, tf)], load0, os.getloadavg()[0])
-    return statistics.median(tp), statistics.median(tf)
+    return Timing(statistics.median(tp), statistics.median(tf),
+                  [p / f for p, f in zip(tp, tf)], (load0, os.getloadavg()[0]))
 
 
-def _row(rows, label, tp, tf, target):
-    """Append a result row with the spread of the comparison that made it."""
-    rows.append((label, tp, tf, target))
-    SPREAD[label] = _LAST.pop("spread", None)
-    print(rows[-1], flush=True)
+def _row(rows, label, timing: Timing, target):
+    """Append a result row: the label, the comparison that made it, the target ratio."""
+    rows.append((label, timing, target))
+    print(label, f"{timing.plain / timing.fast:.2f}x", flush=True)
 
 
 def chapter_time(name):
@@ -84,51 +90,51 @@ def main(argv=None):
     rows = []
     for kind, label, target in (("rank_one", "rank-one epoch (N=100, T=50, batch 100)", 10),
                                 ("tanh", "tanh epoch (N=100, T=50, batch 100)", 2)):
-        tp, tf = compare(*cases.epoch_pair(kind), repeats=args.repeats)
-        _row(rows, label, tp, tf, target)
+        t = compare(*cases.epoch_pair(kind), repeats=args.repeats)
+        _row(rows, label, t, target)
     plain, _ = cases.epoch_pair("rank_one")
     paths = cases.rank_one_paths()
     for name in ("states by doubling", "fused step loop"):
-        tp, tf = compare(plain, paths[name], repeats=args.repeats)
-        _row(rows, f"rank-one epoch, {name} instead of the cost matrix", tp, tf, None)
+        t = compare(plain, paths[name], repeats=args.repeats)
+        _row(rows, f"rank-one epoch, {name} instead of the cost matrix", t, None)
     plain, _ = cases.epoch_pair("tanh")
     if args.compile:
         epoch = cases.compiled_tanh()
         t = time.perf_counter()
         epoch()
         seconds = time.perf_counter() - t
-        tp, tf = compare(plain, epoch, repeats=args.repeats)
+        t = compare(plain, epoch, repeats=args.repeats)
         _row(rows, f"tanh epoch, plain loop under torch.compile (first call, compiling: "
-                     f"{seconds:.0f} s)", tp, tf, None)
-    tp, tf = compare(*cases.tanh_threads(), repeats=args.repeats)
+                     f"{seconds:.0f} s)", t, None)
+    t = compare(*cases.tanh_threads(), repeats=args.repeats)
     _row(rows, f"tanh epoch: torch on one thread vs the package's defaults "
-               f"({torch.get_num_threads()} threads; ratio >= 1: defaults as fast)", tp, tf, 1)
-    tp, tf = compare(plain, cases.tanh_floor(), repeats=args.repeats)
+               f"({torch.get_num_threads()} threads; ratio >= 1: defaults as fast)", t, 1)
+    t = compare(plain, cases.tanh_floor(), repeats=args.repeats)
     _row(rows, "tanh epoch: its products and tanh alone, the most any implementation could "
-                 "gain", tp, tf, None)
-    tp, tf = compare(*cases.tracking_pair(), repeats=args.repeats)
-    _row(rows, "tracking epoch (N=100, T=300, batch 100)", tp, tf, 20)
-    ts, te = compare(*cases.ensemble_pair(), repeats=max(3, args.repeats // 2))
-    _row(rows, "10 rank-one trainings of 50 epochs: sequential vs one ensemble", ts, te, 4)
-    ts, te = compare(*cases.tracking_ensemble_pair(), repeats=3)
-    _row(rows, "3 tracking trainings of 40 epochs: sequential vs one ensemble", ts, te, None)
+                 "gain", t, None)
+    t = compare(*cases.tracking_pair(), repeats=args.repeats)
+    _row(rows, "tracking epoch (N=100, T=300, batch 100)", t, 20)
+    t = compare(*cases.ensemble_pair(), repeats=max(3, args.repeats // 2))
+    _row(rows, "10 rank-one trainings of 50 epochs: sequential vs one ensemble", t, 4)
+    t = compare(*cases.tracking_ensemble_pair(), repeats=3)
+    _row(rows, "3 tracking trainings of 40 epochs: sequential vs one ensemble", t, None)
     inproc, cluster, startup, close = cases.sweep_engines()
     try:
-        ti, tc = compare(inproc, cluster, repeats=3)
+        t = compare(inproc, cluster, repeats=3)
     finally:
         close()
     _row(rows, f"sweep of 4 chunks (4 rank-one trainings of 100 epochs each): in-process vs "
-                 f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", ti, tc, None)
-    tp, tf = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
-    _row(rows, "tanh epoch in float32 (an option, not the default)", tp, tf, None)
+                 f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", t, None)
+    t = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
+    _row(rows, "tanh epoch in float32 (an option, not the default)", t, None)
 
     scaling = {}
     for kind in ("rank_one", "tanh"):
         for axis, values in (("T", (25, 50, 100, 200, 400)), ("N", (50, 100, 200, 400))):
             pts = []
             for v in values:
-                tp, tf = compare(*cases.epoch_pair(kind, **{axis: v}), repeats=3)
-                pts.append((v, tp, tf))
+                t = compare(*cases.epoch_pair(kind, **{axis: v}), repeats=3)
+                pts.append((v, t.plain, t.fast))
             scaling[kind, axis] = pts
             print(kind, axis, pts, flush=True)
 
@@ -160,10 +166,9 @@ def write_table(rows, scaling, chapters):
              "above the one process timed) says so instead of passing its ratio as clean.", "",
              "| case | plain loop | closedloop | ratio | spread | load | target |",
              "|---|---|---|---|---|---|---|"]
-    for label, tp, tf, target in rows:
+    for label, (tp, tf, ratios, (l0, l1)), target in rows:
         goal = "-" if target is None else (
             f">= {target}x ({'met' if tp / tf >= target else 'missed'})")
-        ratios, l0, l1 = SPREAD.get(label) or ([tp / tf], float("nan"), float("nan"))
         busy = " (busy)" if max(l0, l1) > 1.5 else ""
         lines.append(f"| {label} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
                      f"{tp / tf:.1f}x | {min(ratios):.1f}-{max(ratios):.1f}x | "

@@ -39,3 +39,34 @@ def test_detect_stages_from_effective_gains():
     assert (s.stage1_end, s.stabilization) == (9, 30)
     with pytest.raises(ValueError, match="overlaps"):
         stages.detect_stages(History({}, {"epoch": E, "eig_epoch": E, "spectral_radius": rho}))
+
+
+def test_member_stages_of_each_member():
+    """Member k of an ensemble history, stage by stage, as detect_stages reads it alone."""
+    from closedloop.training import History
+    E = np.arange(3)
+    q = np.zeros((3, 2, 4))
+    q[..., 0] = [[-0.1, 0.2], [-0.1, -0.1], [-0.1, -0.1]]  # member 1 turns negative at 1
+    rho = np.array([[1.1, 1.1], [0.9, 1.1], [0.9, 0.9]])  # member 0 stable from 1, 1 from 2
+    h = History({}, {"epoch": E, "eig_epoch": E, "overlaps": q, "spectral_radius": rho,
+                     "loss": np.ones((3, 2))})
+    found = [(s.stage1_end, s.stabilization) for s in stages.member_stages(h)]
+    assert found == [(0, 1), (1, 2)]
+    with pytest.raises(ValueError, match="ensemble"):
+        stages.member_stages(History({}, {"epoch": E, "eig_epoch": E, "overlaps": q[:, 0],
+                                          "spectral_radius": rho[:, 0], "loss": np.ones(3)}))
+
+
+def test_batch_losses_of_a_network_without_control(env):
+    """z = 0: no control, so from x_0 = (p, v) the state is x_t = (p + t v, v), and a batch's
+    loss is the mean over its starts of sum_{t<T} |x_t|^2 / (2T)."""
+    from closedloop import RankOneAgent
+    from closedloop.agents import make_generator
+    agent, T = RankOneAgent(N=4, seed=0, s_zm0=0.0, z_perp_scale=0.0), 5
+    losses = stages.batch_losses(agent, env, T, n_batches=3, batch=2, seed=7)
+    x0 = env.sample_x0(6, make_generator(7)).numpy().reshape(3, 2, 2)
+    pos = x0[..., :1] + np.arange(T) * x0[..., 1:]
+    expect = ((pos ** 2).sum(-1) + T * x0[..., 1] ** 2).mean(-1) / (2 * T)
+    assert losses.shape == (3,)
+    np.testing.assert_allclose(losses, expect, rtol=1e-12)
+    assert not np.allclose(stages.batch_losses(agent, env, T, 3, 2, seed=8), losses)

@@ -1,5 +1,5 @@
-"""Chapter 2's claims (closedloop.claims.ch2) and the stage helpers they read
-(stages.member_stages, stages.batch_losses), on hand-built inputs whose numbers are known."""
+"""Chapter 2's claims (closedloop.claims.ch2) on hand-built histories and runs whose numbers
+are known."""
 
 import math
 
@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 from closedloop import DoubleIntegrator, RankOneAgent, UniformBox, theory
-from closedloop.agents import make_generator
 from closedloop.claims import Words
 from closedloop.claims import ch2 as claims
 from closedloop.history import History
-from closedloop.stages import Stages, batch_losses, member_stages
+from closedloop.stages import Stages
 
 NAN = float("nan")
 
@@ -174,14 +173,6 @@ def test_stage1_theory_ratio_only_away_from_zero():
     assert claims.stage1_theory(s, [1.0, 1, 1, 1, 30.0, 1], [1.0] * 6)["ratio_max"] == 30.0
 
 
-def test_member_stages_of_each_member():
-    h = ensemble_history([[-0.1, 0.2], [-0.1, -0.1], [-0.1, -0.1]],
-                         rho=[[1.1, 1.1], [0.9, 1.1], [0.9, 0.9]])
-    assert [(s.stage1_end, s.stabilization) for s in member_stages(h)] == [(0, 1), (1, 2)]
-    with pytest.raises(ValueError, match="ensemble"):
-        member_stages(single_history([0.1, -0.1], [1.1, 0.9]))
-
-
 def test_s_zm_sweep_epochs_per_tenth():
     # members start at -0.2, 0.05, 0.1, 0.2 and turn negative at epochs 0, 1, 3, 8
     turn = [0, 1, 3, 8]
@@ -214,17 +205,3 @@ def test_sampled_vs_exact_gap_in_standard_errors():
     assert type(numbers["n_batches_used"]) is int
     assert list(claims.sampled_agrees({"modes_gap_sigma": 4.1}).values()) == [False]
     assert list(claims.sampled_agrees({"modes_gap_sigma": 3.9}).values()) == [True]
-
-
-def test_batch_losses_of_a_network_without_control():
-    # z = 0: no control, x_t = (x_1 + t x_2, x_2); loss = mean over the batch of
-    # sum_{t<T} |x_t|^2 / (2T)
-    agent = RankOneAgent(N=4, seed=0, s_zm0=0.0, z_perp_scale=0.0)
-    env, T = DoubleIntegrator(UniformBox(2.0)), 5
-    losses = batch_losses(agent, env, T, n_batches=3, batch=2, seed=7)
-    x0 = env.sample_x0(6, make_generator(7)).numpy().reshape(3, 2, 2)
-    pos = x0[..., :1] + np.arange(T) * x0[..., 1:]
-    expect = ((pos ** 2).sum(-1) + T * x0[..., 1] ** 2).mean(-1) / (2 * T)
-    assert losses.shape == (3,)
-    np.testing.assert_allclose(losses, expect, rtol=1e-12)
-    assert not np.allclose(batch_losses(agent, env, T, 3, 2, seed=8), losses)

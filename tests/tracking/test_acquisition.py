@@ -60,9 +60,50 @@ def test_thresholds_are_in_the_history_units():
     assert tr.history_scoring(old, refs).convention == BOOK
 
 
+def test_order_over_runs_and_which_run_came_later():
+    assert tr.n_in_order([[1, 2, 3, 4], [2, 1, 3, 4], [1, 5, None, None], [None, 3, 4, 5]]) == 2
+    assert tr.n_in_order([]) == 0
+    assert tr.no_earlier([5, 10, None, None], [3, 10, 20, None])     # None: never, latest
+    assert not tr.no_earlier([5, 8, None, None], [3, 10, 20, None])  # 8 before 10
+    assert not tr.no_earlier([5, 10, 30, None], [3, 10, None, None])  # 30 before never
+    assert tr.acquisition_table([0, 7], [[1, None], [2, 3]], [[4, None], [2, 9]]) == (
+        "seed 0: first learned [1, None], acquired [4, None]\n"
+        "seed 7: first learned [2, 3], acquired [2, 9]")
+
+
+def test_clamped_epochs_and_unstable_share_read_the_history():
+    h = tr.History({}, {"epoch": np.array([0, 1, 2, 3, 4]),
+                        "clamped": np.array([True, False, True, False, False]),
+                        "spectral_radius": np.array([1.5, 1.0, 0.9, 1.01])})
+    assert tr.clamped_epochs(h) == [0, 2] and all(type(e) is int for e in tr.clamped_epochs(h))
+    assert tr.unstable_share(h) == 0.5                          # rho = 1 does not run away
+    with pytest.raises(ValueError, match="clamped"):
+        tr.clamped_epochs(tr.History({}, {"epoch": np.arange(3)}))
+
+
+def test_member_acquisitions_read_each_member():
+    refs = tr.Sinusoids(T=30)
+    scoring = refs.scoring(PAPER)
+    power = scoring.power.numpy()                                 # the thresholds' unit
+    probe = np.ones((6, 2, refs.K)) * power                       # as bad as doing nothing
+    probe[2:, 0, 0] = 0.1 * power[0]                              # member 0, 1st: from row 2
+    probe[1, 1, 1] = 0.1 * power[1]                               # member 1, 2nd: row 1 only
+    h = tr.History(scoring.config(), {"epoch": np.arange(6), "probe_epoch": 10 * np.arange(6),
+                                      "loss": np.ones((6, 2)), "probe_loss": probe})
+    assert tr.member_acquisitions(h, refs, 0.5, 1) == [[20, None, None, None], [None] * 4]
+    assert tr.member_acquisitions(h, refs, 0.5, 1, first=True) == [[20, None, None, None],
+                                                                   [None, 10, None, None]]
+    assert tr.member_acquisitions(h, refs, 0.05, 1) == [[None] * 4] * 2   # a lower threshold
+    with pytest.raises(ValueError, match="ensemble"):
+        tr.member_acquisitions(h.member(0), refs)
+
+
 @pytest.mark.parametrize("make,param", [
     (lambda: tr.acquisition_epoch([0, 1], [1.0, 1.0], threshold=0.0), "threshold"),
     (lambda: tr.running_median([1.0, 2.0], 4), "window"),
+    (lambda: tr.n_in_order(np.array([[1, 2]])), "runs"),
+    (lambda: tr.no_earlier([1, 2], [1]), "than"),
+    (lambda: tr.acquisition_table([0], [[1]], []), "acquired"),
 ])
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):

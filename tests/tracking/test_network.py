@@ -22,7 +22,31 @@ def test_rate_eigenvalues_read_rotation_frequencies():
     assert slow.rate_eigenvalues()[0].imag == pytest.approx(w / 2)
 
 
+def test_draw_networks_draws_one_per_seed():
+    nets = tr.draw_networks([3, 1], N=6, g=0.5, dt=0.05, tau=0.5)
+    for a, s in zip(nets, [3, 1]):
+        alone = tr.TrackingRNN(N=6, g=0.5, dt=0.05, tau=0.5, seed=s)
+        assert all(torch.equal(getattr(a, k), getattr(alone, k)) for k in ("W", "W_in", "W_out"))
+        assert (a.dt, a.tau) == (0.05, 0.5)
+    assert not torch.equal(nets[0].W, nets[1].W)
+
+
+def test_input_weight_change_is_relative_per_column_group():
+    W_in = torch.ones(3, 4, dtype=torch.float64)
+    moved = W_in.clone()
+    moved[:, 1] = -1.0             # columns 0, 1 (norm sqrt 6): a change of norm 2 sqrt 3
+    before, after = (tr.TrackingRNN.from_tensors(torch.zeros(3, 3), w, torch.zeros(2, 3))
+                     for w in (W_in, moved))
+    assert tr.input_weight_change(before, after, [0, 1]) == pytest.approx(2 * 3**0.5 / 6**0.5)
+    assert tr.input_weight_change(before, after, [2, 3]) == 0.0
+    assert tr.input_weight_change(after, before, [1]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="same size"):
+        tr.input_weight_change(before, tr.TrackingRNN(N=4), [0])
+
+
 @pytest.mark.parametrize("make,param", [
+    (lambda: tr.draw_networks(3), "seeds"),
+    (lambda: tr.input_weight_change(tr.TrackingRNN(N=3), "net", [0]), "after"),
     (lambda: tr.TrackingRNN(N=0), "N"),
     (lambda: tr.TrackingRNN(tau=0.0), "tau"),
     (lambda: tr.TrackingRNN(dt=0.5, tau=0.2), "alpha"),

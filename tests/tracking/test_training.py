@@ -201,7 +201,19 @@ def test_ensemble_arguments_are_checked():
         tr.TrackingRNN.stack([net(N=5), net(N=6)])
 
 
+def test_stepped_batch_is_timed_on_a_copy():
+    a = net(N=4)
+    W = a.W.detach().clone()
+    seconds = tr.stepped_batch_seconds(a, tr.PointMass(), tr.Sinusoids(T=20), 3, seed=2)
+    assert type(seconds) is float and seconds > 0
+    assert a.W.grad is None and a.W_out.grad is None and torch.equal(a.W.detach(), W)
+
+
 @pytest.mark.parametrize("make,param", [
+    (lambda: tr.stepped_batch_seconds(net(N=4), tr.PointMass(), tr.Sinusoids(T=20), 0),
+     "batch"),
+    (lambda: tr.stepped_batch_seconds(tr.TrackingRNN.stack([net(N=4), net(N=4)]),
+                                      tr.PointMass(), tr.Sinusoids(T=20), 2), "ensemble"),
     (lambda: tr.train_tracking(net(N=4), epochs=1, lr=0.0), "lr"),
     (lambda: tr.train_tracking(net(N=4), epochs=1, batch=0), "batch"),
     (lambda: tr.train_tracking(net(N=4), epochs=1, mode="bogus"), "mode"),

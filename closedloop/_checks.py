@@ -102,6 +102,16 @@ def int_tuple(name: str, value, *, low: int = 1) -> tuple:
     return tuple(integer(f"{name}[{i}]", v, low=low) for i, v in enumerate(value))
 
 
+def seeds(name: str, value) -> tuple:
+    """A non-empty sequence of distinct seeds (integers >= 0) -> a tuple of ints."""
+    if isinstance(value, (int, str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be a sequence of seeds, got {short(value)}")
+    out = tuple(integer(f"{name}[{i}]", s, low=0, high=2**64 - 1) for i, s in enumerate(value))
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"{name} must be distinct and at least one, got {out}")
+    return out
+
+
 def float_dtype(name: str, value) -> torch.dtype:
     if not isinstance(value, torch.dtype) or value not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be one of {FLOAT_DTYPES}, got {short(value)}")

@@ -279,11 +279,7 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
                         f"{_checks.short(settings)}")
     if len({s.key for s in settings}) != len(settings):
         raise ValueError("settings must have distinct keys")
-    if isinstance(seeds, (int, str)) or not hasattr(seeds, "__len__"):
-        raise TypeError(f"seeds must be a sequence of seeds, got {_checks.short(seeds)}")
-    seeds = tuple(_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+    seeds = _checks.seeds("seeds", seeds)
     workers = _checks.integer("workers", workers, low=1)
     for name, value in (("N", N), ("epochs", epochs), ("T", T), ("batch", batch)):
         _checks.integer(name, value, low=1)

@@ -147,9 +147,7 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
     from .envs import DoubleIntegrator
     from .training import train_closed_loop
 
-    seeds = [_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds)]
-    if not seeds:
-        raise ValueError("seeds must name at least one run")
+    seeds = _checks.seeds("seeds", seeds)
     if shared_batches is not None:
         shared_batches = _checks.integer("shared_batches", shared_batches, low=0)
     check_env(env)

@@ -638,3 +638,15 @@ def acceptable(p, v) -> bool:
     above = p.low is None or (v > p.low if p.low_open else v >= p.low)
     below = p.high is None or (v < p.high if p.high_open else v <= p.high)
     return above and below
+
+
+@pytest.mark.parametrize("seeds,error,words", [
+    (3, TypeError, "a sequence of seeds"), ("01", TypeError, "a sequence of seeds"),
+    ([], ValueError, "at least one"), ([1, 1], ValueError, "distinct"),
+    ([0, -1], ValueError, "seeds[1]"), ([0, 1.5], TypeError, "seeds[1]")])
+def test_a_bad_seed_list_is_named(seeds, error, words):
+    from closedloop import _checks
+
+    with pytest.raises(error, match=re.escape(words)):
+        _checks.seeds("seeds", seeds)
+    assert _checks.seeds("seeds", range(3)) == (0, 1, 2)

@@ -340,9 +340,7 @@ def stage3_spread(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
     ``behind`` (1.0 where the median of L_paper - L_full is positive: the paper's model is
     slower). Introduced in Chapter 3, section "Stage 3".
     """
-    seeds = [_checks.integer(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds)]
-    if not seeds:
-        raise ValueError("seeds must name at least one run")
+    seeds = _checks.seeds("seeds", seeds)
     offset = _checks.integer("reduced_seed_offset", reduced_seed_offset, low=1)
     common = dict(T=T, lr=lr, batch=batch, clip=clip, convention=convention, eig_W=False)
     out = {k: [] for k in ("seed", "stabilization", "median_gap_pct", "max_gap_pct", "behind")}

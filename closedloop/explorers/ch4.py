@@ -78,7 +78,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
         e_net, q, qp = state(epoch)
         art["path"].set_data(q[:, 0], q[:, 2])
         ax["plane"].set_title(f"epoch {e_net}: tracking a test reference")
-        i = min(int(np.searchsorted(history.eig_epoch, e_net)), len(history.eig_epoch) - 1)
+        i = tracking.record_index(history.eig_epoch, e_net)
         ev = history.eig_W[i]
         art["eig"].set_offsets(np.c_[ev.real, ev.imag])
         loss = tracking.probe_at(history, e_net) / pw

@@ -121,7 +121,7 @@ def spectra(history, refs, epochs):
     axs = top[0].subplots(1, len(rows), sharey=True, squeeze=False)[0]
     omega = refs.omega.numpy()
     for ax, e in zip(axs, rows):
-        i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
+        i = tracking.record_index(history.eig_epoch, e)
         ev = history.eig_W[i]
         for k, w in enumerate(omega):
             ax.axhline(w, color=FREQ_COLORS[k], ls="--", lw=0.8)
@@ -167,18 +167,6 @@ def acquisition_vs_frequency(freqs, human, acquired, learned, others=(), authors
            ylim=(0, 1.05), xticks=freqs)
     ax.legend(loc="upper left", fontsize=7)
     return fig
-
-
-def compared_with_people(refs, acquired, learned, others, length):
-    """``acquisition_vs_frequency`` as Chapter 4 draws it: this run's acquisition epochs
-    (``acquired``, ``learned``) and the other seeds' (``others``, acquired) divided by the
-    ``length`` of training run, the authors' hand-picked ones by the length of their run, and
-    the human data."""
-    norm = [tracking.normalized(epochs, length) for epochs in (acquired, learned, *others)]
-    return acquisition_vs_frequency(
-        refs.freqs, tracking.HUMAN_ACQUISITION, norm[0], norm[1], norm[2:],
-        authors=tracking.normalized(list(tracking.AUTHORS_ACQUISITION), tracking.AUTHORS_EPOCHS),
-        run_label=f"network: epoch / {length}; authors: epoch / {tracking.AUTHORS_EPOCHS}")
 
 
 def probe_losses(history, refs, fraction, acquired, learned=None):

@@ -20,7 +20,8 @@ The modules, each one concept (import the names from here, ``tracking.X``):
   stepped batch (``stepped_batch_seconds``);
 - ``acquisition``: reading a history (acquisition epochs, of every member too, ``in_order``
   and ``n_in_order``, ``no_earlier``, ``normalized``, ``excursion``, ``unstable_share``,
-  ``clamped_epochs``, probe losses, snapshots) and the human and authors' constants.
+  ``clamped_epochs``, probe losses, snapshots, all read by one rule: ``record_index``) and
+  the human and authors' constants.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION
                           acquisition_epoch, acquisition_epochs, acquisition_table, agent_at,
                           clamped_epochs, excursion, frequency_match, in_order,
                           largest_frequency, member_acquisitions, n_in_order, no_earlier,
-                          normalized, probe_at, probe_epochs, running_median, unstable_share)
+                          normalized, probe_at, probe_epochs, record_index, running_median,
+                          unstable_share)
 from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
                      student_response)
 from .loss import (OUTPUTS, Response, linear_response, sampled_losses, standard_errors,
@@ -57,6 +59,6 @@ __all__ = [
     "train_tracking",
     # read by Chapter 4's claims and cells (closedloop.claims.ch4)
     "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change",
-    "member_acquisitions", "n_in_order", "no_earlier", "standard_errors",
+    "member_acquisitions", "n_in_order", "no_earlier", "record_index", "standard_errors",
     "stepped_batch_seconds", "unstable_share",
 ]

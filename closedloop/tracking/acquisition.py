@@ -82,12 +82,22 @@ def probe_epochs(history: History) -> np.ndarray:
     return history.arrays.get("probe_epoch", history.epoch)
 
 
+def record_index(recorded, epoch: int) -> int:
+    """The row of a record that shows the network of ``epoch``: the first of the ``recorded``
+    epochs (increasing, not empty) at or after ``epoch``, the last if none. The one rule by
+    which Chapter 4 reads snapshots, eigenvalues and probe losses (``agent_at``,
+    ``largest_frequency``, ``probe_at``, the chapter's figures); ``History.agent_at`` takes
+    the nearest snapshot instead."""
+    epoch = _checks.integer("epoch", epoch, low=0)
+    # epochs beyond the last record read the last (and cannot overflow int64)
+    epoch = min(epoch, int(recorded[-1]))
+    return min(int(np.searchsorted(recorded, epoch)), len(recorded) - 1)
+
+
 def probe_at(history: History, epoch: int) -> np.ndarray:
     """The probe losses (K,) at the first epoch at or after ``epoch`` that recorded them (the
     last if none)."""
-    epochs = probe_epochs(history)
-    epoch = _checks.integer("epoch", epoch, low=0)
-    return history.probe_loss[min(int(np.searchsorted(epochs, epoch)), len(epochs) - 1)]
+    return history.probe_loss[record_index(probe_epochs(history), epoch)]
 
 
 def in_order(epochs) -> bool:
@@ -148,11 +158,13 @@ def acquisition_table(seeds, learned, acquired) -> str:
 
 def normalized(epochs, length) -> list:
     """Acquisition epochs divided by the training length ``length`` (epochs run); None stays
-    None. Introduced in Chapter 4, section "Compared with people"."""
+    None. ``epochs`` may also be a list of runs' lists (each normalized alike).
+    Introduced in Chapter 4, section "Compared with people"."""
     length = _checks.real("length", length, low=0.0, low_open=True)
     if not isinstance(epochs, (list, tuple)):
         raise TypeError(f"epochs must be a list of epochs (or None), got {_checks.short(epochs)}")
-    return [None if e is None else e / length for e in epochs]
+    return [normalized(e, length) if isinstance(e, (list, tuple)) else
+            None if e is None else e / length for e in epochs]
 
 
 def excursion(history: History) -> dict:
@@ -197,8 +209,7 @@ def largest_frequency(history: History, epochs) -> list:
         if e is None:
             out.append(None)
             continue
-        e = min(_checks.integer(f"epochs[{k}]", e, low=0), int(history.eig_epoch[-1]))
-        i = min(int(np.searchsorted(history.eig_epoch, e)), len(history.eig_epoch) - 1)
+        i = record_index(history.eig_epoch, _checks.integer(f"epochs[{k}]", e, low=0))
         out.append(float(history.eig_W[i].imag.max()))
     return out
 
@@ -210,11 +221,9 @@ def agent_at(history: History, epoch: int, agent: TrackingRNN | None = None
     it), else from ``agent``; dt and tau from ``agent`` if given, else from the history's
     config, so a loaded history rebuilds its networks alone."""
     history_with(history, "snapshot_epoch")
-    # epochs beyond the last snapshot read the last (and cannot overflow int64)
-    epoch = min(_checks.integer("epoch", epoch, low=0), int(history.snapshot_epoch[-1]))
+    i = record_index(history.snapshot_epoch, epoch)
     if agent is not None:
         _checks.instance("agent", agent, TrackingRNN)
-    i = min(int(np.searchsorted(history.snapshot_epoch, epoch)), len(history.snapshot_epoch) - 1)
     if agent is None:
         if "params/W_in" not in history.arrays or "tau" not in history.config:
             raise ValueError("this history does not record W_in and tau (saved before they "

@@ -258,21 +258,3 @@ def test_run_time():
     numbers = claims.run_time(0.6, 100, time.perf_counter() - 5.0)
     assert numbers["stepped_minutes"] == pytest.approx(1.0)
     assert 5.0 <= numbers["chapter_seconds"] < 60.0
-
-
-def test_the_people_figure_normalizes_every_run():
-    import matplotlib.pyplot as plt
-
-    from closedloop.figures import ch4 as figures
-
-    refs = tr.Sinusoids()
-    fig = figures.compared_with_people(refs, [100, 200, None, 400], [50, 200, 300, 400],
-                                       [[250, 300, 350, None]], 500)
-    lines = {ln.get_label(): ln.get_ydata() for ln in fig.axes[0].get_lines()}
-    np.testing.assert_allclose(lines["network: acquired"], [0.2, 0.4, np.nan, 0.8])
-    np.testing.assert_allclose(lines["network: first learned"], [0.1, 0.4, 0.6, 0.8])
-    np.testing.assert_allclose(lines["other seeds (acquired)"], [0.5, 0.6, 0.7, np.nan])
-    np.testing.assert_allclose(lines["authors' figure (hand-picked)"],
-                               [0.023, 0.12, 0.26, 0.45])
-    assert "epoch / 500; authors: epoch / 10000" in fig.axes[0].get_ylabel()
-    plt.close(fig)

@@ -28,6 +28,7 @@ def test_readers_of_acquisition_and_excursion():
     assert tr.in_order([3, 5, 5, 9]) and tr.in_order([3, 9, None, None])
     assert not tr.in_order([3, 9, 4, 10]) and not tr.in_order([3, None, 9, None])
     assert tr.normalized([250, None, 5000], 5000) == [0.05, None, 1.0]
+    assert tr.normalized([[250, None], [500, 1000]], 5000) == [[0.05, None], [0.1, 0.2]]
     with pytest.raises(ValueError, match="length"):
         tr.normalized([1], 0)
     with pytest.raises(TypeError, match="epochs"):
@@ -69,6 +70,17 @@ def test_order_over_runs_and_which_run_came_later():
     assert tr.acquisition_table([0, 7], [[1, None], [2, 3]], [[4, None], [2, 9]]) == (
         "seed 0: first learned [1, None], acquired [4, None]\n"
         "seed 7: first learned [2, 3], acquired [2, 9]")
+
+
+def test_records_are_read_at_or_after_the_epoch():
+    recorded = np.array([0, 10, 20, 25])
+    assert [tr.record_index(recorded, e) for e in (0, 1, 10, 11, 24, 25, 26, 2**70)] == [
+        0, 1, 1, 2, 3, 3, 3, 3]                     # beyond the last record: the last
+    h = tr.History({}, {"epoch": np.arange(4), "probe_epoch": np.array([0, 5, 9, 12]),
+                        "probe_loss": np.arange(8.0).reshape(4, 2)})
+    np.testing.assert_array_equal(tr.probe_at(h, 6), [4.0, 5.0])      # the record of 9
+    with pytest.raises(ValueError, match="epoch"):
+        tr.record_index(recorded, -1)
 
 
 def test_clamped_epochs_and_unstable_share_read_the_history():

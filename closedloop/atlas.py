@@ -7,13 +7,75 @@ computed here, where the tests reach them.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.stats import spearmanr
 
+from . import _checks, sweep
 from . import stages as _stages
 from .excursion import find_excursion
 from .history import History
 from .sweep import coords_of
+
+
+def run_grids(grids, *, engine="inprocess", n_workers: int | None = None, out=None):
+    """Train several grids on one engine: ``grids`` a sequence of ``(model, grid,
+    chunk_size)``, each as ``sweep.run(grid, model, chunk_size=...)`` takes it. Returns
+    (the histories, in the order given; the wall-clock seconds of all of them).
+
+    Each history is what ``sweep.run`` gives for its grid alone, on any engine. In process
+    the grids train one after another. On Dask (``"local"``, a scheduler address or a
+    ``distributed.Client``) they share one client and their chunks are submitted together
+    (one thread per grid), so a worker that is done with one grid's chunks takes another's
+    instead of waiting for the slowest chunk of its grid; ``"local"`` starts one
+    ``LocalCluster`` of ``n_workers`` single-threaded processes for all of them (default: the
+    CPU count). Introduced in Chapter 5, section "How the atlas is run".
+    """
+    grids = [tuple(g) for g in grids]
+    if not grids or any(len(g) != 3 for g in grids):
+        raise ValueError(f"grids must be a non-empty sequence of (model, grid, chunk_size), "
+                         f"got {_checks.short(grids)}")
+    for model, grid, _ in grids:  # every point checked before anything trains
+        sweep.points_of(grid, model)
+    start = time.perf_counter()
+    kw = dict(out=out, progress=False)
+    with contextlib.ExitStack() as stack:
+        client = _dask_client(engine, n_workers, stack)
+        if client is None:
+            histories = [sweep.run(grid, model, chunk_size=size, engine=engine,
+                                   n_workers=n_workers, **kw) for model, grid, size in grids]
+        else:
+            with ThreadPoolExecutor(len(grids)) as pool:
+                jobs = [pool.submit(sweep.run, grid, model, chunk_size=size, engine=client, **kw)
+                        for model, grid, size in grids]
+                histories = [job.result() for job in jobs]
+    return histories, time.perf_counter() - start
+
+
+def _dask_client(engine, n_workers, stack):
+    """The ``distributed.Client`` of a Dask engine (closed by ``stack`` when made here), or
+    None for any other engine (which ``sweep.run`` runs or refuses)."""
+    if isinstance(engine, str) and engine != "local" and "://" not in engine:
+        return None
+    try:
+        import distributed
+    except ImportError:
+        return None  # sweep.run says what to install
+    if isinstance(engine, distributed.Client):
+        return engine
+    if engine == "local":
+        n = _checks.integer("n_workers", n_workers or os.cpu_count() or 1, low=1)
+        cluster = stack.enter_context(distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
+        return stack.enter_context(distributed.Client(cluster))
+    if isinstance(engine, str):
+        return stack.enter_context(distributed.Client(engine))
+    return None
 
 
 def stage_table(history: History) -> dict:

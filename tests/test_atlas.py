@@ -117,3 +117,50 @@ def test_the_atlas_explorer_shows_the_runs_of_the_chosen_cell():
     for y, k in zip(shown, members):
         np.testing.assert_array_equal(y, h.spectral_radius[:, k])
     assert "<img" in ex.static_html()
+
+
+SMALL = dict(N=[6], epochs=[15], batch=[8], T=[12])
+GRIDS = [("rank_one", {**SMALL, "seed": [0, 1, 2], "lr": [0.01, 0.05]}, 4),
+         ("rank_one", {**SMALL, "s_zm0": [-0.1, 0.1], "seed": [3]}, 1),
+         ("open_loop", {"init": ["paper", "gaussian"], "lr": [0.01, 0.03], "N": [5],
+                        "epochs": [6], "teacher_epochs": [6], "batch": [8], "T": [10],
+                        "n_test": [4], "test_T": [10]}, 2)]
+
+
+def assert_bitwise(a, b):
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def alone():
+    """Each grid as sweep.run trains it alone, in process."""
+    return [sweep.run(grid, model, chunk_size=size, progress=False) for model, grid, size in GRIDS]
+
+
+def test_run_grids_in_process_gives_each_grid_as_alone(alone):
+    histories, seconds = atlas.run_grids(GRIDS)
+    assert len(histories) == 3 and seconds > 0
+    for h, ref in zip(histories, alone):
+        assert_bitwise(h, ref)
+    assert atlas.trainings(histories[2]) == 4 + 2  # one teacher per initial scale
+
+
+def test_run_grids_on_one_local_cluster_gives_the_same_bits(alone):
+    histories, _ = atlas.run_grids(GRIDS, engine="local", n_workers=2)
+    for h, ref in zip(histories, alone):
+        assert_bitwise(h, ref)
+
+
+def test_run_grids_checks_every_grid_before_anything_trains(monkeypatch):
+    monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="unknown setting"):
+        atlas.run_grids([GRIDS[0], ("rank_one", {"colour": ["red"]}, 4)])
+    with pytest.raises(ValueError, match="chunk_size"):
+        atlas.run_grids([("rank_one", {"seed": [0]})])
+
+
+def test_run_grids_refuses_an_unknown_engine_as_sweep_does():
+    with pytest.raises(ValueError, match="engine must be"):
+        atlas.run_grids([("rank_one", {**SMALL, "seed": [0]}, 1)], engine="nowhere")

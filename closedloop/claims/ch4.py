@@ -207,9 +207,10 @@ def seeds(seeds_used: list, learned: list, acquired: list) -> dict:
     epochs): ``n_seeds_used`` (the further seeds), ``n_runs``, how many runs first learned
     (``n_first_ordered``) and acquired for good (``n_acq_ordered``) the frequencies in order,
     and the further seeds' acquisition epochs (``other_acquisition_epochs``)."""
+    _checks.seeds("seeds_used", seeds_used)
     if not (isinstance(seeds_used, list) and isinstance(learned, list)
             and isinstance(acquired, list)) or not (
-            len(seeds_used) == len(learned) == len(acquired) >= 1):
+            len(seeds_used) == len(learned) == len(acquired)):
         raise ValueError(f"seeds_used, learned and acquired must be lists of one entry per "
                          f"run, this chapter's first, got {_checks.short(seeds_used)}, "
                          f"{_checks.short(learned)} and {_checks.short(acquired)}")

@@ -141,9 +141,7 @@ def draw_networks(seeds, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: flo
                   ) -> list[TrackingRNN]:
     """One freshly drawn ``TrackingRNN`` per seed of ``seeds`` (in order), for
     ``TrackingRNN.stack``. Introduced in Chapter 4, section "Compared with people"."""
-    if not isinstance(seeds, (list, tuple)):
-        raise TypeError(f"seeds must be a list of seeds, got {_checks.short(seeds)}")
-    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in seeds]
+    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in _checks.seeds("seeds", seeds)]
 
 
 def input_weight_change(before: TrackingRNN, after: TrackingRNN, columns) -> float:

@@ -226,6 +226,8 @@ def test_seeds_count_the_runs_in_order():
     assert type(numbers["n_first_ordered"]) is int
     with pytest.raises(ValueError, match="one entry per run"):
         claims.seeds([0, 1], learned, acquired)
+    with pytest.raises(ValueError, match="distinct"):
+        claims.seeds([0, 1, 1], learned, acquired)
 
 
 def test_sampled_vs_exact_counts_standard_errors():

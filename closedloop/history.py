@@ -32,6 +32,17 @@ import torch
 from . import _checks, coupled, kernels
 from .agents import Agent, has_overlaps
 
+def record_index(recorded, epoch: int) -> int:
+    """The row of a strided record (snapshots, eigenvalues, monitor or probe values) that shows
+    the network of ``epoch``: the first of the ``recorded`` epochs (increasing, not empty) at
+    or after ``epoch``, so a network that has trained at least that long; the last row if none.
+    The one rule by which every chapter reads strided records."""
+    epoch = _checks.integer("epoch", epoch, low=0)
+    # epochs beyond the last record read the last (and cannot overflow int64)
+    epoch = min(epoch, int(recorded[-1]))
+    return min(int(np.searchsorted(recorded, epoch)), len(recorded) - 1)
+
+
 @dataclass
 class History:
     """What training recorded. ``arrays[name]`` has shape (n_records, *batch_shape, ...).
@@ -69,21 +80,20 @@ class History:
         return not self.message
 
     def agent_at(self, epoch: int, like: Agent) -> Agent:
-        """The network at the recorded snapshot nearest to ``epoch``, rebuilt as an agent of
-        ``like``'s type, activation and trainable set (its ``snapshot_epoch`` says which).
+        """The network at the first snapshot at or after ``epoch`` (``record_index``; the last
+        if none), rebuilt as an agent of ``like``'s type, activation and trainable set (its
+        ``snapshot_epoch`` says which).
 
         Introduced in Chapter 1, section "Rollouts".
         """
         if "snapshot_epoch" not in self.arrays:
             raise ValueError("this history has no parameter snapshots (train with "
                              "snapshot_every > 0)")
-        # the nearest snapshot of an epoch beyond the last is the last (and no int64 overflow)
-        epoch = min(_checks.integer("epoch", epoch, low=0), int(self.arrays["snapshot_epoch"][-1]))
         if not isinstance(like, Agent) or set(like.names) != {
                 k.removeprefix("params/") for k in self.arrays if k.startswith("params/")}:
             raise TypeError(f"like must be an agent of the type trained, got "
                             f"{_checks.short(like)}")
-        i = int(np.abs(self.arrays["snapshot_epoch"] - epoch).argmin())
+        i = record_index(self.arrays["snapshot_epoch"], epoch)
         tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i]) for k in like.names}
         agent = like._new(tensors)
         agent.snapshot_epoch = int(self.arrays["snapshot_epoch"][i])

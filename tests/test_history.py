@@ -154,3 +154,14 @@ def test_the_package_never_unpickles():
         assert "allow_pickle=True" not in text, path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
+
+
+def test_records_are_read_at_or_after_the_epoch():
+    """The one rule for strided records: the first recorded epoch at or after the asked one."""
+    from closedloop.history import record_index
+
+    recorded = np.array([0, 10, 20, 25])
+    assert [record_index(recorded, e) for e in (0, 1, 10, 11, 24, 25, 26, 2**70)] == [
+        0, 1, 1, 2, 3, 3, 3, 3]                     # beyond the last record: the last
+    with pytest.raises(ValueError, match="epoch"):
+        record_index(recorded, -1)

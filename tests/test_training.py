@@ -143,13 +143,16 @@ def test_bad_theory_arguments_name_the_parameter():
 
 
 
-def test_agent_at_rebuilds_the_nearest_snapshot(env):
+def test_agent_at_rebuilds_the_first_snapshot_at_or_after(env):
+    """Snapshots at 0, 5, 10 and the final 12: an epoch reads the first at or after it, a
+    network that has trained at least that long; past the last, the last."""
     a = RNNAgent(N=8, g=0.3, seed=2)
     h = train_closed_loop(a, env, epochs=12, snapshot_every=5, convention="book")
-    b = h.agent_at(11, like=a)
+    b = h.agent_at(10, like=a)
     assert b.snapshot_epoch == 10 and b.activation == "tanh"
     np.testing.assert_array_equal(b.tensors["W"].detach().numpy(), h.arrays["params/W"][2])
-    assert h.agent_at(12, like=a).snapshot_epoch == 12
+    assert [h.agent_at(e, like=a).snapshot_epoch for e in (0, 1, 6, 11, 12, 10**30)] == [
+        0, 5, 10, 12, 12, 12]
 
 
 @pytest.mark.parametrize("mode", [np.array(["exact"]), torch.tensor([1]), ["exact"]])

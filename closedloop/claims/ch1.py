@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import excursion, gains
+from ..history import record_index
 from . import Words
 
 
@@ -110,7 +111,7 @@ def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:
     the student's peak and the ends, and the LQR gain; the uncentred R^2 of the gain fits
     (lowest of both runs, final of each); the stability region (``gains.REGIONS``) at the
     start and at the peak; recorded epochs the student's gains spent unstable oscillatory."""
-    i_peak = int(np.searchsorted(h_open.monitor_epoch, peak_epoch))
+    i_peak = record_index(h_open.monitor_epoch, peak_epoch)
     region = gains.stability_region(np.stack([h_closed.gains[0], h_open.gains[i_peak]]), env)
     return {"final_gain_closed": _rounded(h_closed.gains[-1]),
             "final_gain_open": _rounded(h_open.gains[-1]),
@@ -199,7 +200,7 @@ def _order(h_closed, h_open, plateau) -> dict:
     out = {"closed_lag_at_half": 100 * excursion.lag_at_half(h_closed)}
     if plateau is not None:
         out |= {f"{name}_zm_at_plateau_end":
-                float(h.instant_gain[np.searchsorted(h.monitor_epoch, plateau[1])])
+                float(h.instant_gain[record_index(h.monitor_epoch, plateau[1])])
                 for name, h in (("closed", h_closed), ("open", h_open))}
     return out | {"final_zm_closed": float(h_closed.instant_gain[-1])}
 

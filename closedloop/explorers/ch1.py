@@ -8,6 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import coupled, gains
+from ..history import record_index
 from ..plotting import PALETTE, WIDTH
 from ..widgets import MAX_FRAMES, Explorer, epoch_explorer
 
@@ -75,7 +76,7 @@ def gain_space_explorer(h_closed, h_open, like, env, *, T: int = 50, x0=(1.0, 1.
     def draw(epoch):
         g.set_title(f"gain space, epoch {epoch}")
         for name, h in runs.items():
-            i = min(int(np.searchsorted(h.monitor_epoch, epoch)), len(h.monitor_epoch) - 1)
+            i = record_index(h.monitor_epoch, epoch)
             art[f"trail_{name}"].set_data(h.gains[:i + 1, 0], h.gains[:i + 1, 1])
             art[f"dot_{name}"].set_data([h.gains[i, 0]], [h.gains[i, 1]])
             x1, u = traj[name][epoch]

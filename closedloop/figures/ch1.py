@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import coupled, gains
+from ..history import record_index
 from ..plotting import PALETTE, WIDTH, complex_plane, figure, shade_stages
 
 COLORS = {"closed": PALETTE["blue"], "open": PALETTE["red"]}
@@ -43,7 +44,7 @@ def open_loop_losses(history, peak_epoch):
     a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="imitation MSE",
            title="train loss (open loop)")
     a2.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["open"])
-    i = int(np.searchsorted(history.monitor_epoch, peak_epoch))
+    i = record_index(history.monitor_epoch, peak_epoch)
     a2.plot(peak_epoch + 1, history.test_loss[i], "v", color="k", ms=6,
             label=f"peak (epoch {peak_epoch})")
     a2.axhline(history.test_loss[0], color="0.5", ls=":", lw=0.8, label="test loss at epoch 0")
@@ -114,7 +115,7 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
                     label=f"trained {name} loop")
             ax.plot(*h.gains[0], "o", color=COLORS[name], ms=3)
             ax.plot(*h.gains[-1], "s", color=COLORS[name], ms=4)
-        i = int(np.searchsorted(h_open.monitor_epoch, peak_epoch))
+        i = record_index(h_open.monitor_epoch, peak_epoch)
         ax.plot(*h_open.gains[i], "v", color="k", ms=6)
         ax.plot(*lqr, "*", color=PALETTE["yellow"], mec="k", mew=0.5, ms=10)
         ax.set(xlabel="$k_1$ (position gain)", ylabel="$k_2$ (velocity gain)")
@@ -135,7 +136,7 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
 
 def rollouts(h_closed, h_open, like, env, epochs_closed, epochs_open, x0=(1.0, 1.0), T=50):
     """Position, velocity and control from ``x0`` for each network at the given epochs,
-    rebuilt from the histories' snapshots (nearest recorded epoch)."""
+    rebuilt from the histories' snapshots (the first at or after each epoch)."""
     fig, axes = figure(2, 3, height=6.0, sharex=True)
     start = torch.tensor([x0], dtype=env.dtype)
     for col, (h, eps, name) in enumerate(((h_closed, epochs_closed, "closed"),
@@ -211,7 +212,7 @@ def ablation(students, env, lim=(-1.1, 0.2), n=201):
         share0, share1 = learned_shares(h)
         a3.plot(share0, share1, **style)
         if ex.peak_epoch is not None:
-            i = int(np.searchsorted(h.monitor_epoch, ex.peak_epoch))
+            i = record_index(h.monitor_epoch, ex.peak_epoch)
             a3.plot(share0[i], share1[i], "v", color=c, mec="k", mew=0.4, ms=6, zorder=4)
     a1.set(yscale="log", xlabel="epoch", ylabel="test loss (summed state cost)",
            title="open-loop students: closed-loop test loss")

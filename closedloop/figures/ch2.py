@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .. import coupled
+from ..history import record_index
 from ..plotting import PALETTE, complex_plane, eig_scatter, epoch_colorbar, figure, shade_stages
 from ..plotting import sampled_vs_exact  # noqa: F401  (the chapter calls it from here)
 
@@ -34,7 +35,7 @@ def runaway(history, stages, env, T, epochs, horizon=8, x0=(1.0, 1.0)):
     q = history.overlaps[list(epochs)]
     out = coupled.effective_rollout(q, env, torch.tensor([x0], dtype=env.dtype), horizon * T)
     dist = out["x"][..., 0, :].norm(dim=-1).numpy()  # (t, epochs)
-    rho = history.spectral_radius[np.searchsorted(history.eig_epoch, list(epochs))]
+    rho = history.spectral_radius[[record_index(history.eig_epoch, e) for e in epochs]]
     fig, ((ax,),) = figure(height=3.0)
     ax.axvspan(0, T, color="0.9", lw=0)
     ax.text(T / 2, 0.98, "training\nhorizon T", transform=ax.get_xaxis_transform(),

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import _checks
-from ..history import History
+from ..history import History, record_index
 from ..stages import settles
 from .network import TrackingRNN
 from .task import Sinusoids, history_scoring
@@ -80,18 +80,6 @@ def probe_epochs(history: History) -> np.ndarray:
     epochs of a twin; a history saved before they were listed has them at every epoch)."""
     history_with(history, "probe_loss")
     return history.arrays.get("probe_epoch", history.epoch)
-
-
-def record_index(recorded, epoch: int) -> int:
-    """The row of a record that shows the network of ``epoch``: the first of the ``recorded``
-    epochs (increasing, not empty) at or after ``epoch``, the last if none. The one rule by
-    which Chapter 4 reads snapshots, eigenvalues and probe losses (``agent_at``,
-    ``largest_frequency``, ``probe_at``, the chapter's figures); ``History.agent_at`` takes
-    the nearest snapshot instead."""
-    epoch = _checks.integer("epoch", epoch, low=0)
-    # epochs beyond the last record read the last (and cannot overflow int64)
-    epoch = min(epoch, int(recorded[-1]))
-    return min(int(np.searchsorted(recorded, epoch)), len(recorded) - 1)
 
 
 def probe_at(history: History, epoch: int) -> np.ndarray:

@@ -72,15 +72,10 @@ def test_order_over_runs_and_which_run_came_later():
         "seed 7: first learned [2, 3], acquired [2, 9]")
 
 
-def test_records_are_read_at_or_after_the_epoch():
-    recorded = np.array([0, 10, 20, 25])
-    assert [tr.record_index(recorded, e) for e in (0, 1, 10, 11, 24, 25, 26, 2**70)] == [
-        0, 1, 1, 2, 3, 3, 3, 3]                     # beyond the last record: the last
+def test_probe_losses_are_read_at_or_after_the_epoch():
     h = tr.History({}, {"epoch": np.arange(4), "probe_epoch": np.array([0, 5, 9, 12]),
                         "probe_loss": np.arange(8.0).reshape(4, 2)})
     np.testing.assert_array_equal(tr.probe_at(h, 6), [4.0, 5.0])      # the record of 9
-    with pytest.raises(ValueError, match="epoch"):
-        tr.record_index(recorded, -1)
 
 
 def test_clamped_epochs_and_unstable_share_read_the_history():

@@ -102,11 +102,38 @@ def int_tuple(name: str, value, *, low: int = 1) -> tuple:
     return tuple(integer(f"{name}[{i}]", v, low=low) for i, v in enumerate(value))
 
 
+def seed(name: str, value) -> int:
+    """A seed: an integer in torch's range [0, 2**64 - 1]."""
+    return integer(name, value, low=0, high=2**64 - 1)
+
+
+def members(name: str, value, shape: tuple, check):
+    """One setting for every member, or one value per member of an ensemble of ``shape``.
+
+    A list, tuple, array or tensor with at least one axis is per member: it must have
+    ``shape`` and comes back as a flat list of ``check(f"{name}[i]", v)``. Anything else is one
+    value and comes back as ``check(name, value)``. ``check(name, v)`` validates one value
+    and returns it (e.g. ``integer`` with bounds bound in).
+    """
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        got, items = tuple(value.shape), value.reshape(-1).tolist()
+    elif isinstance(value, (list, tuple)):
+        got, items = (len(value),), list(value)
+    else:
+        return check(name, value)
+    if not got:  # a 0-d array or tensor: one value
+        return check(name, items[0])
+    if got != tuple(shape):
+        raise ValueError(f"{name} with one value per member must have the ensemble's shape "
+                         f"{tuple(shape) or '(none here: one network)'}, got {got}")
+    return [check(f"{name}[{i}]", v) for i, v in enumerate(items)]
+
+
 def seeds(name: str, value) -> tuple:
     """A non-empty sequence of distinct seeds (integers >= 0) -> a tuple of ints."""
     if isinstance(value, (int, str, bytes)) or not hasattr(value, "__len__"):
         raise TypeError(f"{name} must be a sequence of seeds, got {short(value)}")
-    out = tuple(integer(f"{name}[{i}]", s, low=0, high=2**64 - 1) for i, s in enumerate(value))
+    out = tuple(seed(f"{name}[{i}]", s) for i, s in enumerate(value))
     if not out or len(set(out)) != len(out):
         raise ValueError(f"{name} must be distinct and at least one, got {out}")
     return out

@@ -28,7 +28,7 @@ def make_generator(seed: int) -> torch.Generator:
 
     Draws stay on the CPU and are moved to the device that uses them, so a seed gives the
     same networks and batches on every device."""
-    seed = _checks.integer("seed", seed, low=0, high=2**64 - 1)  # torch's seed range
+    seed = _checks.seed("seed", seed)
     return torch.Generator().manual_seed(seed)
 
 

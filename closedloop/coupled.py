@@ -21,7 +21,6 @@ training's business (``conventions.Convention``).
 from __future__ import annotations
 
 
-import numpy as np
 import torch
 
 from . import _checks, kernels
@@ -107,10 +106,10 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0,
     with one value per member of a 1-axis ensemble (``per_member``); ``window`` as in
     ``episode_cost``.
     """
+    check_pair(agent, env)
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
     first = first_state(window)
-    check_pair(agent, env)
     _check_x0(agent, env, x0)
     return kernels.start_costs(agent, env, x0, T, T_max, beta, first)
 
@@ -131,23 +130,13 @@ def per_member(name: str, value, agent: Agent, *, integer: bool = False, low=Non
     agent's dtype, ready for the math of any member. Introduced in Chapter 3, where networks
     that differ only in T or beta train as one ensemble.
     """
-    check = _checks.integer if integer else _checks.real
-    if torch.is_tensor(value) or isinstance(value, np.ndarray):
-        shape, items = tuple(value.shape), value.reshape(-1).tolist()
-    elif isinstance(value, (list, tuple)):
-        shape, items = (len(value),), list(value)
-    else:
-        v = check(name, value, low=low)
-        return v, v
-    if not shape:
-        v = check(name, items[0], low=low)
-        return v, v
-    items = [check(f"{name}[{i}]", v, low=low) for i, v in enumerate(items)]
-    if shape != agent.batch_shape:
-        raise ValueError(f"{name} with one value per member must have the ensemble's shape "
-                         f"{agent.batch_shape}, got {shape}")
+    kind = _checks.integer if integer else _checks.real
+    items = _checks.members(name, value, agent.batch_shape, lambda n, v: kind(n, v, low=low))
+    if not isinstance(items, list):
+        return items, items
     dtype = torch.int64 if integer else agent.dtype
-    return torch.tensor(items, dtype=dtype, device=agent.device).reshape(shape), max(items)
+    return (torch.tensor(items, dtype=dtype, device=agent.device).reshape(agent.batch_shape),
+            max(items))
 
 
 def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 0.0,
@@ -160,10 +149,10 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
     stepping the starts; otherwise the mean of ``start_costs``. Both are the same number.
     ``window`` as in ``episode_cost``.
     """
+    check_pair(agent, env)
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
     first = first_state(window)
-    check_pair(agent, env)
     _check_x0(agent, env, x0)
     if weights is not None:
         _checks.finite_tensor("weights", weights, env.dtype)

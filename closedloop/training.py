@@ -56,7 +56,7 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     T, T_max = coupled.per_member("T", T, agent, integer=True, low=1)
     beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
     lr = _per_member_lr(lr, agent)
-    seed, _ = coupled.per_member("seed", seed, agent, integer=True, low=0)
+    seed = _checks.members("seed", seed, agent.batch_shape, _checks.seed)  # a list per member
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
     linear = agent.activation == "identity"
@@ -72,7 +72,7 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
         gen = make_generator(seed)
         draw = lambda: env.sample_x0(batch, gen)
     else:  # (K, B, 2): member k's batches are those of its run alone
-        gens = [make_generator(s) for s in seed.tolist()]
+        gens = [make_generator(s) for s in seed]
         draw = lambda: torch.stack([env.sample_x0(batch, g) for g in gens])
     F = env.x0_factor()
     # the convention read once: the window's first state, the per-start control weight and

@@ -650,3 +650,21 @@ def test_a_bad_seed_list_is_named(seeds, error, words):
     with pytest.raises(error, match=re.escape(words)):
         _checks.seeds("seeds", seeds)
     assert _checks.seeds("seeds", range(3)) == (0, 1, 2)
+
+
+def test_one_value_or_one_per_member():
+    """The per-member rule shared by both trainings: one value stays one value; a sequence,
+    array or tensor must have the ensemble's shape and is checked item by item."""
+    from closedloop import _checks
+
+    seed = _checks.seed
+    assert _checks.members("seed", 3, (2,), seed) == 3
+    assert _checks.members("seed", np.array(4), (2,), seed) == 4
+    assert _checks.members("seed", [2**64 - 1, 0], (2,), seed) == [2**64 - 1, 0]  # no int64
+    assert _checks.members("seed", torch.tensor([1, 2]), (2,), seed) == [1, 2]
+    with pytest.raises(ValueError, match=re.escape("shape (3,), got (2,)")):
+        _checks.members("seed", [1, 2], (3,), seed)
+    with pytest.raises(ValueError, match="none here"):
+        _checks.members("seed", [1, 2], (), seed)
+    with pytest.raises(ValueError, match=re.escape("seed[1] must be >= 0")):
+        _checks.members("seed", [1, -2], (2,), seed)

@@ -115,11 +115,9 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
         check_pair(teacher, plant, "teacher")
         check_single(teacher, "teacher")
         check_single(agent, "agent (an open-loop twin)")
-    seeds = _per_member("seed", seed, members, lambda n, v: _checks.integer(n, v, low=0,
-                                                                             high=2**64 - 1),
-                        "one integer")
-    modes = _per_member("mode", mode, members, lambda n, v: _checks.choice(n, v, MODES),
-                        f"one of {list(MODES)}")
+    seeds = _each(_checks.members("seed", seed, agent.batch_shape, _checks.seed), members)
+    modes = _each(_checks.members("mode", mode, agent.batch_shape,
+                                  lambda n, v: _checks.choice(n, v, MODES)), members)
     exact = torch.tensor([m == "exact" for m in modes], device=plant.F.device)
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _checks.real("lr", lr, low=0.0, low_open=True)
@@ -235,13 +233,6 @@ def stepped_batch_seconds(agent: TrackingRNN, plant: PointMass, refs: Sinusoids,
         return time.perf_counter() - tick
 
 
-def _per_member(name: str, value, members, check, what: str) -> list:
-    """One value per ensemble member, each passed through ``check(name, v)``: a list or
-    tuple of ``members`` values, or one value that serves every member (or the only run
-    when ``members`` is None). ``what`` describes a single value in the error."""
-    if isinstance(value, (list, tuple)):
-        if members is None or len(value) != members:
-            raise ValueError(f"{name} must be {what}, or one per member of an ensemble "
-                             f"({members or 'none here'}), got {_checks.short(value)}")
-        return [check(f"{name}[{k}]", v) for k, v in enumerate(value)]
-    return [check(name, value)] * (members or 1)
+def _each(value, members) -> list:
+    """A per-member list as it is; one value repeated for every member (or the only run)."""
+    return value if isinstance(value, list) else [value] * (members or 1)

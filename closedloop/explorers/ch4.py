@@ -26,9 +26,9 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
     from ..figures.ch4 import FREQ_COLORS
 
     epochs = [int(e) for e in history.snapshot_epoch]
-    example = refs.signal(phases[:1])
+    example = refs.signal(phases[:1])                 # (T+1, 1, 2): time first
     zero = torch.zeros(1, refs.K)
-    probes = torch.cat([refs.signal(zero, which=[k]) for k in range(refs.K)])
+    probes = torch.cat([refs.signal(zero, which=[k]) for k in range(refs.K)], 1)  # (T+1, K, 2)
     sc = tracking.history_scoring(history, refs)
     pw = sc.power.numpy()
     omega = refs.omega.numpy()
@@ -39,7 +39,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
         if epoch not in cache:
             e_net, net = tracking.agent_at(history, epoch, like)
             with torch.no_grad():
-                q = tracking.rollout(net, plant, example, sc.convention)["q"][0].numpy()
+                q = tracking.rollout(net, plant, example, sc.convention)["q"][:, 0].numpy()
                 qp = tracking.rollout(net, plant, probes, sc.convention)["q"].numpy()
             cache[epoch] = (e_net, q, qp)
         return cache[epoch]
@@ -49,7 +49,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
     half = refs.K // 2
     ax = fig.subplot_mosaic([["plane"] * half + ["eig"] * (refs.K - half), keys],
                             height_ratios=[1.5, 1])
-    r = example[0].numpy()
+    r = example[:, 0].numpy()
     art = {}
     ax["plane"].plot(r[:, 0], r[:, 1], color="0.2", ls="--", lw=0.9, label="reference")
     art["path"], = ax["plane"].plot([], [], color=PALETTE["blue"], lw=1.1, label="point mass")
@@ -65,7 +65,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
                   title="eig$(W - I)/\\tau$")
     for k in range(refs.K):
         a, axis = ax[keys[k]], refs.axes[k]
-        a.plot(t, probes[k, :, axis].numpy(), color="0.3", ls="--", lw=0.7)
+        a.plot(t, probes[:, k, axis].numpy(), color="0.3", ls="--", lw=0.7)
         art[f"probe{k}"], = a.plot(t, np.zeros_like(t), color=FREQ_COLORS[k], lw=1.0)
         art[f"probe_loss{k}"] = a.text(0.97, 0.04, "", transform=a.transAxes, ha="right",
                                        va="bottom", fontsize=7, color="0.3")
@@ -83,7 +83,7 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
         art["eig"].set_offsets(np.c_[ev.real, ev.imag])
         loss = tracking.probe_at(history, e_net) / pw
         for k in range(refs.K):
-            art[f"probe{k}"].set_ydata(qp[k, :, 2 * refs.axes[k]])
+            art[f"probe{k}"].set_ydata(qp[:, k, 2 * refs.axes[k]])
             art[f"probe_loss{k}"].set_text(f"loss {loss[k]:.2f}")
 
     return epoch_explorer(fig, draw, art, epochs, n_frames, include, "training epoch")

@@ -28,8 +28,8 @@ def tracking_example(agent, plant, refs, phases):
     """The network tracking one reference: the path in the plane, and x, y against time."""
     r = refs.signal(phases[:1])
     with torch.no_grad():
-        q = tracking.rollout(agent, plant, r)["q"][0].numpy()
-    r = r[0].numpy()
+        q = tracking.rollout(agent, plant, r)["q"][:, 0].numpy()   # (T+1, 4): time first
+    r = r[:, 0].numpy()
     t = np.arange(refs.T + 1) * refs.dt
     fig = plt.figure(figsize=(WIDTH, 3.6))
     ax = fig.subplot_mosaic([["plane", "x"], ["plane", "y"]], width_ratios=[1, 1.7])
@@ -96,9 +96,9 @@ def probe_grid(history, agent, plant, refs, epochs):
         for k in range(refs.K):
             r = refs.signal(zero, which=[k])
             with torch.no_grad():
-                q = tracking.rollout(net, plant, r, sc.convention)["q"][0].numpy()
+                q = tracking.rollout(net, plant, r, sc.convention)["q"][:, 0].numpy()
             ax, a = axes[i, k], refs.axes[k]
-            ax.plot(t, r[0, :, a].numpy(), color="0.3", ls="--", lw=0.8)
+            ax.plot(t, r[:, 0, a].numpy(), color="0.3", ls="--", lw=0.8)
             ax.plot(t, q[:, 2 * a], color=FREQ_COLORS[k], lw=1.1)
             ax.text(0.98, 0.04, f"{probe[k]:.2f}", transform=ax.transAxes, ha="right",
                     va="bottom", fontsize=7, color="0.3")

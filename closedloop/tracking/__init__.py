@@ -4,7 +4,9 @@ Introduced in Chapter 4.
 
 Units: time in seconds (one step = dt = 0.1 s), frequencies in Hz, angular frequencies in
 rad/s. Shapes: plant states q (..., 4) = (x, vx, y, vy); controls u (..., 2) = (ax, ay);
-references r (B, T+1, 2) at t = 0..T; K sinusoids, N neurons, B references per batch.
+references r (T+1, B, 2) at t = 0..T; K sinusoids, N neurons, B references per batch.
+Trajectories are time first, as everywhere in the package (``coupled.rollout``): time, then
+ensemble members, then the batch, then features.
 
 The modules, each one concept (import the names from here, ``tracking.X``):
 

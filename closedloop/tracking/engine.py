@@ -28,21 +28,22 @@ from .task import POS, PointMass, read_convention
 
 @single_thread()
 def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor, convention=None) -> dict:
-    """The closed loop stepped T times for references r (B, T+1, 2) at t = 0..T, with the
-    plant's clamp: q_0 = 0; h_0 = (dt/tau) W_in in_0 where the convention's network reads
-    t = 0 (the authors', default), else h_0 = 0; then for t = 0..T-1
-    q_{t+1} = clamp(F q_t + B_p W_out h_t), h_{t+1} = A_h h_t + (dt/tau) W_in in_{t+1}.
+    """The closed loop stepped T times for references r (T+1, B, 2) at t = 0..T (time first,
+    as ``coupled.rollout``), with the plant's clamp: q_0 = 0; h_0 = (dt/tau) W_in in_0 where
+    the convention's network reads t = 0 (the authors', default), else h_0 = 0; then for
+    t = 0..T-1 q_{t+1} = clamp(F q_t + B_p W_out h_t), h_{t+1} = A_h h_t + (dt/tau) W_in in_{t+1}.
 
-    Returns {'q': (B, T+1, 4), 'u': (B, T+1, 2), 'inputs': (B, T+1, 4)} at t = 0..T
-    (u_t = W_out h_t). Differentiable; the per-step work is two products with N x N and
-    4 x N matrices. One network (an ensemble member: ``agent.member(k)``).
+    Returns {'q': (T+1, B, 4), 'u': (T+1, B, 2), 'inputs': (T+1, B, 4)} at t = 0..T: positions
+    and velocities (x, vx, y, vy), controls u_t = W_out h_t (accelerations) and what the
+    network reads (x, y, r_x, r_y). Differentiable; the per-step work is two products with
+    N x N and 4 x N matrices. One network (an ensemble member: ``agent.member(k)``).
     """
     check_pair(agent, plant)
     check_single(agent)
     _checks.finite_tensor("r", r, agent.W.dtype)
     _checks.shape("r", r, (None, None, 2))
-    if r.shape[1] < 2:
-        raise ValueError(f"r must have shape (B, T+1, 2) with T >= 1, got {tuple(r.shape)}")
+    if r.shape[0] < 2:
+        raise ValueError(f"r must have shape (T+1, B, 2) with T >= 1, got {tuple(r.shape)}")
     _checks.fits_memory(f"r of shape {tuple(r.shape)} with N={agent.N}",
                         2 * r.shape[0] * r.shape[1] * (agent.N + 10))
     return step_loop(agent, plant, r, read_convention(convention, plant.dt)["reads_first"])
@@ -51,7 +52,7 @@ def rollout(agent: TrackingRNN, plant: PointMass, r: torch.Tensor, convention=No
 def step_loop(agent, plant, r, first: bool) -> dict:
     """``rollout`` for checked input (the sampled losses and the twin step the clamped loop
     with it); ``first``: the network reads in_0 (h_0 = a W_in in_0)."""
-    B, T, a = r.shape[0], r.shape[1] - 1, agent.alpha
+    T, B, a = r.shape[0] - 1, r.shape[1], agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=r.dtype, device=r.device) + a * agent.W).T
     Pq = a * (agent.W_in[:, :2] @ plant.C).T          # (4, N): positions enter h
     grads = any(t.requires_grad for t in (agent.W, agent.W_out, agent.W_in))
@@ -59,30 +60,30 @@ def step_loop(agent, plant, r, first: bool) -> dict:
         q, u = _stepped(agent, plant, r, A_hT, Pq, first)
         return {"q": q, "u": u, "inputs": torch.cat([q[..., POS], r], -1)}
     BuT = (plant.B @ agent.W_out).T                   # (N, 4): u = W_out h moves v
-    drive = r @ (a * agent.W_in[:, 2:]).T             # (B, T+1, N): the reference enters h
+    drive = r @ (a * agent.W_in[:, 2:]).T             # (T+1, B, N): the reference enters h
     q = r.new_zeros(B, 4)
-    h = drive[:, 0] if first else r.new_zeros(B, agent.N)   # q_0 = 0: only r_0 enters
+    h = drive[0] if first else r.new_zeros(B, agent.N)      # q_0 = 0: only r_0 enters
     qs, hs = [q], [h]
     for t in range(1, T + 1):
         q = q @ plant.F.T + h @ BuT
         if plant.bound is not None:
             q = q.clamp(-plant.bound, plant.bound)
-        h = h @ A_hT + q @ Pq + drive[:, t]
+        h = h @ A_hT + q @ Pq + drive[t]
         qs.append(q), hs.append(h)
-    q, h = torch.stack(qs, 1), torch.stack(hs, 1)
+    q, h = torch.stack(qs), torch.stack(hs)
     return {"q": q, "u": agent.readout(h), "inputs": torch.cat([q[..., POS], r], -1)}
 
 
 def _stepped(agent, plant, r, A_hT, Pq, first):
     """``rollout``'s loop when no gradient is wanted (test losses of a runaway network,
     figures): q and u for every t in small preallocated buffers, h in two rotating ones, and
-    the reference entering through its own 2 x N product instead of a (B, T+1, N) drive.
+    the reference entering through its own 2 x N product instead of a (T+1, B, N) drive.
     Allocating the T+1 hidden states afresh on every call costs as much as the loop (page
-    faults). Seven calls per step, no temporaries. Returns q (B, T+1, 4) and u (B, T+1, 2)."""
-    B, T1, N, a = r.shape[0], r.shape[1], agent.N, agent.alpha
+    faults). Seven calls per step, no temporaries. Returns q (T+1, B, 4) and u (T+1, B, 2)."""
+    T1, B, N, a = r.shape[0], r.shape[1], agent.N, agent.alpha
     Q, U = r.new_zeros(T1, B, 4), r.new_zeros(T1, B, 2)
     h, h_next = r.new_zeros(B, N), r.new_empty(B, N)
-    qs, us, rs = Q.unbind(0), U.unbind(0), r.transpose(0, 1).contiguous().unbind(0)
+    qs, us, rs = Q.unbind(0), U.unbind(0), r.contiguous().unbind(0)
     FT, BpT = plant.F.T.contiguous(), plant.B.T.contiguous()
     A_hT, Pq = A_hT.detach().contiguous(), Pq.detach().contiguous()
     WrT = (a * agent.W_in[:, 2:]).detach().T.contiguous()  # (2, N): the reference enters h
@@ -99,14 +100,15 @@ def _stepped(agent, plant, r, A_hT, Pq, first):
         h_next.addmm_(qs[t], Pq).addmm_(rs[t], WrT)
         torch.mm(h_next, WoT, out=us[t])
         h, h_next = h_next, h
-    return Q.transpose(0, 1), U.transpose(0, 1)
+    return Q, U
 
 
 @single_thread()
 def open_loop_controls(agent: TrackingRNN, inputs: torch.Tensor, convention=None
                        ) -> torch.Tensor:
-    """The agent's controls (B, T+1, 2) at t = 0..T when fed ``inputs`` (B, T+1, 4) instead of
-    its plant (it reads in_0 where the convention's network does: the authors', default)."""
+    """The agent's controls (T+1, B, 2) at t = 0..T (accelerations) when fed ``inputs``
+    (T+1, B, 4) = (x, y, r_x, r_y) at t = 0..T instead of its plant (it reads in_0 where the
+    convention's network does: the authors', default)."""
     check_single(agent)
     return open_loop_steps(agent, inputs, read_convention(convention, agent.dt)["reads_first"])
 
@@ -116,13 +118,13 @@ def open_loop_steps(agent, inputs, first: bool) -> torch.Tensor:
     a = agent.alpha
     A_hT = ((1 - a) * torch.eye(agent.N, dtype=inputs.dtype, device=inputs.device)
             + a * agent.W).T
-    drive = inputs @ (a * agent.W_in).T
-    h = drive[:, 0] if first else inputs.new_zeros(inputs.shape[0], agent.N)
+    drive = inputs @ (a * agent.W_in).T              # (T+1, B, N)
+    h = drive[0] if first else inputs.new_zeros(inputs.shape[1], agent.N)
     hs = [h]
-    for t in range(1, inputs.shape[1]):
-        h = h @ A_hT + drive[:, t]
+    for t in range(1, inputs.shape[0]):
+        h = h @ A_hT + drive[t]
         hs.append(h)
-    return agent.readout(torch.stack(hs, 1))
+    return agent.readout(torch.stack(hs))
 
 
 def closed_loop_matrix(agent: TrackingRNN, plant: PointMass) -> torch.Tensor:

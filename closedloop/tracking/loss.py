@@ -39,17 +39,19 @@ OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
 
 def tracking_loss(q: torch.Tensor, r: torch.Tensor, convention=None, dt: float = 0.1
                   ) -> torch.Tensor:
-    """The tracking loss per reference, q (B, T+1, 4), r (B, T+1, 2) at t = 0..T -> (B,):
+    """The tracking loss per reference, q (T+1, B, 4), r (T+1, B, 2) at t = 0..T (time first,
+    as ``rollout`` and ``Sinusoids.signal`` give them) -> (B,):
     the authors' (default) (dt/T) sum_{t=0..T-1} ||p_{t+1} - r_t||^2, or under another
     ``convention`` its pairing and weight (the book's: (1/T) sum_{t=1..T} ||p_t - r_t||^2).
-    ``dt``: the step (s) that weights a dt-weighted loss."""
+    ``dt``: the step (s) that weights a dt-weighted loss. A sum of squares: inf where it
+    overflows the dtype (positions near its largest value), never NaN."""
     _checks.finite_tensor("q", q)
     _checks.finite_tensor("r", r)
     dt = _checks.real("dt", dt, low=0.0, low_open=True)
     if r.dtype != q.dtype:
         raise TypeError(f"q and r must share a dtype, got {q.dtype} and {r.dtype}")
-    if q.dim() != 3 or q.shape[1] < 2 or q.shape[-1] != 4 or r.shape != q.shape[:-1] + (2,):
-        raise ValueError(f"q must have shape (B, T+1, 4) with T >= 1 and r (B, T+1, 2), got "
+    if q.dim() != 3 or q.shape[0] < 2 or q.shape[-1] != 4 or r.shape != q.shape[:-1] + (2,):
+        raise ValueError(f"q must have shape (T+1, B, 4) with T >= 1 and r (T+1, B, 2), got "
                          f"{tuple(q.shape)} and {tuple(r.shape)}")
     read = read_convention(convention, dt)
     return scored_losses(q, r, read["scale"], read["offset"])
@@ -79,10 +81,11 @@ class Response:
         return self.probe_losses().sum(-1)
 
     def combine(self, phases, which=None, part="err") -> torch.Tensor:
-        """Real trajectories Re sum_k c_k Y_k for phases (B, K) or (*E, B, K): 'err' -> errors
-        (*E, B, T, 2) at t = 1..T, 'all' -> every output (*E, B, T+1, 6) at t = 0..T."""
+        """Real trajectories Re sum_k c_k Y_k for phases (B, K) or (*E, B, K), time first (as
+        ``rollout``): 'err' -> errors (T, *E, B, 2) at t = 1..T, 'all' -> every output
+        (T+1, *E, B, 6) at t = 0..T (columns ``OUTPUTS``)."""
         return recombine(self.refs.coefficients(phases, which),
-                          self.err if part == "err" else self.Y)
+                         self.err if part == "err" else self.Y).movedim(-2, 0)
 
     def sampled_losses(self, phases, which=None) -> torch.Tensor:
         """Per-reference losses (*E, B) of the unclamped loop."""
@@ -193,8 +196,8 @@ def sampled_with_clamp(agent, plant, refs, phases, which, resp, step=None):
     if plant.bound is None or bool((resp._worst_states() <= plant.bound).all()):
         return losses, none
     with torch.no_grad():
-        states = resp.combine(phases, which, part="all")[..., :4]
-        hit = (states.abs() > plant.bound).flatten(-2).any(-1)           # (*E, B)
+        states = resp.combine(phases, which, part="all")[..., :4]       # (T+1, *E, B, 4)
+        hit = (states.abs() > plant.bound).any(-1).any(0)                # (*E, B)
         if step is not None:
             hit &= step[:, None]
     if not hit.any():

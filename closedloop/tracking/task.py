@@ -4,7 +4,8 @@ sinusoids with random phases) and how a trajectory is scored (``Scoring``, the o
 
 Units: time in seconds (one step = dt = 0.1 s), frequencies in Hz, angular frequencies in
 rad/s. Shapes: plant states q (..., 4) = (x, vx, y, vy); controls u (..., 2) = (ax, ay);
-references r (B, T+1, 2) at t = 0..T; K sinusoids, B references per batch.
+references r (T+1, B, 2) at t = 0..T; K sinusoids, B references per batch. Trajectories
+are time first, as everywhere in the package (``coupled.rollout``): (T+1, B, ...).
 
 Loss of an episode (``conventions.TrackingConvention``, applied by ``Scoring``):
 L = scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2, p = (x, y), summed over the two axes;
@@ -158,13 +159,14 @@ class Sinusoids:
         return c
 
     def signal(self, phases: torch.Tensor, which=None) -> torch.Tensor:
-        """The references (B, T+1, 2) for phases (B, K); ``which``: indices of the sinusoids
-        to include (default all; ``[k]`` is the probe of sinusoid k)."""
+        """The references (T+1, B, 2) at t = 0..T (positions, time first) for phases (B, K);
+        ``which``: indices of the sinusoids to include (default all; ``[k]`` is the probe of
+        sinusoid k)."""
         c = self.coefficients(phases, which)
         per = (c[:, :, None] * self.rho).real                         # (B, K, T+1)
-        r = torch.zeros(c.shape[0], self.T + 1, 2, dtype=self.dtype, device=c.device)
+        r = torch.zeros(self.T + 1, c.shape[0], 2, dtype=self.dtype, device=c.device)
         for k, a in enumerate(self.axes):
-            r[..., a] += per[:, k]
+            r[..., a] += per[:, k].T
         return r
 
     def __repr__(self):
@@ -216,16 +218,16 @@ class Scoring:
         return self.power * abs2(self.targets).sum(-1).mean(-1)
 
     def losses(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2 per reference: q (B, T+1, 4) and
-        r (B, T+1, 2) at t = 0..T -> (B,). Unchecked: a loop that blew up must reach
+        """scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2 per reference: q (T+1, B, 4) and
+        r (T+1, B, 2) at t = 0..T -> (B,). Unchecked: a loop that blew up must reach
         training's divergence stop."""
         return scored_losses(q, r, self.scale, self.offset)
 
     def imitation(self, u: torch.Tensor, u_teacher: torch.Tensor) -> torch.Tensor:
         """twin_scale (1/T) sum_{t in rows} ||u_t - u_teacher_t||^2 per reference: controls
-        (B, T+1, 2) at t = 0..T -> (B,)."""
-        d = u[:, self.rows] - u_teacher[:, self.rows]
-        return self.twin_scale * (d ** 2).sum(-1).mean(-1)
+        (T+1, B, 2) at t = 0..T -> (B,)."""
+        d = u[self.rows] - u_teacher[self.rows]
+        return self.twin_scale * (d ** 2).sum(-1).mean(0)
 
     def config(self) -> dict:
         """What a History records of the convention (``history_scoring`` reads it back)."""
@@ -250,11 +252,11 @@ def read_convention(convention, dt: float) -> dict:
 
 
 def scored_losses(q, r, scale, offset):
-    """scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2: q (B, T+1, 4), r (B, T+1, 2) ->
+    """scale (1/T) sum_{t=1..T} ||p_t - r_{t - offset}||^2: q (T+1, B, 4), r (T+1, B, 2) ->
     (B,), unchecked (a loop that blew up must reach training's divergence stop)."""
-    T = q.shape[1] - 1
-    err = q[:, 1:, POS] - r[:, 1 - offset:T + 1 - offset]
-    return scale * (err ** 2).sum(-1).mean(-1)
+    T = q.shape[0] - 1
+    err = q[1:, ..., POS] - r[1 - offset:T + 1 - offset]
+    return scale * (err ** 2).sum(-1).mean(0)
 
 
 def history_scoring(history: History, refs: Sinusoids) -> Scoring:

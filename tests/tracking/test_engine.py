@@ -23,11 +23,11 @@ def test_rollout_follows_the_model_equations(refs):
     for t in range(1, refs.T + 1):
         q = plant.step(q, u)
         hit |= bool((q.abs() == 10.0).any())
-        inp = torch.cat([q[:, [0, 2]], r[:, t]], -1)
+        inp = torch.cat([q[:, [0, 2]], r[t]], -1)
         h = h + 0.1 * (-h + h @ W.T + inp @ W_in.T)
         u = h @ W_out.T
-        torch.testing.assert_close(out["q"][:, t].detach(), q, rtol=1e-9, atol=1e-9)
-        torch.testing.assert_close(out["u"][:, t].detach(), u, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(out["q"][t].detach(), q, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(out["u"][t].detach(), u, rtol=1e-9, atol=1e-9)
     assert hit  # the clamp was exercised
 
 

@@ -42,8 +42,8 @@ def test_the_authors_pairing_and_loss_against_their_step_loop(ramp, bound):
     r = refs.signal(phases)
     pos, u, want = authors_loop(a, r, bound=bound)
     out = tr.rollout(a, plant, r)
-    torch.testing.assert_close(out["q"][:, 1:, [0, 2]], pos, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(out["u"][:, :-1], u, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out["q"][1:, :, [0, 2]], pos, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out["u"][:-1], u, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(tr.tracking_loss(out["q"], r), want, rtol=1e-9, atol=0)
     torch.testing.assert_close(tr.sampled_losses(a, plant, refs, phases), want, rtol=1e-9,
                                atol=0)
@@ -125,8 +125,8 @@ def test_standard_errors_of_the_mean():
 
 
 @pytest.mark.parametrize("make,param", [
-    (lambda: tr.tracking_loss(torch.zeros(1, 3, 4, dtype=torch.float64),
-                              torch.zeros(1, 3, 2, dtype=torch.float64), dt=0.0), "dt"),
+    (lambda: tr.tracking_loss(torch.zeros(3, 1, 4, dtype=torch.float64),
+                              torch.zeros(3, 1, 2, dtype=torch.float64), dt=0.0), "dt"),
     (lambda: tr.standard_errors([1.0], 0.0), "samples"),
     (lambda: tr.standard_errors([[1.0, 2.0]], 0.0), "samples"),
     (lambda: tr.standard_errors([1.0, 2.0], float("nan")), "value"),

@@ -31,26 +31,26 @@ def test_plant_clamps_every_state_coordinate():
 
 
 def test_reference_spectrum_has_its_four_peaks(refs):
-    r = refs.signal(refs.sample_phases(3, make_generator(1)))[:, 1:]  # 300 samples = 30 s
-    spec = np.abs(np.fft.rfft(r.numpy(), axis=1))                       # bins of 1/30 Hz
+    r = refs.signal(refs.sample_phases(3, make_generator(1)))[1:]  # 300 samples = 30 s
+    spec = np.abs(np.fft.rfft(r.numpy(), axis=0))                    # bins of 1/30 Hz
     f = np.fft.rfftfreq(refs.T, refs.dt)
     for axis, want in ((0, [0.1, 0.3]), (1, [0.2, 0.4])):
         for b in range(3):
-            top = np.sort(f[np.argsort(spec[b, :, axis])[-2:]])
+            top = np.sort(f[np.argsort(spec[:, b, axis])[-2:]])
             np.testing.assert_allclose(top, want, atol=1e-12)
             # everything else is leakage of the 1 s ramp, far below the peaks
-            others = np.delete(spec[b, :, axis], np.argsort(spec[b, :, axis])[-2:])
-            assert others.max() < 0.1 * spec[b, :, axis].max()
+            others = np.delete(spec[:, b, axis], np.argsort(spec[:, b, axis])[-2:])
+            assert others.max() < 0.1 * spec[:, b, axis].max()
 
 
 def test_reference_amplitudes_and_ramp():
     refs = tr.Sinusoids(ramp=0.0, T=1000)  # 100 s: whole periods of every frequency
-    r = refs.signal(torch.zeros(1, 4))[0, :-1]
+    r = refs.signal(torch.zeros(1, 4))[:-1, 0]
     spec = np.abs(np.fft.rfft(r.numpy(), axis=0)) * 2 / refs.T
     f = np.fft.rfftfreq(refs.T, refs.dt)
     for fk, axis in zip(refs.freqs, refs.axes):
         assert spec[np.argmin(abs(f - fk)), axis] == pytest.approx(2.31, rel=1e-9)
-    ramped = tr.Sinusoids().signal(torch.zeros(1, 4))[0]
+    ramped = tr.Sinusoids().signal(torch.zeros(1, 4))[:, 0]
     assert ramped[0].abs().max() == 0
     torch.testing.assert_close(ramped[5], 0.5 * r[5])  # half way up the 1 s ramp
 

@@ -29,12 +29,12 @@ def test_open_loop_imitation_matches_stepping(conv):
         if conv is PAPER:
             _, u_teacher, _ = authors_loop(teacher, r)
             out = tr.rollout(teacher, plant, r)
-            torch.testing.assert_close(out["u"][:, :-1], u_teacher, rtol=1e-9, atol=1e-12)
-            u = tr.open_loop_controls(student, out["inputs"])[:, :-1]
-            return ((u - u_teacher) ** 2).mean(-1).mean(-1)
+            torch.testing.assert_close(out["u"][:-1], u_teacher, rtol=1e-9, atol=1e-12)
+            u = tr.open_loop_controls(student, out["inputs"])[:-1]
+            return ((u - u_teacher) ** 2).mean(-1).mean(0)
         out = tr.rollout(teacher, plant, r, convention=BOOK)
         u = tr.open_loop_controls(student, out["inputs"], convention=BOOK)
-        return ((u[:, 1:] - out["u"][:, 1:]) ** 2).sum(-1).mean(-1)
+        return ((u[1:] - out["u"][1:]) ** 2).sum(-1).mean(0)
 
     teach = _Teacher(teacher, plant, refs, refs.scoring(conv))
     phases = refs.sample_phases(3, make_generator(6))

@@ -464,6 +464,8 @@ def test_tracking_functions(data):
         bad = data.draw(tensors((21, 2, 2)), label="r")
         out = attempt(lambda: tr.rollout(agent, plant, bad), "r")
         if out is not ERROR:
+            steps = tuple(np.shape(bad))[:-1]  # (T+1, B): time first
+            assert out["q"].shape == steps + (4,) and out["u"].shape == steps + (2,)
             assert finite(out["q"]) and (out["q"].abs() <= plant.bound).all()
     elif fn == "tracking_loss":
         name, kw = one_bad(data, dict(q=torch.zeros(21, 2, 4, dtype=torch.float64), r=r),
@@ -496,8 +498,8 @@ def test_tracking_functions(data):
                                       which=None),
                            {"phases": tensors((2, 4)), "which": hostile() | st.lists(hostile())})
         out = attempt(lambda: refs.signal(**kw), name)
-        if out is not ERROR:
-            assert out.shape == (21, 2, 2) and finite(out)
+        if out is not ERROR:  # (T+1, B, 2): time first
+            assert out.shape == (21, np.shape(kw["phases"])[0], 2) and finite(out)
 
 
 @SOME

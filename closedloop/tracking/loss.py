@@ -62,7 +62,9 @@ class Response:
     unclamped loop to sinusoid k's input rho_k e_{a_k} (as ``scoring`` feeds it), and the
     errors E (*E, K, T, 2) = Y[1..T, pos] - targets (rows t = 1..T, each position against
     the reference the scoring pairs it with); E: the ensemble axis of an ensemble's response
-    (absent for one network)."""
+    (absent for one network). Sinusoid first, not time first: Y is a table of K responses
+    (like ``Scoring.inputs``), each reduced over its own time axis; the trajectories of a
+    batch it makes (``combine``) come out time first, as ``rollout``'s."""
 
     def __init__(self, Y: torch.Tensor, scoring: Scoring):
         self.Y, self.scoring, self.refs = Y, scoring, scoring.refs

@@ -163,6 +163,9 @@ class Sinusoids:
         ``which``: indices of the sinusoids to include (default all; ``[k]`` is the probe of
         sinusoid k)."""
         c = self.coefficients(phases, which)
+        if c.dim() != 2:
+            raise ValueError(f"phases must have shape (B, {self.K}) here, got "
+                             f"{tuple(c.shape)}")
         per = (c[:, :, None] * self.rho).real                         # (B, K, T+1)
         r = torch.zeros(self.T + 1, c.shape[0], 2, dtype=self.dtype, device=c.device)
         for k, a in enumerate(self.axes):

@@ -79,6 +79,7 @@ def test_conventions_say_the_authors_setup():
     (lambda: tr.Sinusoids(T=0), "T"),
     (lambda: tr.PointMass(dt=-0.1), "dt"),
     (lambda: tr.PointMass(bound=0.0), "bound"),
+    (lambda: tr.Sinusoids(T=20).signal(torch.zeros(2, 3, 4)), "phases"),  # one batch: (B, K)
 ])
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):

@@ -230,7 +230,7 @@ class Scoring:
         """twin_scale (1/T) sum_{t in rows} ||u_t - u_teacher_t||^2 per reference: controls
         (T+1, B, 2) at t = 0..T -> (B,)."""
         d = u[self.rows] - u_teacher[self.rows]
-        return self.twin_scale * (d ** 2).sum(-1).mean(0)
+        return self.twin_scale * time_mean((d ** 2).sum(-1))
 
     def config(self) -> dict:
         """What a History records of the convention (``history_scoring`` reads it back)."""
@@ -259,7 +259,14 @@ def scored_losses(q, r, scale, offset):
     (B,), unchecked (a loop that blew up must reach training's divergence stop)."""
     T = q.shape[0] - 1
     err = q[1:, ..., POS] - r[1 - offset:T + 1 - offset]
-    return scale * (err ** 2).sum(-1).mean(0)
+    return scale * time_mean((err ** 2).sum(-1))
+
+
+def time_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean over time of x (T, B) -> (B,), each reference's T values reduced together in
+    memory: a mean over the strided time axis rounds differently in the last bits, and the
+    losses recorded by training and the book's numbers were made this way."""
+    return x.T.contiguous().mean(-1)
 
 
 def history_scoring(history: History, refs: Sinusoids) -> Scoring:

@@ -7,8 +7,6 @@ computed here, where the tests reach them.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,8 +41,7 @@ def run_grids(grids, *, engine="inprocess", n_workers: int | None = None, out=No
         sweep.points_of(grid, model)
     start = time.perf_counter()
     kw = dict(out=out, progress=False)
-    with contextlib.ExitStack() as stack:
-        client = _dask_client(engine, n_workers, stack)
+    with sweep.dask_client(engine, n_workers) as client:
         if client is None:
             histories = [sweep.run(grid, model, chunk_size=size, engine=engine,
                                    n_workers=n_workers, **kw) for model, grid, size in grids]
@@ -54,38 +51,6 @@ def run_grids(grids, *, engine="inprocess", n_workers: int | None = None, out=No
                         for model, grid, size in grids]
                 histories = [job.result() for job in jobs]
     return histories, time.perf_counter() - start
-
-
-_PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
-
-
-def _dask_client(engine, n_workers, stack):
-    """The ``distributed.Client`` of a Dask engine (closed by ``stack`` when made here), or
-    None for any other engine (which ``sweep.run`` runs or refuses)."""
-    if isinstance(engine, str) and engine != "local" and "://" not in engine:
-        return None
-    try:
-        import distributed
-    except ImportError:
-        return None  # sweep.run says what to install
-    if isinstance(engine, distributed.Client):
-        return engine
-    if engine == "local":
-        import dask
-
-        n = _checks.integer("n_workers", n_workers or os.cpu_count() or 1, low=1)
-        # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (memory back to the system
-        # early); torch's temporaries then fault their pages in again at every step: an
-        # open-loop chunk took 1.7 times its CPU time in process (measured: system time 0.7
-        # of user). Unset, the workers allocate as this process does.
-        with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
-        return stack.enter_context(distributed.Client(cluster))
-    if isinstance(engine, str):
-        return stack.enter_context(distributed.Client(engine))
-    return None
 
 
 def stage_table(history: History) -> dict:

@@ -153,20 +153,6 @@ def test_run_grids_on_one_local_cluster_gives_the_same_bits(alone):
         assert_bitwise(h, ref)
 
 
-def test_the_local_cluster_does_not_trim_memory_at_every_free(monkeypatch):
-    """Dask's default MALLOC_TRIM_THRESHOLD_ (64 KiB) made an open-loop chunk's pages fault
-    in again at every step; the workers run with glibc's own threshold, as this process."""
-    import contextlib
-    import os
-
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    with contextlib.ExitStack() as stack:
-        client = atlas._dask_client("local", 1, stack)
-        env = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
-        threads = client.run(os.environ.get, "OMP_NUM_THREADS")
-    assert list(env.values()) == [None] and list(threads.values()) == ["1"]
-
-
 def test_run_grids_checks_every_grid_before_anything_trains(monkeypatch):
     monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="unknown setting"):

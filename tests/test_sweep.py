@@ -193,3 +193,17 @@ def test_engines_other_than_inprocess_are_named():
         sweep.run(SMALL, engine="cluster", progress=False)
     with pytest.raises(ValueError, match="model must be one of"):
         sweep.run(SMALL, model="lstm", progress=False)
+
+
+def test_the_local_cluster_does_not_trim_memory_at_every_free(monkeypatch):
+    """Dask's default MALLOC_TRIM_THRESHOLD_ (64 KiB) made an open-loop chunk's pages fault
+    in again at every step; the workers run with glibc's own threshold, as this process,
+    and on one torch thread."""
+    import os
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with sweep.dask_client("local", 1) as client:
+        env = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        threads = client.run(os.environ.get, "OMP_NUM_THREADS")
+    assert list(env.values()) == [None] and list(threads.values()) == ["1"]
+    assert client.status == "closed"  # the cluster started here is closed here

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from closedloop import DoubleIntegrator, RankOneAgent, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 from closedloop.training import train_closed_loop
 
 SMALL = dict(N=[6], epochs=[15], batch=[8], T=[12])
@@ -112,7 +114,8 @@ def test_local_cluster_gives_the_same_bits(reference):
 
 @pytest.fixture
 def scheduler_and_worker(tmp_path):
-    """``dask scheduler`` and ``dask worker`` started as separate processes on 127.0.0.1."""
+    """``dask scheduler`` and ``dask worker`` started as separate processes on 127.0.0.1, the
+    worker as the README says (``DASK_CONFIG=tools/dask``)."""
     dask = str(Path(sys.executable).parent / "dask")
     file = tmp_path / "scheduler.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -127,7 +130,8 @@ def scheduler_and_worker(tmp_path):
         procs.append(subprocess.Popen(
             [dask, "worker", "--scheduler-file", str(file), "--nthreads", "1",
              "--no-dashboard", "--host", "127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(env, DASK_CONFIG=str(ROOT / "tools" / "dask"))))
         import json
 
         import distributed
@@ -145,6 +149,19 @@ def scheduler_and_worker(tmp_path):
 def test_a_scheduler_reached_by_address_gives_the_same_bits(reference, scheduler_and_worker):
     h = sweep.run(GRID, chunk_size=4, engine=scheduler_and_worker, progress=False)
     assert_bitwise(reference, h)
+
+
+def test_a_worker_started_with_the_readmes_config_does_not_trim_memory(scheduler_and_worker):
+    """The worker process was exec'd without Dask's MALLOC_TRIM_THRESHOLD_ (read from
+    /proc: glibc reads it at start, and the nanny removes it from os.environ afterwards)."""
+    import distributed
+
+    with distributed.Client(scheduler_and_worker) as client:
+        pids = client.run(os.getpid)
+    for pid in pids.values():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not any(v.startswith(b"MALLOC_TRIM_THRESHOLD_=") for v in environ)
+        assert b"OMP_NUM_THREADS=1" in environ
 
 
 def test_a_client_made_by_the_user_gives_the_same_bits(reference):

@@ -1,6 +1,7 @@
 """Every chapter carries an explorer (one call into closedloop.explorers.chN) and a box that
 tells how to run it with other parameters, whose papermill command names real parameters."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -36,3 +37,29 @@ def test_chapter_has_an_explorer_and_a_run_box(path):
         assert nb_name == path.stem, f"the command runs {nb_name}, not this chapter"
         used = set(re.findall(r"-p (\S+)", args))
         assert used <= names, f"not in the parameters cell: {used - names}"
+
+
+# what a chapter's code cell may not hold: the logic lives in the package (issue 18)
+LOGIC = {ast.FunctionDef: "a function definition", ast.AsyncFunctionDef: "a function definition",
+         ast.Lambda: "a lambda", ast.ClassDef: "a class", ast.For: "a loop", ast.While: "a loop",
+         ast.If: "an if statement", ast.IfExp: "a conditional expression",
+         ast.ListComp: "a loop (comprehension)", ast.DictComp: "a loop (comprehension)",
+         ast.SetComp: "a loop (comprehension)", ast.GeneratorExp: "a loop (comprehension)"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name)
+                                  for p in sorted((ROOT / "book").glob("*.ipynb"))])
+def test_cells_are_calls_not_logic(path):
+    """No function, loop or branch in a cell, and numbers reach the prose through
+    ``claims.glue_all`` (one call a section) or ``glue_figure``, never a bare ``glue``."""
+    for cell in cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        tree = ast.parse("\n".join(line for line in source.splitlines()
+                                   if not line.lstrip().startswith(("%", "!"))))
+        for node in ast.walk(tree):
+            what = LOGIC.get(type(node))
+            assert what is None, f"{what} in a cell (line {node.lineno}):\n{source}"
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glue":
+                raise AssertionError(f"a bare glue call (use claims.glue_all):\n{source}")

@@ -10,6 +10,12 @@ import numpy as np
 PALETTE = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "red": "#D55E00",
            "purple": "#CC79A7", "sky": "#56B4E9", "yellow": "#F0E442", "black": "#000000"}
 STAGE_COLORS = {"stage 1": "#D55E00", "stage 2": "#E69F00", "stage 3": "#009E73"}
+# the chapters' colours, shared by their figures and explorers
+LOOP_COLORS = {"closed": PALETTE["blue"], "open": PALETTE["red"]}  # Chapter 1's two trainings
+REGION_COLORS = ("#CDE8D8", "#F6D9C7", "#E5E5E5")  # stable, unstable oscillatory, unstable real
+ABLATION_COLORS = (PALETTE["black"], PALETTE["orange"], PALETTE["sky"], PALETTE["green"],
+                   PALETTE["purple"], PALETTE["red"], PALETTE["blue"])  # Chapter 1's settings
+FREQ_COLORS = [PALETTE[c] for c in ("blue", "orange", "green", "red", "purple", "sky")]  # Ch. 4
 WIDTH = 7.0  # inches: one full-width figure in the book
 
 

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from .. import coupled, gains
 from ..history import record_index
-from ..plotting import PALETTE, WIDTH
+from ..plotting import LOOP_COLORS, PALETTE, REGION_COLORS, WIDTH
 from ..widgets import MAX_FRAMES, Explorer, epoch_explorer
 
 
@@ -26,8 +26,6 @@ def gain_space_explorer(h_closed, h_open, like, env, *, T: int = 50, x0=(1.0, 1.
     share; the static form shows ``n_frames`` of them (and ``include``, e.g. the peak epoch).
     Introduced in Chapter 1, section "Explore the two roads".
     """
-    from ..figures.ch1 import COLORS, REGION_COLORS
-
     if "snapshot_epoch" not in h_closed.arrays or "snapshot_epoch" not in h_open.arrays:
         raise ValueError("both histories need parameter snapshots (train with snapshot_every)")
     epochs = np.intersect1d(h_closed.snapshot_epoch, h_open.snapshot_epoch).tolist()
@@ -56,7 +54,7 @@ def gain_space_explorer(h_closed, h_open, like, env, *, T: int = 50, x0=(1.0, 1.
     art = {}
     t = np.arange(T + 1)
     for name, h in runs.items():
-        c = COLORS[name]
+        c = LOOP_COLORS[name]
         g.plot(h.gains[:, 0], h.gains[:, 1], color=c, lw=0.6, alpha=0.35)
         art[f"trail_{name}"], = g.plot([], [], color=c, lw=1.2)
         art[f"dot_{name}"], = g.plot([], [], "o", color=c, mec="k", mew=0.5, ms=7,

@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import tracking
-from ..plotting import PALETTE, WIDTH
+from ..plotting import FREQ_COLORS, PALETTE, WIDTH
 from ..widgets import MAX_FRAMES, Explorer, epoch_explorer
 
 
@@ -23,8 +23,6 @@ def tracking_explorer(history, like, plant, refs, phases, *, n_frames: int = MAX
     epochs at which each frequency was first learned). Introduced in Chapter 4, section
     "Explore the acquisitions".
     """
-    from ..figures.ch4 import FREQ_COLORS
-
     epochs = [int(e) for e in history.snapshot_epoch]
     example = refs.signal(phases[:1])                 # (T+1, 1, 2): time first
     zero = torch.zeros(1, refs.K)

@@ -9,10 +9,9 @@ import torch
 
 from .. import coupled, gains
 from ..history import record_index
-from ..plotting import PALETTE, WIDTH, complex_plane, figure, shade_stages
+from ..plotting import (ABLATION_COLORS, LOOP_COLORS, PALETTE, REGION_COLORS, WIDTH,
+                        complex_plane, figure, shade_stages)
 
-COLORS = {"closed": PALETTE["blue"], "open": PALETTE["red"]}
-REGION_COLORS = ("#CDE8D8", "#F6D9C7", "#E5E5E5")  # stable, unstable oscillatory, unstable real
 
 
 def closed_loop_losses(history, stages, plateau=None):
@@ -21,7 +20,7 @@ def closed_loop_losses(history, stages, plateau=None):
     fig, ((ax,),) = figure(height=3.0)
     ax.plot(history.epoch + 1, history.loss, color=PALETTE["sky"], lw=0.8,
             label="train loss (batch, with control cost)")
-    ax.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["closed"],
+    ax.plot(history.monitor_epoch + 1, history.test_loss, color=LOOP_COLORS["closed"],
             label="test loss (fixed starts)")
     if plateau is not None:
         e, loss = history.monitor_epoch, history.test_loss
@@ -43,7 +42,7 @@ def open_loop_losses(history, peak_epoch):
     a1.plot(history.epoch + 1, history.loss, color=PALETTE["orange"])
     a1.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="imitation MSE",
            title="train loss (open loop)")
-    a2.plot(history.monitor_epoch + 1, history.test_loss, color=COLORS["open"])
+    a2.plot(history.monitor_epoch + 1, history.test_loss, color=LOOP_COLORS["open"])
     i = record_index(history.monitor_epoch, peak_epoch)
     a2.plot(peak_epoch + 1, history.test_loss[i], "v", color="k", ms=6,
             label=f"peak (epoch {peak_epoch})")
@@ -82,8 +81,9 @@ def test_losses(h_closed, h_open, peak_epoch):
     """Both networks' closed-loop test loss on one log-log plot."""
     fig, ((ax,),) = figure(height=3.0)
     for h, name in ((h_closed, "closed"), (h_open, "open")):
-        ax.plot(h.monitor_epoch + 1, h.test_loss, color=COLORS[name], label=f"trained {name} loop")
-    ax.axvline(peak_epoch + 1, color=COLORS["open"], ls=":", lw=0.8)
+        ax.plot(h.monitor_epoch + 1, h.test_loss, color=LOOP_COLORS[name],
+                label=f"trained {name} loop")
+    ax.axvline(peak_epoch + 1, color=LOOP_COLORS["open"], ls=":", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="test loss (summed state cost)")
     ax.legend()
     return fig
@@ -111,10 +111,10 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
                   interpolation="nearest")
     for ax in (a1, a2, a3):
         for h, name in ((h_closed, "closed"), (h_open, "open")):
-            ax.plot(h.gains[:, 0], h.gains[:, 1], color=COLORS[name], lw=1.0,
+            ax.plot(h.gains[:, 0], h.gains[:, 1], color=LOOP_COLORS[name], lw=1.0,
                     label=f"trained {name} loop")
-            ax.plot(*h.gains[0], "o", color=COLORS[name], ms=3)
-            ax.plot(*h.gains[-1], "s", color=COLORS[name], ms=4)
+            ax.plot(*h.gains[0], "o", color=LOOP_COLORS[name], ms=3)
+            ax.plot(*h.gains[-1], "s", color=LOOP_COLORS[name], ms=4)
         i = record_index(h_open.monitor_epoch, peak_epoch)
         ax.plot(*h_open.gains[i], "v", color="k", ms=6)
         ax.plot(*lqr, "*", color=PALETTE["yellow"], mec="k", mew=0.5, ms=10)
@@ -125,7 +125,8 @@ def gain_space(h_closed, h_open, env, peak_epoch, T=50, x0=(1.0, 1.0), lim=(-1.2
     a3.set(xlim=(-zoom, zoom), ylim=(-zoom, zoom), title="near the origin")
     handles = [mpl.patches.Patch(color=c, label=lab)
                for c, lab in zip(REGION_COLORS, gains.REGIONS)]
-    handles += [mpl.lines.Line2D([], [], color=COLORS[k], label=f"{k} loop") for k in COLORS]
+    handles += [mpl.lines.Line2D([], [], color=c, label=f"{k} loop")
+                for k, c in LOOP_COLORS.items()]
     handles += [mpl.lines.Line2D([], [], ls="", marker="*", color=PALETTE["yellow"], mec="k",
                                  label="LQR"),
                 mpl.lines.Line2D([], [], ls="", marker="v", color="k",
@@ -165,9 +166,9 @@ def final_spectra(h_closed, h_open):
     complex_plane(a1, ((-1.1, 1.1), (-1.1, 1.1)))
     for h, name, mk in ((h_closed, "closed", "o"), (h_open, "open", "x")):
         ev = h.eig_P[-1]
-        a1.scatter(ev.real, ev.imag, s=14 if mk == "o" else 18, marker=mk, color=COLORS[name],
+        a1.scatter(ev.real, ev.imag, s=14 if mk == "o" else 18, marker=mk, color=LOOP_COLORS[name],
                    facecolors="none" if mk == "o" else None, label=f"trained {name} loop")
-        a2.plot(h.eig_epoch + 1, h.spectral_radius, color=COLORS[name],
+        a2.plot(h.eig_epoch + 1, h.spectral_radius, color=LOOP_COLORS[name],
                 label=f"trained {name} loop")
     a1.legend(loc="upper left", fontsize=7)
     a1.set_title("final eig(P)")
@@ -175,10 +176,6 @@ def final_spectra(h_closed, h_open):
     a2.set(xscale="log", xlabel="epoch + 1", ylabel=r"$\rho(P)$", title="spectral radius")
     a2.legend()
     return fig
-
-
-ABLATION_COLORS = (PALETTE["black"], PALETTE["orange"], PALETTE["sky"], PALETTE["green"],
-                   PALETTE["purple"], PALETTE["red"], PALETTE["blue"])
 
 
 def ablation(students, env, lim=(-1.1, 0.2), n=201):

@@ -8,10 +8,9 @@ import numpy as np
 import torch
 
 from .. import tracking
-from ..plotting import PALETTE, WIDTH, figure, sampled_vs_exact
+from ..plotting import FREQ_COLORS, PALETTE, WIDTH, figure, sampled_vs_exact
 
 # one colour per sinusoid, low to high frequency
-FREQ_COLORS = [PALETTE[c] for c in ("blue", "orange", "green", "red", "purple", "sky")]
 
 
 def _plain_log_y(ax):

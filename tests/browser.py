@@ -149,6 +149,7 @@ def test_page_works_offline(book, browser, page):
     assert "failed" not in math, f"MathJax failed: {math['failed']}"
     assert not math["unrendered"], f"equations left as TeX: {math['unrendered'][:5]}"
     assert math["errors"] == 0, f"{math['errors']} equations have TeX errors (mjx-merror)"
+    assert not math.get("stray"), f"TeX left as text in the prose: {math['stray'][:5]}"
     if page in CHAPTERS:
         assert n_images > 0, "a chapter without a single figure"
         assert math["math"] > 0, "a chapter without a single equation"

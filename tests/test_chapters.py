@@ -63,3 +63,13 @@ def test_cells_are_calls_not_logic(path):
             assert what is None, f"{what} in a cell (line {node.lineno}):\n{source}"
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glue":
                 raise AssertionError(f"a bare glue call (use claims.glue_all):\n{source}")
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name)
+                                  for p in sorted((ROOT / "book").glob("*.ipynb"))])
+def test_glued_phrases_are_read_as_myst(path):
+    """``{glue:md}`name``` parses CommonMark only: a phrase's ``$...$`` math would stay text
+    in the page. Every phrase is read with the MyST format (``name:myst``)."""
+    prose = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
+    plain = re.findall(r"\{glue:md\}`([^`]*)`", prose)
+    assert all(p.endswith(":myst") for p in plain), [p for p in plain if ":" not in p]

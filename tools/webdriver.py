@@ -126,7 +126,14 @@ function report() {
           unrendered: math.filter(function (m) { return !m.querySelector('mjx-container'); })
                           .map(function (m) { return m.textContent.slice(0, 60); }),
           errors: document.querySelectorAll('mjx-merror').length,
+          stray: strayTeX(),
           mathjax: !!(window.MathJax && window.MathJax.startup)};
+}
+function strayTeX() {  // $...$ with TeX in it left in the prose (e.g. glued Markdown)
+  var body = (document.querySelector('main') || document.body).cloneNode(true);
+  body.querySelectorAll('pre, code, script, style, mjx-container, .math')
+      .forEach(function (n) { n.remove(); });
+  return body.textContent.match(/\\$[^$\\n]*[\\\\_^][^$\\n]*\\$/g) || [];
 }
 (function wait() {
   if (document.readyState === 'complete' && window.MathJax && MathJax.startup

@@ -12,7 +12,8 @@ so every sentence with a number in it rests on a function that a unit test can c
 
 Values are plain Python (``int``, ``float``, tuples, dicts, ``None``) and keep the type that the
 prose formats (``{glue:text}`name:.3g```). Prose that is a phrase rather than a number is a
-``Words``, glued as Markdown and read with ``{glue:md}``.
+``Words``, glued as Markdown and read with ``{glue:md}`name:myst``` (parsed as MyST, so
+``$...$`` math in a phrase renders; plain ``{glue:md}`` would leave it as text).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from collections.abc import Mapping
 
 
 class Words(str):
-    """A phrase for the prose (e.g. "rises above"), glued as Markdown: read with ``{glue:md}``."""
+    """A phrase for the prose (e.g. "rises above"), glued as Markdown: read with
+    ``{glue:md}`name:myst```."""
 
     __slots__ = ()
 

@@ -37,7 +37,7 @@ def closed_loop(h_closed, stages, plateau) -> dict:
 
     ``plateau`` is ``excursion.find_plateau``'s (first, last) epoch or None. With one, the
     test loss's highest and lowest value on it and its first and last epoch are glued too;
-    ``closed_plateau_words`` says it in words either way.
+    ``closed_plateau_words``, the phrase the prose reads, says it either way.
     """
     out = {"closed_start_test_loss": float(h_closed.test_loss[0]),
            "closed_final_test_loss": float(h_closed.test_loss[-1]),
@@ -51,7 +51,8 @@ def closed_loop(h_closed, stages, plateau) -> dict:
         on = h_closed.test_loss[(e >= plateau[0]) & (e <= plateau[1])]
         out.update(closed_plateau_first=plateau[0], closed_plateau_last=plateau[1],
                    closed_plateau_high=float(on.max()), closed_plateau_low=float(on.min()))
-        words = "a plateau from epoch {} to {}".format(*plateau)
+        words = (f"a plateau from epoch {plateau[0]} to {plateau[1]} on which the test loss "
+                 f"stays between {on.min():.3g} and {on.max():.3g}")
     return out | {"closed_plateau_words": Words(words)}
 
 
@@ -152,7 +153,7 @@ def cause(pairs, seed: int, plateau) -> dict:
     learn z.m and z.W m, and the student on the other inputs against the authors' setup.
 
     ``plateau`` is the teacher's (first, last) plateau epoch or None (then its z.m at the
-    plateau's end is not glued).
+    plateau's end is not glued, and the phrase says there is no plateau).
     """
     table = pairs.table()
     h_closed = pairs.closed[(pairs.reference, seed)]
@@ -196,13 +197,19 @@ def _per_setting(pairs, table, seed) -> dict:
 
 def _order(h_closed, h_open, plateau) -> dict:
     """The teacher's % of its final z.W m at half its final z.m; both networks' z.m at the
-    end of the teacher's plateau (if any); the teacher's final z.m."""
+    end of the teacher's plateau (if any) and ``zm_at_plateau_end_words``, the phrase the prose
+    reads (it says when there is no plateau); the teacher's final z.m."""
     out = {"closed_lag_at_half": 100 * excursion.lag_at_half(h_closed)}
-    if plateau is not None:
-        out |= {f"{name}_zm_at_plateau_end":
-                float(h.instant_gain[record_index(h.monitor_epoch, plateau[1])])
-                for name, h in (("closed", h_closed), ("open", h_open))}
-    return out | {"final_zm_closed": float(h_closed.instant_gain[-1])}
+    if plateau is None:
+        words = "this run has no plateau at whose end to compare the two"
+    else:
+        zm = {name: float(h.instant_gain[record_index(h.monitor_epoch, plateau[1])])
+              for name, h in (("closed", h_closed), ("open", h_open))}
+        out |= {f"{name}_zm_at_plateau_end": v for name, v in zm.items()}
+        words = (f"at the end of its plateau (epoch {plateau[1]}) its $z\\cdot m$ is "
+                 f"{zm['closed']:.2g}, the student's at that epoch {zm['open']:.2g}")
+    return out | {"zm_at_plateau_end_words": Words(words),
+                  "final_zm_closed": float(h_closed.instant_gain[-1])}
 
 
 def _other_inputs(table) -> dict:

@@ -54,7 +54,8 @@ def test_the_plateau_is_read_between_its_epochs():
     assert (got["closed_plateau_first"], got["closed_plateau_last"]) == (10, 40)
     assert (got["closed_plateau_high"], got["closed_plateau_low"]) == (10.0, 6.0)
     assert isinstance(got["closed_plateau_high"], float)
-    assert got["closed_plateau_words"] == "a plateau from epoch 10 to 40"
+    assert got["closed_plateau_words"] == ("a plateau from epoch 10 to 40 on which the test "
+                                           "loss stays between 6 and 10")
     assert isinstance(got["closed_plateau_words"], Words)
 
 
@@ -223,8 +224,13 @@ def test_the_order_of_the_two_weights_and_the_plateau_end(ablation):
     assert got["closed_zm_at_plateau_end"] == closed.instant_gain[5]
     assert got["open_zm_at_plateau_end"] == open_.instant_gain[5]
     assert got["final_zm_closed"] == 1.0
+    words = got["zm_at_plateau_end_words"]
+    assert isinstance(words, Words) and "(epoch 5)" in words
+    assert f"is {closed.instant_gain[5]:.2g}, the student's at that epoch " \
+           f"{open_.instant_gain[5]:.2g}" in words
     without = claims.cause(ablation, 0, plateau=None)
     assert set(got) - set(without) == {"closed_zm_at_plateau_end", "open_zm_at_plateau_end"}
+    assert "no plateau" in without["zm_at_plateau_end_words"]
 
 
 def test_the_other_inputs_against_the_authors_setup(ablation):
@@ -249,8 +255,10 @@ def test_every_number_the_prose_reads_is_glued(ablation):
                                                 eig_epoch=np.arange(8), loss=np.ones(8),
                                                 gain_r2=np.ones(8))
     o = ablation.open[("paper", 0)]
-    glued = (claims.setup(ablation, seed=0, beta=0.005, epochs=7, n_test=5, snapshot_every=1)
-             | claims.closed_loop(h, Stages(1, 3, 7), (2, 5)) | claims.open_loop(ablation, 0)
-             | claims.gain_space(h, o, ENV, 4) | claims.final_solutions(h, o)
-             | claims.cause(ablation, 0, (2, 5)))
-    assert len(read) > 70 and read - set(glued) == set()
+    for plateau in ((2, 5), None):  # a run without a plateau builds the book too
+        glued = (claims.setup(ablation, seed=0, beta=0.005, epochs=7, n_test=5,
+                              snapshot_every=1)
+                 | claims.closed_loop(h, Stages(1, 3, 7), plateau)
+                 | claims.open_loop(ablation, 0) | claims.gain_space(h, o, ENV, 4)
+                 | claims.final_solutions(h, o) | claims.cause(ablation, 0, plateau))
+        assert len(read) > 70 and read - set(glued) == set(), plateau

@@ -237,9 +237,11 @@ def test_the_other_inputs_against_the_authors_setup(ablation):
     got = claims.cause(ablation, 0, plateau=None)
     assert got["ablation_inputs_peak_factor"] == 50 / 40  # the two peak test losses
     assert got["ablation_inputs_label"] == "teacher inputs"
-    assert got["ablation_inputs_lower"] == "lower"
-    ablation.open[("inputs", 0)].arrays["test_loss"][2] = 80.0
-    assert claims.cause(ablation, 0, plateau=None)["ablation_inputs_lower"] == "higher"
+    assert got["ablation_inputs_peak_words"] == "1.2 times lower"
+    ablation.open[("inputs", 0)].arrays["test_loss"][2] = 80.0  # now the higher peak, 80 / 50
+    got = claims.cause(ablation, 0, plateau=None)
+    assert got["ablation_inputs_peak_factor"] == 80 / 50
+    assert got["ablation_inputs_peak_words"] == "1.6 times higher"
 
 
 # -- the prose reads nothing else --------------------------------------------------------------
@@ -262,3 +264,11 @@ def test_every_number_the_prose_reads_is_glued(ablation):
                  | claims.open_loop(ablation, 0) | claims.gain_space(h, o, ENV, 4)
                  | claims.final_solutions(h, o) | claims.cause(ablation, 0, plateau))
         assert len(read) > 70 and read - set(glued) == set(), plateau
+
+
+def test_no_factor_when_a_student_never_rises():
+    rows = [{"key": "paper", "ratio": float("nan"), "final": 1.0, "setting": "paper"},
+            {"key": "inputs", "ratio": 3.0, "final": 2.0, "setting": "teacher inputs"}]
+    got = claims._other_inputs(rows)
+    assert math.isnan(got["ablation_inputs_peak_factor"])
+    assert got["ablation_inputs_peak_words"].startswith("not comparable")

@@ -44,7 +44,7 @@ from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, 
                      student_response)
 from .loss import (OUTPUTS, Response, linear_response, sampled_losses, standard_errors,
                    tracking_loss)
-from .network import TrackingRNN, draw_networks, input_weight_change
+from .network import TrackingRNN, draw_networks, input_weight_change, other_seeds
 from .task import POS, PointMass, Scoring, Sinusoids, history_scoring
 from .training import MODES, stepped_batch_seconds, train_tracking
 
@@ -60,7 +60,7 @@ __all__ = [
     "sampled_losses", "settles", "single_thread", "student_response", "tracking_loss",
     "train_tracking",
     # read by Chapter 4's claims and cells (closedloop.claims.ch4)
-    "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change",
+    "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change", "other_seeds",
     "member_acquisitions", "n_in_order", "no_earlier", "record_index", "standard_errors",
     "stepped_batch_seconds", "unstable_share",
 ]

@@ -139,9 +139,18 @@ class TrackingRNN:
 
 def draw_networks(seeds, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0
                   ) -> list[TrackingRNN]:
-    """One freshly drawn ``TrackingRNN`` per seed of ``seeds`` (in order), for
-    ``TrackingRNN.stack``. Introduced in Chapter 4, section "Compared with people"."""
+    """One freshly drawn ``TrackingRNN`` per seed of ``seeds`` (in order; none for an empty
+    list), for ``TrackingRNN.stack``. Introduced in Chapter 4, section "Compared with people"."""
+    if isinstance(seeds, (list, tuple, range)) and not len(seeds):
+        return []
     return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in _checks.seeds("seeds", seeds)]
+
+
+def other_seeds(seed: int, n: int) -> list[int]:
+    """The ``n`` smallest seeds (integers >= 0) other than ``seed``: the further runs of a
+    seed spread, never a repeat of the chapter's own run (seed 0: 1..n)."""
+    seed, n = _checks.seed("seed", seed), _checks.integer("n", n, low=0)
+    return [s for s in range(n + 1) if s != seed][:n]
 
 
 def input_weight_change(before: TrackingRNN, after: TrackingRNN, columns) -> float:

@@ -55,3 +55,11 @@ def test_input_weight_change_is_relative_per_column_group():
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):
         make()
+
+
+def test_other_seeds_never_repeat_the_chapters_run():
+    assert tr.other_seeds(0, 2) == [1, 2]
+    assert tr.other_seeds(1, 2) == [0, 2] and tr.other_seeds(2, 3) == [0, 1, 3]
+    assert tr.other_seeds(5, 0) == [] and tr.draw_networks([]) == []
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        tr.other_seeds(0, -1)

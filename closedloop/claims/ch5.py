@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from .. import atlas
+from ..conventions import INITS
 
 _TREND = ("word", "low", "high", "spearman")
 
@@ -75,12 +76,14 @@ def excursion(history, peaks: dict, N: int) -> dict:
     over seeds, at the authors' initial scale and lr), ``X_paper_epoch`` (its epoch),
     ``X_min_cell_ratio``/``X_max_cell_ratio`` (the extreme cell medians of the ratio),
     ``X_excursion_share`` (share of runs whose test loss rose above the untrained network's),
-    ``X_share_<init>`` (that share per initial scale, e.g. ``X_share_paper``) and
+    ``X_share_<init>`` (that share per initial scale of ``conventions.INITS``, e.g.
+    ``X_share_paper``; NaN for a scale the grid left out, so the prose still builds) and
     ``excursion_N`` (the networks' size, ``N``)."""
     s = atlas.excursion_summary(history, peaks)
     out = {f"X_{k}": s[k] for k in ("n_runs", "paper_ratio", "paper_epoch", "min_cell_ratio",
                                     "max_cell_ratio", "excursion_share")}
-    out.update({f"X_share_{init}": share for init, share in s["excursion_share_by_init"].items()})
+    shares = s["excursion_share_by_init"]
+    out.update({f"X_share_{init}": shares.get(init, math.nan) for init in INITS})
     return {**out, "excursion_N": N}
 
 

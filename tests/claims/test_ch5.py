@@ -182,6 +182,15 @@ def test_excursion_names_the_numbers_of_the_map():
     assert n["X_excursion_share"] == pytest.approx(5 / 12)
 
 
+def test_a_scale_the_grid_left_out_still_has_a_share_to_read():
+    h, pts = grid(init=["paper"], lr=[0.01], seed=[0, 1])
+    peaks = {"ratio": np.array([5.0, 7.0]), "epoch": np.array([100.0, 101.0]),
+             "shows": np.array([True, False])}
+    n = claims.excursion(h, peaks, 32)
+    assert set(n) == EXCURSION  # the prose reads every name, X_share_gaussian included
+    assert n["X_share_paper"] == 0.5 and math.isnan(n["X_share_gaussian"])
+
+
 def test_sweeps_counts_every_training_teachers_included():
     h_T, _ = grid(T=[10, 50], seed=[0, 1, 2])
     h_N, _ = grid(N=[25], seed=[0, 1])

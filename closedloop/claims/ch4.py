@@ -206,6 +206,8 @@ def seeds(seeds_used: list, learned: list, acquired: list) -> dict:
     chapter's first; ``learned`` and ``acquired``: each run's first-learned and acquired
     epochs): ``n_seeds_used`` (the further seeds), ``n_runs``, how many runs first learned
     (``n_first_ordered``) and acquired for good (``n_acq_ordered``) the frequencies in order,
+    of the runs that learned or acquired at least two (``n_first_comparable``,
+    ``n_acq_comparable``; a run with one frequency or none shows no order),
     and the further seeds' acquisition epochs (``other_acquisition_epochs``)."""
     _checks.seeds("seeds_used", seeds_used)
     if not (isinstance(seeds_used, list) and isinstance(learned, list)
@@ -218,7 +220,9 @@ def seeds(seeds_used: list, learned: list, acquired: list) -> dict:
             "seeds_used": seeds_used,
             "n_runs": len(acquired),
             "n_first_ordered": tracking.n_in_order(learned),
+            "n_first_comparable": tracking.n_comparable(learned),
             "n_acq_ordered": tracking.n_in_order(acquired),
+            "n_acq_comparable": tracking.n_comparable(acquired),
             "other_acquisition_epochs": acquired[1:]}
 
 

@@ -37,7 +37,8 @@ from ..stages import settles
 from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION,
                           acquisition_epoch, acquisition_epochs, acquisition_table, agent_at,
                           clamped_epochs, excursion, frequency_match, in_order,
-                          largest_frequency, member_acquisitions, n_in_order, no_earlier,
+                          largest_frequency, member_acquisitions, n_comparable, n_in_order,
+                          no_earlier,
                           normalized, probe_at, probe_epochs, record_index, running_median,
                           unstable_share)
 from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
@@ -61,6 +62,6 @@ __all__ = [
     "train_tracking",
     # read by Chapter 4's claims and cells (closedloop.claims.ch4)
     "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change", "other_seeds",
-    "member_acquisitions", "n_in_order", "no_earlier", "record_index", "standard_errors",
-    "stepped_batch_seconds", "unstable_share",
+    "member_acquisitions", "n_comparable", "n_in_order", "no_earlier", "record_index",
+    "standard_errors", "stepped_batch_seconds", "unstable_share",
 ]

@@ -218,11 +218,12 @@ def test_eigenvalues_match_the_targets():
 
 def test_seeds_count_the_runs_in_order():
     learned = [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, None, None]]    # all three in order
-    acquired = [[1, 2, 3, 4], [5, 2, 3, 4], [1, 2, None, None]]
+    acquired = [[1, 2, 3, 4], [5, 2, 3, 4], [1, None, None, None]]  # the last shows no order
     numbers = claims.seeds([0, 1, 2], learned, acquired)
     assert numbers == {"n_seeds_used": 2, "seeds_used": [0, 1, 2], "n_runs": 3,
-                       "n_first_ordered": 3, "n_acq_ordered": 2,
-                       "other_acquisition_epochs": [[5, 2, 3, 4], [1, 2, None, None]]}
+                       "n_first_ordered": 3, "n_first_comparable": 3, "n_acq_ordered": 1,
+                       "n_acq_comparable": 2,
+                       "other_acquisition_epochs": [[5, 2, 3, 4], [1, None, None, None]]}
     assert type(numbers["n_first_ordered"]) is int
     with pytest.raises(ValueError, match="one entry per run"):
         claims.seeds([0, 1], learned, acquired)

@@ -62,8 +62,11 @@ def test_thresholds_are_in_the_history_units():
 
 
 def test_order_over_runs_and_which_run_came_later():
-    assert tr.n_in_order([[1, 2, 3, 4], [2, 1, 3, 4], [1, 5, None, None], [None, 3, 4, 5]]) == 2
-    assert tr.n_in_order([]) == 0
+    runs = [[1, 2, 3, 4], [2, 1, 3, 4], [1, 5, None, None], [None, 3, 4, 5],
+            [7, None, None, None], [None] * 4]  # the last two show no order: not counted
+    assert tr.n_in_order(runs) == 2 and tr.n_comparable(runs) == 4
+    assert tr.n_in_order(runs, at_least=1) == 3 and tr.n_comparable(runs, at_least=1) == 5
+    assert tr.n_in_order([]) == 0 == tr.n_comparable([])
     assert tr.no_earlier([5, 10, None, None], [3, 10, 20, None])     # None: never, latest
     assert not tr.no_earlier([5, 8, None, None], [3, 10, 20, None])  # 8 before 10
     assert not tr.no_earlier([5, 10, 30, None], [3, 10, None, None])  # 30 before never

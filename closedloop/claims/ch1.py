@@ -222,7 +222,7 @@ def _other_inputs(table) -> dict:
     if math.isnan(factor):
         words = "not comparable (a student that never rises has no peak)"
     else:
-        words = f"{factor:.2g} times {'lower' if other < paper else 'higher'}"
+        words = f"{factor:.3g} times {'lower' if other < paper else 'higher'}"
     return {"ablation_inputs_peak_factor": factor,
             "ablation_inputs_label": Words(by_key["inputs"]["setting"]),
             "ablation_inputs_peak_words": Words(words)}

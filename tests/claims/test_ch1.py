@@ -237,7 +237,7 @@ def test_the_other_inputs_against_the_authors_setup(ablation):
     got = claims.cause(ablation, 0, plateau=None)
     assert got["ablation_inputs_peak_factor"] == 50 / 40  # the two peak test losses
     assert got["ablation_inputs_label"] == "teacher inputs"
-    assert got["ablation_inputs_peak_words"] == "1.2 times lower"
+    assert got["ablation_inputs_peak_words"] == "1.25 times lower"
     ablation.open[("inputs", 0)].arrays["test_loss"][2] = 80.0  # now the higher peak, 80 / 50
     got = claims.cause(ablation, 0, plateau=None)
     assert got["ablation_inputs_peak_factor"] == 80 / 50

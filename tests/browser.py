@@ -370,9 +370,14 @@ def test_dark_mode_keeps_figures_readable(book, browser, page):
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_the_download_button_gives_the_chapters_notebook(book, browser, page):
     browser.get((book / f"{page}.html").as_uri())
-    hrefs = browser.js("return Array.from(document.querySelectorAll('a'))"
-                       ".map(function (a) { return a.href; })"
-                       ".filter(function (h) { return /\\.ipynb$/.test(h); });")
+    for _ in range(100):  # on a loaded machine the page can still be settling: up to 10 s
+        hrefs = browser.js("return document.readyState === 'complete' ? "
+                           "Array.from(document.querySelectorAll('a'))"
+                           ".map(function (a) { return a.href; })"
+                           ".filter(function (h) { return /\\.ipynb$/.test(h); }) : [];")
+        if hrefs:
+            break
+        time.sleep(0.1)
     name = f"{Path(page).name}.ipynb"
     mine = [h for h in hrefs if h.endswith("/" + name)]
     assert mine, f"no download link to {name}: {hrefs}"

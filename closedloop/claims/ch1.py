@@ -74,10 +74,17 @@ def _peak(ex, h_open) -> dict:
     peak epoch and test loss, peak over final and over start (NaN without a rise)."""
     peak = ex.peak_epoch if ex.peak_epoch is not None else int(h_open.monitor_epoch[-1])
     verdict = "rises above" if ex.shows else "does not rise above"
+    if ex.peak_epoch is None:
+        words = f"and does not climb again: it ends at {ex.final_loss:.3g}"
+    else:
+        words = (f"then climbs: it peaks at epoch {peak} at {ex.peak_loss:.3g}, {ex.ratio:.3g} "
+                 f"times its final value {ex.final_loss:.3g} and {ex.over_start:.3g} times its "
+                 f"value at epoch 0")
     return {"open_start_train_loss": float(h_open.loss[0]),
             "open_final_train_loss": float(h_open.loss[-1]),
             "open_peak_epoch": peak, "open_peak_test_loss": ex.peak_loss,
             "open_peak_ratio": ex.ratio, "open_peak_over_start": ex.over_start,
+            "open_peak_words": Words(words),
             "open_peak_verdict": Words(verdict), "open_final_test_loss": ex.final_loss}
 
 
@@ -100,11 +107,15 @@ def _seeds(pairs) -> dict:
     """How many of the reference setting's seeds show the excursion, which seeds were run,
     and the peak epochs and peak / final ratios of those that show it ("none", NaN if none)."""
     shown = [e for e in (pairs.excursion(pairs.reference, s) for s in pairs.seeds) if e.shows]
+    low = min((e.ratio for e in shown), default=math.nan)
+    high = max((e.ratio for e in shown), default=math.nan)
+    epochs = ", ".join(str(e.peak_epoch) for e in shown) or "none"
+    words = (f"peaking at epochs {epochs}, between {low:.2g} and {high:.2g} times their final "
+             f"value" if shown else "so no peak to report")
     return {"seeds_with_excursion": pairs.seeds_showing(), "n_seeds_used": len(pairs.seeds),
             "seeds_first": pairs.seeds[0], "seeds_last": pairs.seeds[-1],
-            "seeds_peak_epochs": Words(", ".join(str(e.peak_epoch) for e in shown) or "none"),
-            "seeds_min_ratio": min((e.ratio for e in shown), default=math.nan),
-            "seeds_max_ratio": max((e.ratio for e in shown), default=math.nan)}
+            "seeds_peak_epochs": Words(epochs), "seeds_peak_words": Words(words),
+            "seeds_min_ratio": low, "seeds_max_ratio": high}
 
 
 def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:

@@ -93,6 +93,8 @@ def test_the_reference_student_peaks_where_its_curve_rises_highest():
     assert got["open_peak_ratio"] == 50.0 and got["open_peak_over_start"] == 5.0
     assert got["open_final_test_loss"] == 1.0 and got["open_peak_verdict"] == "rises above"
     assert (got["open_start_train_loss"], got["open_final_train_loss"]) == (2.0, 0.25)
+    assert got["open_peak_words"] == ("then climbs: it peaks at epoch 4 at 50, 50 times its "
+                                      "final value 1 and 5 times its value at epoch 0")
 
 
 def test_a_student_that_never_rises_is_marked_at_its_last_epoch():
@@ -101,6 +103,9 @@ def test_a_student_that_never_rises_is_marked_at_its_last_epoch():
     assert math.isnan(got["open_peak_ratio"]) and math.isnan(got["open_peak_test_loss"])
     assert got["open_peak_verdict"] == "does not rise above"
     assert got["seeds_peak_epochs"] == "none" and math.isnan(got["seeds_min_ratio"])
+    # the prose reads phrases, never a NaN
+    assert got["open_peak_words"] == "and does not climb again: it ends at 4"
+    assert got["seeds_peak_words"] == "so no peak to report"
 
 
 def test_unstable_epochs_and_where_the_student_stays_stable():
@@ -125,6 +130,8 @@ def test_the_seeds_that_show_the_excursion_and_their_spread():
     assert (got["seeds_first"], got["seeds_last"]) == (0, 2)
     assert got["seeds_peak_epochs"] == "4, 2" and isinstance(got["seeds_peak_epochs"], Words)
     assert (got["seeds_min_ratio"], got["seeds_max_ratio"]) == (10.0, 50.0)
+    assert got["seeds_peak_words"] == "peaking at epochs 4, 2, between 10 and 50 times their " \
+                                      "final value"
 
 
 # -- gain space and the final solutions --------------------------------------------------------
@@ -263,7 +270,7 @@ def test_every_number_the_prose_reads_is_glued(ablation):
                  | claims.closed_loop(h, Stages(1, 3, 7), plateau)
                  | claims.open_loop(ablation, 0) | claims.gain_space(h, o, ENV, 4)
                  | claims.final_solutions(h, o) | claims.cause(ablation, 0, plateau))
-        assert len(read) > 70 and read - set(glued) == set(), plateau
+        assert len(read) > 60 and read - set(glued) == set(), plateau
 
 
 def test_no_factor_when_a_student_never_rises():

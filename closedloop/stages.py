@@ -8,6 +8,7 @@ every |eig(P)| < 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,6 +175,18 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
                      ("final_spectral_radius", h.spectral_radius[-1])):
             out[k].append(np.nan if v is None else float(v))
     return {k: np.array(v, dtype=int if k == "seed" else float) for k, v in out.items()}
+
+
+def epoch_percentile(values, q: float) -> float:
+    """The ``q``-th percentile (linear, as ``np.percentile``) of epochs at which runs reached a
+    boundary, a run that never did (NaN) counting as later than every epoch: NaN only where
+    the percentile lands among those runs. (``np.percentile`` gives NaN if any run is NaN.)
+    Introduced in Chapter 2, section "Three stages"."""
+    v = np.asarray(values, dtype=float)
+    latest = np.nanmax(v, initial=-np.inf)
+    # a never-run as a number beyond every epoch (not inf: 0 * inf in the interpolation is NaN)
+    p = float(np.percentile(np.where(np.isnan(v), np.finfo(float).max / 2, v), q))
+    return p if p <= latest else math.nan
 
 
 def median_of_n(values, n: int, q=(5.0, 95.0)) -> np.ndarray:

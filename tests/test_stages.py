@@ -70,3 +70,10 @@ def test_batch_losses_of_a_network_without_control(env):
     assert losses.shape == (3,)
     np.testing.assert_allclose(losses, expect, rtol=1e-12)
     assert not np.allclose(stages.batch_losses(agent, env, T, 3, 2, seed=8), losses)
+
+
+def test_an_epoch_percentile_on_a_run_next_to_a_never_run_is_that_run():
+    from closedloop.stages import epoch_percentile
+
+    assert epoch_percentile([60.0, float("nan"), 80.0], 50) == 80.0
+    assert epoch_percentile([60.0, 80.0], 100) == 80.0

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import coupled, theory
-from ..stages import AUTHORS, detect_stages, median_of_n, member_stages
+from ..stages import AUTHORS, detect_stages, epoch_percentile, median_of_n, member_stages
 
 
 def setup(env, T: int) -> dict:
@@ -89,7 +89,8 @@ def shared_batches(head, spread) -> dict:
 def independent_seeds(runs) -> dict:
     """The runs of separate seeds: ``n_seeds_used`` and ``last_seed`` (int); ``stab_values``,
     their stabilization epochs in seed order (list of int, None: never); ``stab_median`` (float,
-    NaN if one never stabilized); ``stab_min`` and ``stab_max`` over the runs that stabilized
+    a run that never stabilized counting as the latest, ``stages.epoch_percentile``: NaN only
+    if the median is such a run); ``stab_min`` and ``stab_max`` over the runs that stabilized
     (int, or the str "never" if none did); the range of ``final_loss`` (``loss_min``,
     ``loss_max``) and of the final rho(P) (``rho_min``, ``rho_max``, ``rho_median``)."""
     stab, loss, rho = runs["stabilization"], runs["final_loss"], runs["final_spectral_radius"]
@@ -97,7 +98,7 @@ def independent_seeds(runs) -> dict:
     return {"n_seeds_used": len(runs["seed"]),
             "last_seed": int(runs["seed"][-1]),
             "stab_values": [None if np.isnan(e) else int(e) for e in stab],
-            "stab_median": float(np.median(stab)),
+            "stab_median": epoch_percentile(stab, 50),
             "stab_min": int(reached.min()) if reached.size else "never",
             "stab_max": int(reached.max()) if reached.size else "never",
             "loss_min": float(loss.min()), "loss_max": float(loss.max()),
@@ -106,21 +107,21 @@ def independent_seeds(runs) -> dict:
 
 
 def stabilization_spread(runs) -> dict:
-    """The distribution of the stabilization epoch over many runs (epochs, float; NaN where a
-    run that never stabilized makes it undefined): ``spread_n`` runs (int), seeds up to
-    ``spread_last_seed``; ``spread_median``, quartiles ``spread_q25``/``spread_q75``,
-    ``spread_max``; ``median5_lo``/``median5_hi``, the 5th and 95th percentiles of the median of
-    five runs drawn from these (``stages.median_of_n``); ``spread_by_authors_pct`` (%), the runs
-    stabilized by the authors' latest epoch (92), and ``p_three_by_authors``, the probability
-    that three runs all are."""
+    """The distribution of the stabilization epoch over many runs (epochs, float; a run that
+    never stabilized counts as the latest, NaN where a quantile lands on one): ``spread_n``
+    runs (int), seeds up to ``spread_last_seed``; ``spread_median``, quartiles
+    ``spread_q25``/``spread_q75``, ``spread_max``; ``median5_lo``/``median5_hi``, the 5th and
+    95th percentiles of the median of five runs drawn from these (``stages.median_of_n``);
+    ``spread_by_authors_pct`` (%), the runs stabilized by the authors' latest epoch (92), and
+    ``p_three_by_authors``, the probability that three runs all are."""
     stab = runs["stabilization"]
     lo, hi = median_of_n(stab, 5, q=(5, 95))
     by_authors = float(np.mean(stab <= AUTHORS["stabilization"][1]))
     return {"spread_n": len(stab), "spread_last_seed": int(runs["seed"][-1]),
-            "spread_median": float(np.median(stab)),
-            "spread_q25": float(np.percentile(stab, 25)),
-            "spread_q75": float(np.percentile(stab, 75)),
-            "spread_max": float(np.max(stab)),
+            "spread_median": epoch_percentile(stab, 50),
+            "spread_q25": epoch_percentile(stab, 25),
+            "spread_q75": epoch_percentile(stab, 75),
+            "spread_max": epoch_percentile(stab, 100),
             "median5_lo": float(lo), "median5_hi": float(hi),
             "spread_by_authors_pct": 100 * by_authors,
             "p_three_by_authors": by_authors ** 3}

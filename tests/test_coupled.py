@@ -132,25 +132,6 @@ def test_tanh_rollout_matches_hand_loop(env, window):
 
 
 
-def _plain_rollout_cost(agent, env, x0, T, beta, window="from_x0"):
-    """The closed loop written the usual way: one small autograd op at a time. The state
-    cost counts x_t before each step (x_0..x_{T-1}) or after it (x_1..x_T)."""
-    W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
-    x = x0.expand(*agent.batch_shape, *x0.shape)
-    h = x.new_zeros(*x.shape[:-1], agent.N)
-    u, cost = x.new_zeros(x.shape[:-1]), 0.0
-    for _ in range(T):
-        cost = cost + beta * u**2
-        if window == "from_x0":
-            cost = cost + (x**2).sum(-1) / (2 * T)
-        x = torch.stack([x[..., 0] + x[..., 1], x[..., 1] + u], -1)
-        h = agent.phi(torch.einsum("...ij,...bj->...bi", W, h) + x[..., :1] * m.unsqueeze(-2))
-        u = (h * z.unsqueeze(-2)).sum(-1)
-        if window == "after_x0":
-            cost = cost + (x**2).sum(-1) / (2 * T)
-    return cost.mean(-1)
-
-
 @pytest.mark.parametrize("window", ["from_x0", "after_x0"])
 @pytest.mark.parametrize("activation,g", [("tanh", 0.1), ("tanh", 2.5), ("identity", 1.3)])
 def test_fast_rollout_equals_plain_loop_with_gradients(env, activation, g, window):

@@ -51,8 +51,8 @@ def closed_loop(h_closed, stages, plateau) -> dict:
         on = h_closed.test_loss[(e >= plateau[0]) & (e <= plateau[1])]
         out.update(closed_plateau_first=plateau[0], closed_plateau_last=plateau[1],
                    closed_plateau_high=float(on.max()), closed_plateau_low=float(on.min()))
-        words = (f"a plateau from epoch {plateau[0]} to {plateau[1]} on which the test loss "
-                 f"stays between {on.min():.3g} and {on.max():.3g}")
+        words = (f"a plateau from epoch {_b(plateau[0])} to {_b(plateau[1])} on which the test "
+                 f"loss stays between {_b(on.min(), '.3g')} and {_b(on.max(), '.3g')}")
     return out | {"closed_plateau_words": Words(words)}
 
 
@@ -75,11 +75,11 @@ def _peak(ex, h_open) -> dict:
     peak = ex.peak_epoch if ex.peak_epoch is not None else int(h_open.monitor_epoch[-1])
     verdict = "rises above" if ex.shows else "does not rise above"
     if ex.peak_epoch is None:
-        words = f"and does not climb again: it ends at {ex.final_loss:.3g}"
+        words = f"and does not climb again: it ends at {_b(ex.final_loss, '.3g')}"
     else:
-        words = (f"then climbs: it peaks at epoch {peak} at {ex.peak_loss:.3g}, {ex.ratio:.3g} "
-                 f"times its final value {ex.final_loss:.3g} and {ex.over_start:.3g} times its "
-                 f"value at epoch 0")
+        words = (f"then climbs: it peaks at epoch {_b(peak)} at {_b(ex.peak_loss, '.3g')}, "
+                 f"{_b(ex.ratio, '.3g')} times its final value {_b(ex.final_loss, '.3g')} and "
+                 f"{_b(ex.over_start, '.3g')} times its value at epoch 0")
     return {"open_start_train_loss": float(h_open.loss[0]),
             "open_final_train_loss": float(h_open.loss[-1]),
             "open_peak_epoch": peak, "open_peak_test_loss": ex.peak_loss,
@@ -110,8 +110,8 @@ def _seeds(pairs) -> dict:
     low = min((e.ratio for e in shown), default=math.nan)
     high = max((e.ratio for e in shown), default=math.nan)
     epochs = ", ".join(str(e.peak_epoch) for e in shown) or "none"
-    words = (f"peaking at epochs {epochs}, between {low:.2g} and {high:.2g} times their final "
-             f"value" if shown else "so no peak to report")
+    words = (f"peaking at epochs {epochs}, between {_b(low, '.2g')} and {_b(high, '.2g')} times "
+             f"their final value" if shown else "so no peak to report")
     return {"seeds_with_excursion": pairs.seeds_showing(), "n_seeds_used": len(pairs.seeds),
             "seeds_first": pairs.seeds[0], "seeds_last": pairs.seeds[-1],
             "seeds_peak_epochs": Words(epochs), "seeds_peak_words": Words(words),
@@ -217,8 +217,8 @@ def _order(h_closed, h_open, plateau) -> dict:
         zm = {name: float(h.instant_gain[record_index(h.monitor_epoch, plateau[1])])
               for name, h in (("closed", h_closed), ("open", h_open))}
         out |= {f"{name}_zm_at_plateau_end": v for name, v in zm.items()}
-        words = (f"at the end of its plateau (epoch {plateau[1]}) its $z\\cdot m$ is "
-                 f"{zm['closed']:.2g}, the student's at that epoch {zm['open']:.2g}")
+        words = (f"at the end of its plateau (epoch {_b(plateau[1])}) its $z\\cdot m$ is "
+                 f"{_b(zm['closed'], '.2g')}, the student's at that epoch {_b(zm['open'], '.2g')}")
     return out | {"zm_at_plateau_end_words": Words(words),
                   "final_zm_closed": float(h_closed.instant_gain[-1])}
 
@@ -233,7 +233,12 @@ def _other_inputs(table) -> dict:
     if math.isnan(factor):
         words = "not comparable (a student that never rises has no peak)"
     else:
-        words = f"{factor:.3g} times {'lower' if other < paper else 'higher'}"
+        words = f"{_b(factor, '.3g')} times {'lower' if other < paper else 'higher'}"
     return {"ablation_inputs_peak_factor": factor,
             "ablation_inputs_label": Words(by_key["inputs"]["setting"]),
             "ablation_inputs_peak_words": Words(words)}
+
+
+def _b(value, spec: str = "") -> str:
+    """A number in a phrase, formatted and bold, as the book shows every glued number."""
+    return f"**{value:{spec}}**"

@@ -193,12 +193,21 @@ def eigenvalues(agent: tracking.TrackingRNN, history: History, refs: tracking.Si
     each target omega_k to the nearest imaginary part of the final ``agent``'s
     eig(W - I)/tau (``eig_freq_match_each``, rounded to 3 decimals; ``eig_freq_match``: the
     largest), and the largest imaginary part at each first-learned epoch
-    (``top_im_at_learned``, rad/s, rounded to 2 decimals; None: never learned)."""
+    (``top_im_at_learned``, rad/s, rounded to 2 decimals; None: never learned) and at each of
+    the authors' acquisition epochs (``top_im_at_authors``; None past this run's last eig record),
+    which tells whether the gap to their values is when it is read or what was learned."""
     match = tracking.frequency_match(agent.rate_eigenvalues(), refs.omega.numpy())
-    top = tracking.largest_frequency(history, learned)
+    last = int(history.eig_epoch[-1])
+    theirs = [e if e <= last else None for e in tracking.AUTHORS_ACQUISITION]
     return {"eig_freq_match": float(match.max()),
             "eig_freq_match_each": [round(float(m), 3) for m in match],
-            "top_im_at_learned": [None if v is None else round(v, 2) for v in top]}
+            "top_im_at_learned": _rounded(tracking.largest_frequency(history, learned)),
+            "top_im_at_authors": _rounded(tracking.largest_frequency(history, theirs))}
+
+
+def _rounded(values: list) -> list:
+    """Frequencies (rad/s) to 2 decimals, None kept."""
+    return [None if v is None else round(v, 2) for v in values]
 
 
 def seeds(seeds_used: list, learned: list, acquired: list) -> dict:

@@ -214,6 +214,11 @@ def test_eigenvalues_match_the_targets():
     assert numbers["eig_freq_match"] == pytest.approx(max(distances))
     # epoch 5 reads the record at 10, 20 its own, 30 (beyond the last) the last
     assert numbers["top_im_at_learned"] == [1.23, None, 2.35, 2.35]
+    assert numbers["top_im_at_authors"] == [None] * 4  # every authors' epoch is past 20
+    # records at 0, 250, 1300: the authors' 230 reads 250, 1200 reads 1300, 2600 and 4500 none
+    later = History({}, {"eig_epoch": np.array([0, 250, 1300]), "eig_W": eig_W})
+    got = claims.eigenvalues(agent, later, refs, [5, None, 20, 30])["top_im_at_authors"]
+    assert got == [1.23, 2.35, None, None]
 
 
 def test_seeds_count_the_runs_in_order():

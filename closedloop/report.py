@@ -169,15 +169,27 @@ def collect(folder) -> dict:
 def glued(path) -> dict:
     """{glue name: value} of one executed notebook, each value parsed by ``parse`` from its
     text form (a glued Markdown reads as its placeholder text; figures are left out)."""
-    values = {}
+    return {name: parse(texts["text/plain"]) for name, texts in glued_texts(path).items()
+            if "text/plain" in texts}
+
+
+def glued_texts(path) -> dict:
+    """{glue name: {"text/plain": ..., "text/markdown": ...}}: the text forms, as stored, of
+    every glue of one executed notebook but figures."""
+    out = {}
     for cell in json.loads(Path(path).read_text())["cells"]:
         for o in cell.get("outputs", []):
             name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            text = next((v for k, v in o.get("data", {}).items()
-                         if k.endswith("text/plain")), None)
-            if name and text is not None:
-                values[name] = parse(text if isinstance(text, str) else "".join(text))
-    return values
+            data = o.get("data", {})
+            if not name or any("image/" in k for k in data):
+                continue
+            # glue(..., display=False) stores its mime types under a papermill prefix
+            out[name] = {mime: v if isinstance(v, str) else "".join(v)
+                         for k, v in data.items() for mime in TEXT_MIMES if k.endswith(mime)}
+    return out
+
+
+TEXT_MIMES = ("text/plain", "text/markdown")
 
 
 def parse(text: str):

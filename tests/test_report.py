@@ -154,3 +154,19 @@ def test_a_claim_divided_by_another_glued_number(tmp_path):
                                         ((0.9, 1.2), "differs")])
 def test_straddle(value, want):
     assert verdict(Rule("straddle", target=1.0), value) == want
+
+
+def test_glued_texts_keep_both_text_forms_and_leave_figures_out(tmp_path):
+    rec = "application/papermill.record/"
+    outputs = [{"output_type": "display_data", "metadata": {"scrapbook": {"name": n}},
+                "data": data} for n, data in (
+        ("words", {rec + "text/markdown": "rises *above*", rec + "text/plain": "<Markdown>"}),
+        ("fig", {rec + "image/png": "iVBOR", rec + "text/plain": "<Figure>"}),
+        ("x", {rec + "text/plain": ["1.", "5"]}))]
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": outputs,
+                     "execution_count": 1}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "ch9.ipynb").write_text(json.dumps(nb))
+    texts = report.glued_texts(tmp_path / "ch9.ipynb")
+    assert texts == {"words": {"text/markdown": "rises *above*", "text/plain": "<Markdown>"},
+                     "x": {"text/plain": "1.5"}}
+    assert report.glued(tmp_path / "ch9.ipynb") == {"words": "<Markdown>", "x": 1.5}

@@ -11,30 +11,10 @@ difference and exits 1 if there is one; a name glued on one side only is a diffe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-TEXT = ("text/plain", "text/markdown")
-
-
-def glued(path: Path) -> dict:
-    """{glue name: {mime: text}} of one executed notebook (text forms only)."""
-    out = {}
-    for cell in json.loads(path.read_text())["cells"]:
-        for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            if not name:
-                continue
-            data = o.get("data", {})
-            if any("image/" in k for k in data):
-                continue
-            # glue(..., display=False) stores its mime types under a papermill prefix
-            out[name] = {k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1]:
-                         v if isinstance(v, str) else "".join(v)
-                         for k, v in data.items() if k.endswith(TEXT)}
-    return out
-
+from closedloop.report import glued_texts as glued
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
+from .. import _checks
+
 
 class Words(str):
     """A phrase for the prose (e.g. "rises above"), glued as Markdown: read with
@@ -40,3 +44,16 @@ def glue_all(numbers: Mapping[str, object]) -> Mapping[str, object]:
     for name, value in numbers.items():
         glue(name, Markdown(value) if isinstance(value, Words) else value, display=False)
     return numbers
+
+
+def standard_errors(samples, value: float) -> float:
+    """How far the mean of ``samples`` (1-d, e.g. the losses of many sampled batches) lies
+    from ``value`` (e.g. the exact expected loss), in standard errors of that mean: (mean -
+    value) / (std / sqrt(n)), signed, std over the n samples (no Bessel correction).
+    Chapters 2 and 4, sections "Sampled and exact loss"."""
+    samples = _checks.real_tensor("samples", samples).detach().cpu().numpy()
+    if samples.ndim != 1 or samples.size < 2:
+        raise ValueError(f"samples must be 1-d with at least two values, got shape "
+                         f"{samples.shape}")
+    value = _checks.real("value", value)
+    return float((samples.mean() - value) / (samples.std() / np.sqrt(samples.size)))

@@ -16,6 +16,7 @@ import torch
 
 from .. import coupled, theory
 from ..stages import AUTHORS, detect_stages, epoch_percentile, median_of_n, member_stages
+from . import standard_errors
 
 
 def setup(env, T: int) -> dict:
@@ -181,10 +182,8 @@ def sampled_vs_exact(batch_losses, exact_value: float, h_exact) -> dict:
     exact expected loss ``exact_value`` in standard errors (std / sqrt(n), float); and
     ``exact_stabilization_epoch``, the stabilization epoch of the exact-mode run ``h_exact``
     (None if never)."""
-    losses = np.asarray(batch_losses)
-    gap = (losses.mean() - exact_value) / (losses.std() / np.sqrt(losses.size))
-    return {"n_batches_used": int(losses.size),
-            "modes_gap_sigma": abs(float(gap)),
+    return {"n_batches_used": len(batch_losses),
+            "modes_gap_sigma": abs(standard_errors(batch_losses, exact_value)),
             "exact_stabilization_epoch": detect_stages(h_exact).stabilization}
 
 

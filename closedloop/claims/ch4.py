@@ -14,7 +14,7 @@ import time
 
 from .. import _checks, tracking
 from ..history import History
-from . import Words
+from . import Words, standard_errors
 
 
 def task(scoring: tracking.Scoring) -> dict:
@@ -240,7 +240,7 @@ def sampled_vs_exact(batch_losses, exact_value: float) -> dict:
     mean loss lies from the exact expected loss ``exact_value``, in standard errors
     (``modes_gap_sigma``, unsigned)."""
     return {"n_batches_used": len(batch_losses),
-            "modes_gap_sigma": abs(tracking.standard_errors(batch_losses, exact_value))}
+            "modes_gap_sigma": abs(standard_errors(batch_losses, exact_value))}
 
 
 def exact_mode(h_runs: History, h_exact: History, history: History, exact_learned: list,

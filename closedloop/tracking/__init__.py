@@ -17,7 +17,7 @@ The modules, each one concept (import the names from here, ``tracking.X``):
 - ``engine``: the loop stepped with the clamp (``rollout``) and as a linear system
   (``closed_loop_matrix``, impulse responses through ``closedloop.linsys``);
 - ``loss``: the exact per-frequency loss (``linear_response``, ``Response``), the sampled
-  losses of the clamped plant, and their gap in ``standard_errors``;
+  losses of the clamped plant;
 - ``training``: ``train_tracking``, closed-loop and the open-loop twin, and the cost of one
   stepped batch (``stepped_batch_seconds``);
 - ``acquisition``: reading a history (acquisition epochs, of every member too, ``in_order``
@@ -43,7 +43,7 @@ from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION
                           unstable_share)
 from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
                      student_response)
-from .loss import (OUTPUTS, Response, linear_response, sampled_losses, standard_errors,
+from .loss import (OUTPUTS, Response, linear_response, sampled_losses,
                    tracking_loss)
 from .network import TrackingRNN, draw_networks, input_weight_change, other_seeds
 from .task import POS, PointMass, Scoring, Sinusoids, history_scoring
@@ -63,5 +63,5 @@ __all__ = [
     # read by Chapter 4's claims and cells (closedloop.claims.ch4)
     "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change", "other_seeds",
     "member_acquisitions", "n_comparable", "n_in_order", "no_earlier", "record_index",
-    "standard_errors", "stepped_batch_seconds", "unstable_share",
+    "stepped_batch_seconds", "unstable_share",
 ]

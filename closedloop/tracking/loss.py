@@ -24,7 +24,6 @@ of the unclamped linear loop. Introduced in Chapter 4.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import _checks
@@ -171,19 +170,6 @@ def sampled_losses(agent, plant, refs, phases, which=None, response=None, conven
     if response is None:
         response = linear_response(agent, plant, refs, convention)
     return sampled_with_clamp(agent, plant, refs, phases, which, response)[0]
-
-
-def standard_errors(samples, value: float) -> float:
-    """How far the mean of ``samples`` (1-d, e.g. the losses of many sampled batches) lies
-    from ``value`` (e.g. the exact expected loss), in standard errors of that mean: (mean -
-    value) / (std / sqrt(n)), signed, std over the n samples (no Bessel correction).
-    Introduced in Chapter 4, section "Sampled and exact loss"."""
-    samples = _checks.real_tensor("samples", samples).detach().cpu().numpy()
-    if samples.ndim != 1 or samples.size < 2:
-        raise ValueError(f"samples must be 1-d with at least two values, got shape "
-                         f"{samples.shape}")
-    value = _checks.real("value", value)
-    return float((samples.mean() - value) / (samples.std() / np.sqrt(samples.size)))
 
 
 def sampled_with_clamp(agent, plant, refs, phases, which, resp, step=None):

@@ -3,7 +3,9 @@
 import pytest
 from IPython.display import Markdown
 
-from closedloop.claims import Words, glue_all
+import torch
+
+from closedloop.claims import Words, glue_all, standard_errors
 
 
 @pytest.fixture
@@ -38,3 +40,18 @@ def test_a_name_prose_cannot_refer_to_is_refused(glued, name):
     with pytest.raises(ValueError, match="identifier"):
         glue_all({"fine": 0, name: 1})
     assert glued == []
+
+
+def test_standard_errors_of_the_mean():
+    # mean 2.5, population std sqrt(1.25), n = 4: standard error sqrt(1.25) / 2
+    assert standard_errors([1.0, 2.0, 3.0, 4.0], 2.0) == pytest.approx(1 / 1.25**0.5)
+    assert standard_errors(torch.tensor([1.0, 2.0, 3.0, 4.0]), 3.0) == pytest.approx(
+        -1 / 1.25**0.5)
+
+
+@pytest.mark.parametrize("samples,value,param", [([1.0], 0.0, "samples"),
+                                                 ([[1.0, 2.0]], 0.0, "samples"),
+                                                 ([1.0, 2.0], float("nan"), "value")])
+def test_standard_errors_name_a_bad_argument(samples, value, param):
+    with pytest.raises((ValueError, TypeError), match=param):
+        standard_errors(samples, value)

@@ -117,19 +117,9 @@ def test_clamped_losses_step_only_where_the_clamp_acts(refs):
     torch.testing.assert_close(tr.sampled_losses(a, plant, refs, phases), want, rtol=1e-9, atol=0)
 
 
-def test_standard_errors_of_the_mean():
-    # mean 2.5, population std sqrt(1.25), n = 4: standard error sqrt(1.25) / 2
-    assert tr.standard_errors([1.0, 2.0, 3.0, 4.0], 2.0) == pytest.approx(1 / 1.25**0.5)
-    assert tr.standard_errors(torch.tensor([1.0, 2.0, 3.0, 4.0]), 3.0) == pytest.approx(
-        -1 / 1.25**0.5)
-
-
 @pytest.mark.parametrize("make,param", [
     (lambda: tr.tracking_loss(torch.zeros(3, 1, 4, dtype=torch.float64),
                               torch.zeros(3, 1, 2, dtype=torch.float64), dt=0.0), "dt"),
-    (lambda: tr.standard_errors([1.0], 0.0), "samples"),
-    (lambda: tr.standard_errors([[1.0, 2.0]], 0.0), "samples"),
-    (lambda: tr.standard_errors([1.0, 2.0], float("nan")), "value"),
 ])
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):

@@ -101,19 +101,22 @@ def n_comparable(runs, at_least: int = 2) -> int:
     """How many of ``runs`` (lists of acquisition epochs, one per run; None: never) acquired at
     least ``at_least`` frequencies: the runs that can show an order at all. Introduced in
     Chapter 4, section "Compared with people"."""
-    if not isinstance(runs, (list, tuple)):
-        raise TypeError(f"runs must be a list of runs' epochs, got {_checks.short(runs)}")
-    at_least = _checks.integer("at_least", at_least, low=1)
-    return sum(sum(e is not None for e in epochs) >= at_least for epochs in runs)
+    return sum(_comparable(runs, at_least))
 
 
 def n_in_order(runs, at_least: int = 2) -> int:
     """How many of ``runs`` acquired at least ``at_least`` frequencies and are ``in_order``
     (a run that learned one frequency or none shows no order, so it is not counted).
     Introduced in Chapter 4, section "Compared with people"."""
-    n_comparable(runs, at_least)  # the same checks
-    return sum(in_order(epochs) and sum(e is not None for e in epochs) >= at_least
-               for epochs in runs)
+    return sum(ok and in_order(epochs) for ok, epochs in zip(_comparable(runs, at_least), runs))
+
+
+def _comparable(runs, at_least) -> list[bool]:
+    """Per run: whether it acquired at least ``at_least`` frequencies (checked arguments)."""
+    if not isinstance(runs, (list, tuple)):
+        raise TypeError(f"runs must be a list of runs' epochs, got {_checks.short(runs)}")
+    at_least = _checks.integer("at_least", at_least, low=1)
+    return [sum(e is not None for e in epochs) >= at_least for epochs in runs]
 
 
 def no_earlier(epochs, than) -> bool:

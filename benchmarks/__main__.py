@@ -5,11 +5,16 @@
     python -m benchmarks --compile    # also torch.compile of the plain tanh loop (minutes)
 
 Times are medians over repeats after a warm-up; ratios are plain / fast from the same run.
+``results.md`` is rewritten after every measurement, so a run that fails (or is stopped) keeps
+the rows it measured, under a line that says where and why it stopped. With ``--chapters``
+every chapter runs through papermill into the output folder, then the reproduction report,
+which reads the chapters this run executed there (not the book's ``_build/executed``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -29,6 +34,7 @@ from . import cases  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "bench"
+REPORT = "report.ipynb"  # reads the glued values of the chapters executed before it
 
 
 class Timing(NamedTuple):
@@ -59,22 +65,67 @@ def compare(plain, fast, repeats=7) -> Timing:
                   [p / f for p, f in zip(tp, tf)], (load0, os.getloadavg()[0]))
 
 
-def _row(rows, label, timing: Timing, target):
-    """Append a result row: the label, the comparison that made it, the target ratio."""
-    rows.append((label, timing, target))
+class Results:
+    """What this run has measured so far: the comparison rows, the scaling points and the
+    chapter times, written to ``out/results.md`` again after each of them (``save``)."""
+
+    def __init__(self, out: Path = OUT, chapter_params: str | None = None):
+        self.out = Path(out)
+        self.rows, self.scaling, self.chapters = [], {}, []
+        self.chapter_params = chapter_params  # the --params file, None: paper scale
+        self.stopped = None
+
+    def save(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_table(self.rows, self.scaling, self.chapters, out=self.out,
+                    chapter_params=self.chapter_params, stopped=self.stopped)
+
+
+def _row(results: Results, label, timing: Timing, target):
+    """Add a result row (the label, the comparison that made it, the target ratio) and
+    rewrite results.md."""
+    results.rows.append((label, timing, target))
+    results.save()
     print(label, f"{timing.plain / timing.fast:.2f}x", flush=True)
 
 
-def chapter_time(name):
-    """Wall time of papermill running one chapter at its paper-scale parameters, with this
-    checkout's package first on the kernel's path (not whichever copy is installed)."""
+def chapter_names() -> list[str]:
+    """Every notebook of book/ in name order, the report last (it reads the others)."""
+    names = sorted(p.name for p in (ROOT / "book").glob("*.ipynb") if p.name != REPORT)
+    return names + [REPORT] if (ROOT / "book" / REPORT).exists() else names
+
+
+def chapter_time(name, out: Path = OUT, params: dict | None = None):
+    """Wall time of papermill running one notebook of book/ into ``out``, at its paper-scale
+    parameters or at ``params``, with this checkout's package first on the kernel's path (not
+    whichever copy is installed). The report is told to read ``out``: the chapters this run
+    executed. Raises RuntimeError with the end of papermill's error output on a failure."""
+    out = Path(out).resolve()
+    params = dict(params or {})
+    if name == REPORT:
+        params["executed"] = str(out)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    cmd = [sys.executable, "-m", "papermill", f"book/{name}", str(out / name), "--cwd", "book",
+           "--no-progress-bar"]
+    if params:
+        cmd += ["-y", json.dumps(params)]  # JSON is YAML
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "papermill", f"book/{name}", str(OUT / name),
-                    "--cwd", "book", "--no-progress-bar"], cwd=ROOT, check=True,
-                   capture_output=True, env=env)
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if run.returncode:  # the first line: the notebook and its error (papermill's last line)
+        last = next((ln for ln in reversed(run.stderr.splitlines()) if ln.strip()), "")
+        raise RuntimeError(f"{name} failed: {last.strip()}\n{run.stderr[-3000:]}")
     return time.perf_counter() - t
+
+
+def time_chapters(results: Results, params: dict | None = None, names=None):
+    """Each notebook of ``names`` (default: every chapter, then the report) timed by
+    ``chapter_time`` into ``results.out``, a row of results.md as each one ends."""
+    params = params or {}
+    for nb in chapter_names() if names is None else names:
+        results.chapters.append((nb, chapter_time(nb, results.out, params.get(nb))))
+        results.save()
+        print(results.chapters[-1], flush=True)
 
 
 def main(argv=None):
@@ -85,18 +136,53 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--book", action="store_true", help="also time the whole make book")
     ap.add_argument("--test", action="store_true", help="also time the whole make test")
+    ap.add_argument("--params", help="with --chapters: JSON {notebook: {parameter: value}} to "
+                    "run the chapters at (e.g. tests/notebook_params.json; default: paper "
+                    "scale)")
+    ap.add_argument("--out", default=str(OUT), help="folder of results.md, scaling.png and "
+                    "the executed chapters")
     args = ap.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    rows = []
+    params = json.loads(Path(args.params).read_text()) if args.params else None
+    results = Results(Path(args.out), args.params)
+    results.save()  # a results.md from an earlier run is not left to pass for this one
+    try:
+        run(args, results, params)
+    except BaseException as exc:
+        first = str(exc).strip().splitlines()
+        results.stopped = type(exc).__name__ + (f": {first[0]}" if first else "")
+        results.save()
+        raise
+    print(f"wrote {results.out / 'results.md'} and {results.out / 'scaling.png'}")
+
+
+def run(args, results: Results, params: dict | None):
+    """Every measurement that ``args`` asks for, each saved to results.md as it ends."""
+    kernels(args, results)
+    if args.chapters:
+        time_chapters(results, params)
+    for flag, label, cmd in ((args.book, "make book (paper scale, tools/book.py)",
+                              [sys.executable, "tools/book.py"]),
+                             (args.test, "make test", ["make", "test"])):
+        if flag:
+            load0, t = os.getloadavg()[0], time.perf_counter()
+            subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+            results.chapters.append((label, time.perf_counter() - t, load0,
+                                     os.getloadavg()[0]))
+            results.save()
+            print(results.chapters[-1], flush=True)
+
+
+def kernels(args, results: Results):
+    """The fast paths against plain loops, then the scaling in T and N (and its plot)."""
     for kind, label, target in (("rank_one", "rank-one epoch (N=100, T=50, batch 100)", 10),
                                 ("tanh", "tanh epoch (N=100, T=50, batch 100)", 2)):
         t = compare(*cases.epoch_pair(kind), repeats=args.repeats)
-        _row(rows, label, t, target)
+        _row(results, label, t, target)
     plain, _ = cases.epoch_pair("rank_one")
     paths = cases.rank_one_paths()
     for name in ("states by doubling", "fused step loop"):
         t = compare(plain, paths[name], repeats=args.repeats)
-        _row(rows, f"rank-one epoch, {name} instead of the cost matrix", t, None)
+        _row(results, f"rank-one epoch, {name} instead of the cost matrix", t, None)
     plain, _ = cases.epoch_pair("tanh")
     if args.compile:
         epoch = cases.compiled_tanh()
@@ -104,60 +190,44 @@ def main(argv=None):
         epoch()
         seconds = time.perf_counter() - t
         t = compare(plain, epoch, repeats=args.repeats)
-        _row(rows, f"tanh epoch, plain loop under torch.compile (first call, compiling: "
-                     f"{seconds:.0f} s)", t, None)
+        _row(results, f"tanh epoch, plain loop under torch.compile (first call, compiling: "
+                      f"{seconds:.0f} s)", t, None)
     t = compare(*cases.tanh_threads(), repeats=args.repeats)
-    _row(rows, f"tanh epoch: torch on one thread vs the package's defaults "
-               f"({torch.get_num_threads()} threads; ratio >= 1: defaults as fast)", t, 1)
+    _row(results, f"tanh epoch: torch on one thread vs the package's defaults "
+                  f"({torch.get_num_threads()} threads; ratio >= 1: defaults as fast)", t, 1)
     t = compare(plain, cases.tanh_floor(), repeats=args.repeats)
-    _row(rows, "tanh epoch: its products and tanh alone, the most any implementation could "
-                 "gain", t, None)
+    _row(results, "tanh epoch: its products and tanh alone, the most any implementation could "
+                  "gain", t, None)
     t = compare(*cases.tracking_pair(), repeats=args.repeats)
-    _row(rows, "tracking epoch (N=100, T=300, batch 100)", t, 20)
+    _row(results, "tracking epoch (N=100, T=300, batch 100)", t, 20)
     t = compare(*cases.ensemble_pair(), repeats=max(3, args.repeats // 2))
-    _row(rows, "10 rank-one trainings of 50 epochs: sequential vs one ensemble", t, 4)
+    _row(results, "10 rank-one trainings of 50 epochs: sequential vs one ensemble", t, 4)
     t = compare(*cases.tracking_ensemble_pair(), repeats=3)
-    _row(rows, "3 tracking trainings of 40 epochs: sequential vs one ensemble", t, None)
+    _row(results, "3 tracking trainings of 40 epochs: sequential vs one ensemble", t, None)
     inproc, cluster, startup, close = cases.sweep_engines()
     try:
         t = compare(inproc, cluster, repeats=3)
     finally:
         close()
-    _row(rows, f"sweep of 4 chunks (4 rank-one trainings of 100 epochs each): in-process vs "
-                 f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", t, None)
+    _row(results, f"sweep of 4 chunks (4 rank-one trainings of 100 epochs each): in-process vs "
+                  f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", t, None)
     t = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
-    _row(rows, "tanh epoch in float32 (an option, not the default)", t, None)
+    _row(results, "tanh epoch in float32 (an option, not the default)", t, None)
 
-    scaling = {}
+    scaling = results.scaling
     for kind in ("rank_one", "tanh"):
         for axis, values in (("T", (25, 50, 100, 200, 400)), ("N", (50, 100, 200, 400))):
-            pts = []
+            pts = scaling[kind, axis] = []
             for v in values:
                 t = compare(*cases.epoch_pair(kind, **{axis: v}), repeats=3)
                 pts.append((v, t.plain, t.fast))
-            scaling[kind, axis] = pts
+                results.save()
             print(kind, axis, pts, flush=True)
-
-    chapters = []
-    if args.chapters:
-        for nb in sorted(p.name for p in (ROOT / "book").glob("*.ipynb")):
-            chapters.append((nb, chapter_time(nb)))
-            print(chapters[-1], flush=True)
-    for flag, label, cmd in ((args.book, "make book (paper scale, tools/book.py)",
-                              [sys.executable, "tools/book.py"]),
-                             (args.test, "make test", ["make", "test"])):
-        if flag:
-            load0, t = os.getloadavg()[0], time.perf_counter()
-            subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-            chapters.append((label, time.perf_counter() - t, load0, os.getloadavg()[0]))
-            print(chapters[-1], flush=True)
-
-    write_table(rows, scaling, chapters)
-    plot_scaling(scaling)
-    print(f"wrote {OUT / 'results.md'} and {OUT / 'scaling.png'}")
+    plot_scaling(scaling, results.out)  # now, not at the end: a failing chapter keeps it
 
 
-def write_table(rows, scaling, chapters):
+def write_table(rows, scaling, chapters, out: Path = OUT, chapter_params=None, stopped=None):
+    """results.md from what was measured so far; ``stopped``: why the run ended early."""
     lines = ["# closedloop benchmarks", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians after "
              "warm-up, in alternating rounds of plain and fast within one run.", "",
@@ -181,15 +251,19 @@ def write_table(rows, scaling, chapters):
             lines.append(f"| {kind} | {axis} | {v} | {1e3 * tp:.1f} ms | {1e3 * tf:.1f} ms | "
                          f"{tp / tf:.1f}x |")
     if chapters:
-        lines += ["", "## Chapters at paper scale (papermill)", "", "| chapter | wall time |",
+        scale = (f"at the parameters of {chapter_params}" if chapter_params
+                 else "at paper scale")
+        lines += ["", f"## Chapters {scale} (papermill)", "", "| chapter | wall time |",
                   "|---|---|"]
         lines += [f"| {c[0]} | {c[1]:.0f} s" + (f" (load {c[2]:.1f} -> {c[3]:.1f})"
                                                   if len(c) > 2 else "") + " |"
                   for c in chapters]
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    if stopped:
+        lines += ["", f"**The run stopped early** (after the last row above): {stopped}"]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def plot_scaling(scaling):
+def plot_scaling(scaling, out: Path = OUT):
     fig, axes = plt.subplots(1, 2, figsize=(7, 3), constrained_layout=True)
     for ax, axis in zip(axes, ("T", "N")):
         for kind, color in (("rank_one", "#0072B2"), ("tanh", "#D55E00")):
@@ -205,7 +279,8 @@ def plot_scaling(scaling):
         ax.yaxis.set_minor_locator(NullLocator())
         ax.set_title("N = 100, batch 100" if axis == "T" else "T = 50, batch 100", fontsize=9)
     axes[0].legend(fontsize=7)
-    fig.savefig(OUT / "scaling.png", dpi=110)
+    fig.savefig(out / "scaling.png", dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

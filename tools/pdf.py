@@ -5,7 +5,10 @@ in order with pypdf.
     python tools/pdf.py [--html _build/html] [--out _build/closedloop.pdf]
 
 Explorers print as their static form at its first frame. ``make pdf`` calls it after
-``make book``; the browser test checks the PDF of the small-scale book.
+``make book``; the browser test checks the PDF of the small-scale book. Without Chromium or
+its driver it stops before any work, with one line naming what is missing, and exits 1; the
+PDF is written to a temporary file beside ``--out`` and renamed at the end, so a failure
+leaves no half-written PDF.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import html
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book import toc_pages as pages  # noqa: E402
-from webdriver import WAIT_FOR_MATHJAX, Browser  # noqa: E402
+from webdriver import WAIT_FOR_MATHJAX, Browser, missing  # noqa: E402
 
 # print the page, not the site: no sidebars, header, footer or navigation buttons
 PRINT_CSS = """
@@ -54,7 +58,8 @@ def title_page(path: Path, titles: list[str]) -> None:
 
 
 def make_pdf(html_dir: Path, out: Path) -> dict:
-    """Print every page and merge them into ``out``; returns {page: number of PDF pages}."""
+    """Print every page and merge them into ``out``; returns {page: number of PDF pages}.
+    ``out`` appears complete or not at all (written beside it, then renamed)."""
     from pypdf import PdfReader, PdfWriter
 
     html_dir = Path(html_dir)
@@ -89,9 +94,15 @@ def make_pdf(html_dir: Path, out: Path) -> dict:
                               if name != "title" else "Title")
     finally:
         browser.close()
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as f:
-        writer.write(f)
+    partial = out.with_name(f".{out.name}.partial")  # same folder: the rename is atomic
+    try:
+        with open(partial, "wb") as f:
+            writer.write(f)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     return counts
 
 
@@ -101,6 +112,9 @@ def main(argv=None):
     ap.add_argument("--html", default=str(ROOT / "_build" / "html"))
     ap.add_argument("--out", default=str(ROOT / "_build" / "closedloop.pdf"))
     args = ap.parse_args(argv)
+    reason = missing("make pdf (tools/pdf.py)")
+    if reason:  # before any work: one line, no traceback, exit status 1
+        sys.exit(reason)
     counts = make_pdf(Path(args.html), Path(args.out))
     print(f"wrote {args.out}: {sum(counts.values())} pages "
           f"({', '.join(f'{k} {v}' for k, v in counts.items())})")

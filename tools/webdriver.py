@@ -27,6 +27,18 @@ CHROMIUM = _find("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER = _find("chromedriver")
 
 
+def missing(what: str) -> str | None:
+    """None where headless Chromium and its driver are both on PATH; otherwise one line that
+    says ``what`` needs them, which of the two was not found, and the Debian packages that
+    provide them (the wording of the browser test's skip reason)."""
+    if CHROMIUM and CHROMEDRIVER:
+        return None
+    return (f"{what} needs headless Chromium and its driver: chromium "
+            f"{'found' if CHROMIUM else 'not found'}, chromedriver "
+            f"{'found' if CHROMEDRIVER else 'not found'} (Debian: apt-get install chromium "
+            "chromium-driver; .ci/run installs them)")
+
+
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
@@ -35,6 +47,9 @@ class Browser:
     name resolves (127.0.0.1 neither), so nothing can be fetched from a network."""
 
     def __init__(self, offline: bool = True):
+        reason = missing("Browser()")
+        if reason:  # not subprocess's TypeError on a None path
+            raise RuntimeError(reason)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

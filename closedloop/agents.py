@@ -15,21 +15,13 @@ import math
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, streams
 from ._loop import closed_loop
 from .conventions import INITS
 from .envs import DTYPE
+from .streams import make_generator  # noqa: F401 - its home before streams existed
 
 ACTIVATIONS = {"tanh": torch.tanh, "identity": lambda a: a}
-
-
-def make_generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` (every random draw in the package goes through one).
-
-    Draws stay on the CPU and are moved to the device that uses them, so a seed gives the
-    same networks and batches on every device."""
-    seed = _checks.seed("seed", seed)
-    return torch.Generator().manual_seed(seed)
 
 
 class Agent:
@@ -183,9 +175,10 @@ class RNNAgent(Agent):
     ``init='paper'`` (the authors' code, section 9 of the spec): m, z ~ N(0, 1/N^2) entries,
     standard deviation 1/N; ``init='gaussian'`` (the paper's text, s.2): N(0, 1/N).
     ``N`` neurons; ``g`` initial recurrent strength (0.1 in the paper's tanh runs);
-    ``activation`` 'tanh' or 'identity'; ``batch_shape`` ensemble axes; ``seed`` fixes the
-    draw (made on the CPU, then moved to ``device``; the same normal draws for either
-    ``init``, only their scale differs). W, m and z are trained. Introduced in Chapter 1.
+    ``activation`` 'tanh' or 'identity'; ``batch_shape`` ensemble axes; ``seed`` (an integer,
+    the package stream, or a ``streams.Stream``) fixes the draw (made on the CPU, then moved
+    to ``device``; the same normal draws for either ``init``, only their scale differs).
+    W, m and z are trained. Introduced in Chapter 1.
     """
 
     names = ("W", "m", "z")
@@ -200,11 +193,8 @@ class RNNAgent(Agent):
         dtype = _checks.float_dtype("dtype", dtype)
         _checks.fits_memory(f"N={N} with batch_shape={bs} (W has N^2 entries per member)",
                             math.prod(bs) * N * N, dtype.itemsize)
-        gen = make_generator(seed)
-        W = _scaled_draw("g", g, torch.randn(*bs, N, N, generator=gen, dtype=dtype), N)
         std = 1 / N if init == "paper" else 1 / math.sqrt(N)
-        m = torch.randn(*bs, N, generator=gen, dtype=dtype) * std
-        z = torch.randn(*bs, N, generator=gen, dtype=dtype) * std
+        W, m, z = streams.stream(seed).rnn(N, g, std, bs, dtype)
         tensors = {k: t.to(device) for k, t in (("W", W), ("m", m), ("z", z))}
         super().__init__(tensors, ("W", "m", "z"), activation)
 
@@ -223,8 +213,9 @@ class RankOneAgent(Agent):
     |z_perp| is ``z_perp_scale`` times the parallel part's norm |s_zm0| / |m| (the authors'
     construction), with 'gaussian' z_perp has typical norm ``z_perp_scale``. ``s_zm0`` may
     be a tensor of shape ``batch_shape`` (one prescribed overlap per ensemble member). u, v,
-    z are trained; m is fixed unless ``train_m``. The draw is made on the CPU, then moved to
-    ``device``. Introduced in Chapter 2, section "The setup".
+    z are trained; m is fixed unless ``train_m``. ``seed``: an integer (the package stream)
+    or a ``streams.Stream`` (e.g. the authors' draws). The draw is made on the CPU, then
+    moved to ``device``. Introduced in Chapter 2, section "The setup".
     """
 
     names = ("u", "v", "z", "m")
@@ -240,18 +231,9 @@ class RankOneAgent(Agent):
         dtype = _checks.float_dtype("dtype", dtype)
         _checks.fits_memory(f"N={N} with batch_shape={bs}", math.prod(bs) * N * 4,
                             dtype.itemsize)
-        gen = make_generator(seed)
         if not isinstance(train_m, (bool, np.bool_)):
             raise TypeError(f"train_m must be True or False, got {_checks.short(train_m)}")
-        draw = lambda name, scale: _scaled_draw(
-            name, scale, torch.randn(*bs, N, generator=gen, dtype=dtype), N)
-        u, v = draw("uv_scale", uv_scale), draw("uv_scale", uv_scale)
-        if init == "paper":  # U(-1/sqrt(N), 1/sqrt(N))
-            uniform = lambda: ((2 * torch.rand(*bs, N, generator=gen, dtype=dtype) - 1)
-                               / math.sqrt(N))
-            m, z = uniform(), uniform()
-        else:
-            m, z = draw("m", 1.0), draw("z", 1.0)
+        u, v, m, z = streams.stream(seed).rank_one(N, uv_scale, init, bs, dtype)
         if s_zm0 is not None:
             z = _prescribed_readout(s_zm0, m, z, z_perp_scale, N, relative=init == "paper")
         trainable = ("u", "v", "z") + (("m",) if train_m else ())
@@ -380,15 +362,6 @@ def has_overlaps(agent) -> bool:
     return isinstance(agent, (RankOneAgent, OverlapAgent))
 
 
-def _scaled_draw(name, scale, draw, N):
-    """draw * scale / sqrt(N), refusing a scale so large that the draw overflows."""
-    out = draw * (scale / math.sqrt(N))
-    if not torch.isfinite(out).all():
-        raise ValueError(f"{name}={scale!r} is too large: the drawn weights overflow "
-                         f"{draw.dtype}")
-    return out
-
-
 def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N, relative=False):
     """z = s_zm0 m / |m|^2 + z_perp: ``relative`` makes |z_perp| = z_perp_scale |s_zm0| / |m|
     exactly (the authors'), else z_perp is the draw's part orthogonal to m times
@@ -407,5 +380,5 @@ def _prescribed_readout(s_zm0, m, z_draw, z_perp_scale, N, relative=False):
     if relative:  # a unit direction orthogonal to m, scaled to a fraction of the parallel part
         norm = perp.norm(dim=-1, keepdim=True)
         perp = perp / torch.where(norm > 0, norm, 1.0) * s[..., None].abs() / mm.sqrt()
-    return s[..., None] * m / mm + _scaled_draw("z_perp_scale", z_perp_scale, perp,
+    return s[..., None] * m / mm + streams.scaled_draw("z_perp_scale", z_perp_scale, perp,
                                                 1)

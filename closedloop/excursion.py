@@ -22,7 +22,7 @@ from multiprocessing import get_context
 import numpy as np
 import torch
 
-from . import _checks, conventions
+from . import _checks, conventions, streams
 from ._threads import single_thread
 from .agents import RNNAgent
 from .envs import DoubleIntegrator
@@ -252,16 +252,18 @@ class Pairs:
 def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: int = 1000,
                 T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                 beta: float = 0.005, env=None, monitor=None, snapshot_every: int = 0,
-                workers: int = 1) -> Pairs:
+                workers: int = 1, stream: str = "authors") -> Pairs:
     """The pair of trainings for every setting at the first seed, and for the first setting
     (the reference) at every seed of ``seeds``.
 
     A pair: ``RNNAgent(N, g, seed=seed, init=setting.init)`` trained closed loop with the
     setting's convention (the teacher) and ``beta``; then a student from the same initial
     weights trained open loop to imitate the teacher's final network. Settings that share a
-    teacher share its training. Seeds fix the initial networks; every run trains on the
-    batches of the first seed (so the reference pair at the first seed is what
-    ``train_closed_loop``/``train_open_loop`` give run alone at that seed).
+    teacher share its training. ``stream`` says what a seed draws (``streams.KINDS``):
+    'authors', the run the authors' code makes at that seed (network, batches, and the
+    student's inputs continuing the teacher's stream); 'package', the package's networks,
+    with every run on the batches of the first seed (so the reference pair at the first seed
+    is what ``train_closed_loop``/``train_open_loop`` give run alone at that seed).
 
     ``workers`` > 1 trains that many runs at a time in worker processes (one thread each;
     a student starts as soon as its teacher is done). Single runs, not ensembles: a tanh
@@ -280,45 +282,54 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
     if len({s.key for s in settings}) != len(settings):
         raise ValueError("settings must have distinct keys")
     seeds = _checks.seeds("seeds", seeds)
+    _checks.choice("stream", stream, streams.KINDS)
     workers = _checks.integer("workers", workers, low=1)
     for name, value in (("N", N), ("epochs", epochs), ("T", T), ("batch", batch)):
         _checks.integer(name, value, low=1)
     start = time.perf_counter()
     env = DoubleIntegrator() if env is None else env
-    common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, seed=seeds[0],
-                  eig_W=False, monitor=monitor)
+    common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, eig_W=False,
+                  monitor=monitor)
+    draw = dict(N=N, g=g, kind=stream, batches=seeds[0])
     if workers == 1:
-        out = _train_pairs(settings, seeds, N, g, beta, env, common, snapshot_every, _Here())
+        out = _train_pairs(settings, seeds, draw, beta, env, common, snapshot_every, _Here())
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            out = _train_pairs(settings, seeds, N, g, beta, env, common, snapshot_every, pool)
+            out = _train_pairs(settings, seeds, draw, beta, env, common, snapshot_every, pool)
     out.seconds = time.perf_counter() - start
     return out
 
 
-def _train_pairs(settings, seeds, N, g, beta, env, common, snapshot_every, pool):
+def _train_pairs(settings, seeds, draw, beta, env, common, snapshot_every, pool):
     """``train_pairs`` after its checks, its runs submitted to ``pool``."""
     runs = [(s, seeds[0]) for s in settings] + [(settings[0], sd) for sd in seeds[1:]]
     teacher_of = {run: (run[0].closed, run[0].init, run[1]) for run in runs}
     keys = list(dict.fromkeys(teacher_of.values()))  # the reference teacher first
-    initial = {k: RNNAgent(N=N, g=g, seed=k[2], init=k[1]).snapshot() for k in keys}
+    # each teacher's stream: the authors' continues from its network's draw into its batches
+    stream = {k: (streams.Stream(k[2], "authors") if draw["kind"] == "authors"
+                  else draw["batches"]) for k in keys}
+    initial = {k: RNNAgent(N=draw["N"], g=draw["g"], init=k[1],
+                           seed=stream[k] if draw["kind"] == "authors" else k[2]).snapshot()
+               for k in keys}
     record = dict(eig_every=1, snapshot_every=snapshot_every, monitor_every=1)
     last = common["epochs"] + 1  # the final network's row (no update at epoch 0) or beyond
     quiet = dict(eig_every=0, snapshot_every=0)
     teachers = {pool.submit(_train_teacher, initial[k], k[0], beta, env,
-                            dict(common, **(record if k == keys[0] else
-                                            dict(quiet, monitor_every=last)))): k
+                            dict(common, seed=stream[k], **(record if k == keys[0] else
+                                                            dict(quiet, monitor_every=last)))): k
                 for k in keys}
     out, students = Pairs(settings, seeds, env, common["clip"]), {}
     for done in as_completed(teachers):
         k = teachers[done]
-        history, final = done.result()
+        history, final, after = done.result()
         for run in (r for r in runs if teacher_of[r] == k):
             out.closed[(run[0].key, run[1])] = history
+            seed = after.student(common["T"]) if isinstance(after, streams.Stream) else after
             students[pool.submit(_train_student, initial[k], final, run[0].inputs,
                                  run[0].student, env,
-                                 dict(common, **(record if run == runs[0] else quiet)))] = run
+                                 dict(common, seed=seed,
+                                      **(record if run == runs[0] else quiet)))] = run
     for done in as_completed(students):
         s, sd = students[done]
         out.open[(s.key, sd)] = done.result()
@@ -347,11 +358,12 @@ def _agent(snapshot):
 
 
 def _train_teacher(snapshot, conv, beta, env, kw):
-    """A job: one teacher trained closed loop: (history, its final parameters)."""
+    """A job: one teacher trained closed loop: (history, its final parameters, its stream
+    where training left it)."""
     agent = _agent(snapshot)
     with single_thread():
         h = train_closed_loop(agent, env, beta=beta, convention=conv, **kw)
-    return h, agent.snapshot()
+    return h, agent.snapshot(), kw["seed"]
 
 
 def _train_student(snapshot, teacher, inputs, conv, env, kw):

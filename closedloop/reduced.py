@@ -42,6 +42,7 @@ from .agents import OverlapAgent, RankOneAgent
 from .envs import DTYPE
 from .history import History
 from .stages import Stages, detect_stages
+from .streams import Stream
 from .training import sweep, train_closed_loop
 
 
@@ -91,15 +92,18 @@ class ReferenceRun:
 
 
 def reference_run(env, *, N: int = 100, seed: int = 0, epochs: int = 1000, T: int = 50,
-                  lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0) -> ReferenceRun:
-    """Train a rank-one network (``RankOneAgent(N, seed)``) closed loop on ``env`` for
-    ``epochs`` epochs (batches drawn with ``seed``), keeping its parameters at every epoch,
+                  lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
+                  stream: str = "authors") -> ReferenceRun:
+    """Train a rank-one network (``RankOneAgent(N, Stream(seed, stream))``) closed loop on
+    ``env`` for ``epochs`` epochs (batches from the same stream: the run the authors' code
+    makes at ``seed`` by default), keeping its parameters at every epoch,
     and read off its stage boundaries. A run that does not stabilize (a short one, as in CI)
     says so, printing the epoch at which stage 3 is taken to start instead.
     Introduced in Chapter 3, section "The reference run".
     """
-    agent = RankOneAgent(N=N, seed=seed, dtype=env.dtype, device=env.device)
-    history = train_closed_loop(agent, env, epochs=epochs, T=T, seed=seed, snapshot_every=1,
+    st = Stream(seed, stream)
+    agent = RankOneAgent(N=N, seed=st, dtype=env.dtype, device=env.device)
+    history = train_closed_loop(agent, env, epochs=epochs, T=T, seed=st, snapshot_every=1,
                                 lr=lr, batch=batch, clip=clip)
     detected = detect_stages(history)
     stages = fill_stages(detected, epochs)
@@ -110,13 +114,14 @@ def reference_run(env, *, N: int = 100, seed: int = 0, epochs: int = 1000, T: in
 
 
 def exact_rerun(env, stages: Stages, *, N: int = 100, seed: int = 0, epochs: int = 1000,
-                T: int = 50, lr: float = 1e-2, clip: float | None = 1.0) -> History:
-    """The reference network (``RankOneAgent(N, seed)``) trained afresh on the exact expected
-    loss (deterministic gradient descent, ``mode='exact'``), long enough to pass the
-    reference run's stabilization: ``min(epochs, 2 * stabilization + 50)`` epochs.
+                T: int = 50, lr: float = 1e-2, clip: float | None = 1.0,
+                stream: str = "authors") -> History:
+    """The reference network (``RankOneAgent(N, Stream(seed, stream))``) trained afresh on
+    the exact expected loss (deterministic gradient descent, ``mode='exact'``), long enough
+    to pass the reference run's stabilization: ``min(epochs, 2 * stabilization + 50)`` epochs.
     Introduced in Chapter 3, section "The zig-zag".
     """
-    agent = RankOneAgent(N=N, seed=seed, dtype=env.dtype, device=env.device)
+    agent = RankOneAgent(N=N, seed=Stream(seed, stream), dtype=env.dtype, device=env.device)
     return train_closed_loop(agent, env, epochs=min(epochs, 2 * stages.stabilization + 50),
                              T=T, mode="exact", lr=lr, clip=clip)
 
@@ -327,26 +332,28 @@ def symmetry_partner(overlaps, target_balance):
 
 def stage3_spread(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
                   lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
-                  reduced_seed_offset: int = 1, convention=None) -> dict:
+                  reduced_seed_offset: int = 1, convention=None,
+                  stream: str = "authors") -> dict:
     """The paper's model against the full network over stage 3, for independent runs.
 
-    For each seed s: a rank-one network drawn and trained on batches with seed s for
-    ``epochs`` updates (the authors' setup by default); from its stabilization epoch e_s the
-    paper's model (``OverlapAgent``, ``metric=None``) starts at the overlaps recorded at e_s
-    and trains ``epochs - e_s`` updates on its own batches (seed s + ``reduced_seed_offset``),
-    and its expected loss is compared with the full run's own epochs e_s..``epochs``.
-    Returns arrays (len(seeds),): ``seed``, ``stabilization`` (NaN: never, and NaN gaps),
-    ``median_gap_pct`` and ``max_gap_pct`` (relative gap of expected losses over stage 3),
-    ``behind`` (1.0 where the median of L_paper - L_full is positive: the paper's model is
-    slower). Introduced in Chapter 3, section "Stage 3".
+    For each seed s: a rank-one network drawn and trained on batches from ``Stream(s,
+    stream)`` for ``epochs`` updates (the authors' setup and draws by default); from its
+    stabilization epoch e_s the paper's model (``OverlapAgent``, ``metric=None``) starts at
+    the overlaps recorded at e_s and trains ``epochs - e_s`` updates on its own batches (seed s +
+    ``reduced_seed_offset``), and its expected loss is compared with the full run's own epochs
+    e_s..``epochs``. Returns arrays (len(seeds),): ``seed``, ``stabilization`` (NaN: never, and NaN
+    gaps), ``median_gap_pct`` and ``max_gap_pct`` (relative gap of expected losses over stage 3),
+    ``behind`` (1.0 where the median of L_paper - L_full is positive: the paper's model is slower).
+    Introduced in Chapter 3, section "Stage 3".
     """
     seeds = _checks.seeds("seeds", seeds)
     offset = _checks.integer("reduced_seed_offset", reduced_seed_offset, low=1)
     common = dict(T=T, lr=lr, batch=batch, clip=clip, convention=convention, eig_W=False)
     out = {k: [] for k in ("seed", "stabilization", "median_gap_pct", "max_gap_pct", "behind")}
     for s in seeds:
-        agent = RankOneAgent(N=N, seed=s, dtype=env.dtype, device=env.device)
-        h = train_closed_loop(agent, env, epochs=epochs, seed=s, eig_every=1, **common)
+        st = Stream(s, stream)
+        agent = RankOneAgent(N=N, seed=st, dtype=env.dtype, device=env.device)
+        h = train_closed_loop(agent, env, epochs=epochs, seed=st, eig_every=1, **common)
         e = detect_stages(h).stabilization
         row = dict(seed=s, stabilization=np.nan, median_gap_pct=np.nan, max_gap_pct=np.nan,
                    behind=np.nan)

@@ -128,11 +128,12 @@ RUN_KEYS = ("stage1_end", "stabilization", "final_loss", "final_loss_paper",
 def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
                      lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                      convention=None, init: str = "paper", dtype=None,
-                     shared_batches: int | None = None) -> dict:
+                     shared_batches: int | None = None, stream: str = "authors") -> dict:
     """Rank-one closed-loop trainings, one per seed, and their stage boundaries.
 
-    Run k draws its network (``RankOneAgent(N, seed=seeds[k], init=init)``) and, by default,
-    its batches with the same seed, as separate runs of the authors' code would. With
+    Run k draws its network (``RankOneAgent(N, seed=Stream(seeds[k], stream), init=init)``)
+    and, by default, its batches from the same stream, as separate runs of the authors' code
+    would (``stream='authors'``: their draws; 'package': the package's). With
     ``shared_batches`` (a seed) the networks train instead as one ensemble on the same batches
     drawn with that seed: one vectorized run, many times faster, whose members differ only in
     their network. ``convention`` and ``init`` choose the setup (default: the authors'); a
@@ -143,6 +144,7 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
     different conventions can be compared. Introduced in Chapter 2, section "Three stages".
     """
     from .agents import OverlapAgent, RankOneAgent
+    from .streams import Stream
     from .conventions import PAPER_RANK_ONE
     from .coupled import check_env, expected_loss
     from .envs import DoubleIntegrator
@@ -156,11 +158,12 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
         env = DoubleIntegrator(env.x0, dtype=dtype, device=env.device)
     train = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, convention=convention,
                  eig_W=False)
-    draw = lambda s: RankOneAgent(N=N, seed=s, init=init, dtype=env.dtype, device=env.device)
+    runs = [Stream(s, stream) for s in seeds]
+    draw = lambda st: RankOneAgent(N=N, seed=st, init=init, dtype=env.dtype, device=env.device)
     if shared_batches is None:
-        histories = [train_closed_loop(draw(s), env, seed=s, **train) for s in seeds]
+        histories = [train_closed_loop(draw(st), env, seed=st, **train) for st in runs]
     else:
-        h = train_closed_loop(RankOneAgent.stack([draw(s) for s in seeds]), env,
+        h = train_closed_loop(RankOneAgent.stack([draw(st) for st in runs]), env,
                               seed=shared_batches, **train)
         histories = [h.member(k) for k in range(len(seeds))]
     out = {k: [] for k in ("seed",) + RUN_KEYS}

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import _checks, conventions, coupled, kernels
-from .agents import Agent, make_generator
+from . import _checks, conventions, coupled, kernels, streams
+from .agents import Agent
 from .history import (History, Recorder, attach_history, interrupted_message,
                       stopped_message)
 from .envs import DoubleIntegrator
@@ -43,20 +43,22 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     ``mode='sampled'``: a fresh batch of ``batch`` initial states each epoch (the paper);
     ``mode='exact'``: the expected loss over x_0 in closed form (linear agents; deterministic
     gradient descent). ``clip``: max 2-norm of each member's gradient (None: no clipping).
-    ``seed`` fixes the initial-state draws. ``monitor(agent) -> {name: tensor (*K, ...)}`` is
-    evaluated every ``monitor_every`` epochs and recorded under its names (with
-    ``monitor_epoch``), e.g. a test loss from fixed starts (``gains.probe``).
-    ``eig_W=False`` leaves out eig(W), which costs a second eigendecomposition per record
-    (eig(P) and the spectral radius are always recorded). A non-finite loss or gradient stops
-    training with a warning; Ctrl-C stops it too; either way the history so far is returned.
-    Introduced in Chapter 2, section "Training".
+    ``seed`` fixes the initial-state draws: an integer (the package stream, a fresh generator
+    at that seed), a ``streams.Stream`` (e.g. ``Stream(s, 'authors')``, continuing from where
+    the network's draw left it), or one of either per member.
+    ``monitor(agent) -> {name: tensor (*K, ...)}`` is evaluated every ``monitor_every``
+    epochs and recorded under its names (with ``monitor_epoch``), e.g. a test loss from fixed
+    starts (``gains.probe``). ``eig_W=False`` leaves out eig(W), which costs a second
+    eigendecomposition per record (eig(P) and the spectral radius are always recorded). A
+    non-finite loss or gradient stops training with a warning; Ctrl-C stops it too; either way the
+    history so far is returned. Introduced in Chapter 2, section "Training".
     """
     env = DoubleIntegrator() if env is None else env
     coupled.check_pair(agent, env)
     T, T_max = coupled.per_member("T", T, agent, integer=True, low=1)
     beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
     lr = _per_member_lr(lr, agent)
-    seed = _checks.members("seed", seed, agent.batch_shape, _checks.seed)  # a list per member
+    stream = streams.members(seed, agent.batch_shape)  # a list per member
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
     linear = agent.activation == "identity"
@@ -68,12 +70,9 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
         raise ValueError("mode='exact' needs a linear agent (activation='identity'); "
                          "use mode='sampled' for tanh")
     conv = conventions.resolve(convention, conventions.paper_for(agent))
-    if isinstance(seed, int):
-        gen = make_generator(seed)
-        draw = lambda: env.sample_x0(batch, gen)
-    else:  # (K, B, 2): member k's batches are those of its run alone
-        gens = [make_generator(s) for s in seed]
-        draw = lambda: torch.stack([env.sample_x0(batch, g) for g in gens])
+    epochs = _checks.integer("epochs", epochs, low=0)
+    last = final_row(epochs, conv.update_at_epoch0)
+    draw = _initial_states(stream, env, batch, T, nonlinear=not linear)
     F = env.x0_factor()
     # the convention read once: the window's first state, the per-start control weight and
     # the factor of a time sum, numbers or per-member tensors (*K,)
@@ -90,14 +89,15 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
             S = kernels.cost_matrix(agent, env, T, beta_eff, first)
             S = S * (scale[..., None, None] if torch.is_tensor(scale) else scale)
             expected = kernels.quadratic_loss(S, F, ones)
-            loss = expected if mode == "exact" else kernels.quadratic_loss(S, draw())
+            loss = expected if mode == "exact" else kernels.quadratic_loss(S, draw(e, last))
             return loss, {"expected_loss": expected.detach()}
-        return scale * costs(draw()).mean(-1), {}
+        return scale * costs(draw(e, last)).mean(-1), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
                   T=_plain(T), lr=_plain(lr), batch=batch, clip=clip, beta=_plain(beta),
-                  mode=mode, seed=_plain(seed), convention=conv.name, window=conv.window,
-                  time=conv.time, control=conv.control, update_at_epoch0=conv.update_at_epoch0)
+                  mode=mode, seed=streams.describe(stream), convention=conv.name,
+                  window=conv.window, time=conv.time, control=conv.control,
+                  update_at_epoch0=conv.update_at_epoch0)
     return descend(agent, objective, env, config, epochs=epochs, lr=lr, clip=clip,
                    update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
                    snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)
@@ -141,7 +141,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     if not isinstance(update_at_epoch0, (bool, np.bool_)):
         raise TypeError(f"update_at_epoch0 must be True or False, got "
                         f"{_checks.short(update_at_epoch0)}")
-    last = epochs if update_at_epoch0 or not epochs else epochs + 1  # the final network's row
+    last = final_row(epochs, update_at_epoch0)
     rec = Recorder(agent, env, monitor, strides, last, bool(eig_W))
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
@@ -246,33 +246,32 @@ def _stack_runs(runs: list[History]) -> History:
 INPUTS = ("white_noise", "teacher")
 
 
-def open_loop_inputs(source: str, batch: int, T: int, generator: torch.Generator, teacher,
-                     env) -> torch.Tensor:
+def open_loop_inputs(source: str, batch: int, T: int, stream, teacher, env) -> torch.Tensor:
     """Observation sequences y_1..y_T for open-loop training: (T, batch).
 
     'white_noise': i.i.d. N(0, 1) positions (the paper's choice); 'teacher': the positions of
     the teacher's own closed-loop rollouts from x_0 ~ env.x0. Nothing here depends on the
-    student, so what it sees cannot depend on what it does. Introduced in Chapter 1.
+    student, so what it sees cannot depend on what it does. ``stream``: a ``streams.Stream``
+    (or a seed, the package stream), drawn from where it stands. Introduced in Chapter 1.
     """
     _checks.choice("source", source, INPUTS)
     batch = _checks.integer("batch", batch, low=1)
     T = _checks.integer("T", T, low=1)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {_checks.short(generator)}")
+    stream = streams.stream(stream, name="stream")
     if source == "teacher":
         coupled.check_pair(teacher, env, "teacher")
     else:
         coupled.check_env(env)
-    return _open_loop_inputs(source, batch, T, generator, teacher, env)
+    return _open_loop_inputs(source, batch, T, stream, teacher, env)
 
 
-def _open_loop_inputs(source, batch, T, generator, teacher, env):
+def _open_loop_inputs(source, batch, T, stream, teacher, env):
     """``open_loop_inputs`` unchecked (open-loop training, every epoch)."""
-    if source == "white_noise":  # drawn where the generator is, used where env is
-        return torch.randn(T, batch, generator=generator, dtype=env.dtype,
-                           device=generator.device).to(env.A.device)
+    if source == "white_noise":
+        return stream.white_noise(T, batch, env.dtype, env.device)
+    x0 = stream.initial_states(env.x0, batch, 0, True, env.dtype, env.device)
     with torch.no_grad():
-        x = kernels.rollout(teacher, env, env.sample_x0(batch, generator), T)["x"]
+        x = kernels.rollout(teacher, env, x0, T)["x"]
     return x[1:] @ env.C  # the teacher's loop is closed and stable or not: y may overflow
 
 
@@ -288,7 +287,8 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     batch mean, summed over the steps (``convention`` ``PAPER_OPEN_LOOP``, the default, which
     also makes no update at epoch 0) or averaged over them (``time='mean'``, e.g. ``BOOK``).
     The environment is never driven by the student: only ``monitor`` (e.g. ``gains.probe``)
-    puts it in the closed loop, to measure it.
+    puts it in the closed loop, to measure it. ``seed``: an integer (the package stream) or a
+    ``streams.Stream``; for the authors' student, the teacher's stream's ``student(T)``.
     Optimizer, clipping and recording are those of ``train_closed_loop``.
     Introduced in Chapter 1, section "Open-loop training".
     """
@@ -306,21 +306,40 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
                          f"{student.batch_shape}, got {teacher.batch_shape}")
     conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
     teacher = teacher.detached()
-    gen = make_generator(seed)
+    stream = streams.stream(seed)
+    epochs = _checks.integer("epochs", epochs, low=0)
+    last = final_row(epochs, conv.update_at_epoch0)
+    draw = streams.drawer(stream, lambda s, k: _open_loop_inputs(inputs, batch, T, s, teacher,
+                                                                 env))
     scale = conv.time_factor(T)
 
     def objective(e):  # validated above: the unchecked cores, every epoch
-        y = _open_loop_inputs(inputs, batch, T, gen, teacher, env)
+        y = draw(e, last)
         with torch.no_grad():
             target = teacher._drive(y)
         return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
 
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
-                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs, seed=seed,
+                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs,
+                  seed=streams.describe(stream),
                   convention=conv.name, time=conv.time, update_at_epoch0=conv.update_at_epoch0)
     return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
                    update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,
                    snapshot_every=snapshot_every, monitor=monitor, monitor_every=monitor_every)
+
+
+def final_row(epochs: int, update_at_epoch0: bool) -> int:
+    """The row of the final network: ``epochs`` updates, plus one row if epoch 0 only
+    records (no update at epoch 0)."""
+    return epochs if update_at_epoch0 or not epochs else epochs + 1
+
+
+def _initial_states(stream, env, batch: int, T, nonlinear: bool):
+    """``draw(e, last)``: epoch e's initial states, (B, 2) for one stream or (K, B, 2) for
+    one per member (``streams.drawer``)."""
+    Ts = T.tolist() if torch.is_tensor(T) else None
+    return streams.drawer(stream, lambda s, k: s.initial_states(
+        env.x0, batch, T if Ts is None else Ts[k], nonlinear, env.dtype, env.device))
 
 
 def _episode_size(agent, T: int, batch: int) -> int:

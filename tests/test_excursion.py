@@ -8,6 +8,7 @@ import pytest
 from closedloop import DoubleIntegrator, RNNAgent, UniformBox, excursion, gains
 from closedloop.history import History
 from closedloop.stages import Stages
+from closedloop.streams import Stream
 from closedloop.training import train_closed_loop, train_open_loop
 
 
@@ -95,24 +96,29 @@ def test_bad_curves_name_the_parameter(kwargs, name):
 SMALL = dict(N=8, g=0.3, epochs=12, T=8, batch=6, lr=0.05)
 
 
-@pytest.fixture(scope="module")
-def small_pairs():
+@pytest.fixture(scope="module", params=["authors", "package"])
+def small_pairs(request):
     env = DoubleIntegrator(UniformBox(1.0))
     probe = gains.probe(env, gains.fixed_starts(env, 6), SMALL["T"], units="summed")
     pairs = excursion.train_pairs(excursion.ablation_settings(), seeds=(3, 4), env=env,
-                                  monitor=probe, snapshot_every=4, **SMALL)
-    return env, probe, pairs
+                                  monitor=probe, snapshot_every=4, stream=request.param,
+                                  **SMALL)
+    return env, probe, pairs, request.param
 
 
 def test_the_reference_pair_is_the_single_runs(small_pairs):
-    """The reference pair at the first seed, trained inside ensembles, is what the two
-    trainings give run alone (the initial network of that seed, the batches of that seed)."""
-    env, probe, pairs = small_pairs
+    """The reference pair at the first seed, trained inside ensembles (and worker jobs), is
+    what the two trainings give run alone: in the authors' stream, the network, batches and
+    student inputs of one stream continued; in the package's, the initial network of that
+    seed and fresh batches of that seed."""
+    env, probe, pairs, kind = small_pairs
     kw = {k: v for k, v in SMALL.items() if k not in ("N", "g")}
-    agent = RNNAgent(N=SMALL["N"], g=SMALL["g"], seed=3)
+    stream = Stream(3, kind)
+    agent = RNNAgent(N=SMALL["N"], g=SMALL["g"], seed=stream)
     student = agent.detached()
-    h_c = train_closed_loop(agent, env, beta=0.005, seed=3, monitor=probe, **kw)
-    h_o = train_open_loop(student, agent, env, seed=3, monitor=probe, **kw)
+    h_c = train_closed_loop(agent, env, beta=0.005, seed=stream, monitor=probe, **kw)
+    h_o = train_open_loop(student, agent, env, seed=stream.student(SMALL["T"]), monitor=probe,
+                          **kw)
     np.testing.assert_allclose(pairs.closed[("paper", 3)].test_loss, h_c.test_loss, rtol=1e-9)
     np.testing.assert_allclose(pairs.open[("paper", 3)].test_loss, h_o.test_loss, rtol=1e-9)
     assert "spectral_radius" in pairs.open[("paper", 3)].arrays  # the reference pair
@@ -121,11 +127,20 @@ def test_the_reference_pair_is_the_single_runs(small_pairs):
     assert pairs.closed[("paper", 4)].monitor_epoch.tolist() == [0, 13]
 
 
+def test_the_streams_draw_different_runs(small_pairs):
+    """A stream switch that fell back to the package's generator would train the same
+    networks under both names: the authors' seed 3 draws m ~ N(0, 1/N^2) from numpy."""
+    *_, pairs, kind = small_pairs
+    m0 = pairs.closed[("paper", 3)].arrays["params/m"][0]
+    authors = np.random.RandomState(3).normal(0, 1 / SMALL["N"], size=SMALL["N"])
+    assert np.allclose(m0, authors.astype(np.float32), rtol=0, atol=0) == (kind == "authors")
+
+
 def test_each_student_starts_from_its_teachers_initial_weights(small_pairs):
-    _, _, pairs = small_pairs
+    _, _, pairs, kind = small_pairs
     for (key, seed), h in pairs.open.items():
         init = "gaussian" if key == "init" else "paper"
-        net = RNNAgent(N=SMALL["N"], g=SMALL["g"], seed=seed, init=init).snapshot()
+        net = RNNAgent(N=SMALL["N"], g=SMALL["g"], seed=Stream(seed, kind), init=init).snapshot()
         zm = float(net["z"] @ net["m"])
         assert h.instant_gain[0] == pytest.approx(zm, rel=1e-12)
         assert pairs.closed[(key, seed)].instant_gain[0] == pytest.approx(zm, rel=1e-12)
@@ -135,7 +150,7 @@ def test_each_student_starts_from_its_teachers_initial_weights(small_pairs):
 def test_the_time_mean_student_loss_is_the_sum_over_T(small_pairs):
     """Same network, same teacher, same inputs at epoch 0: the summed loss is T times the mean;
     settings that keep the teacher share its training."""
-    _, _, pairs = small_pairs
+    _, _, pairs, _ = small_pairs
     paper, mean = pairs.open[("paper", 3)], pairs.open[("mean", 3)]
     assert paper.loss[0] == pytest.approx(SMALL["T"] * mean.loss[0], rel=1e-12)
     assert pairs.closed[("mean", 3)] is pairs.closed[("paper", 3)]
@@ -144,7 +159,7 @@ def test_the_time_mean_student_loss_is_the_sum_over_T(small_pairs):
 
 
 def test_the_table_reads_the_histories(small_pairs):
-    env, _, pairs = small_pairs
+    env, _, pairs, _ = small_pairs
     rows = pairs.table()
     assert [r["key"] for r in rows] == [s.key for s in pairs.settings]
     for r in rows:
@@ -207,7 +222,7 @@ def test_replay_epochs_are_the_milestones_in_order(stages, peak, closed, open_):
 
 
 def test_students_are_labelled_in_the_order_of_the_settings(small_pairs):
-    _, _, pairs = small_pairs
+    _, _, pairs, _ = small_pairs
     students = pairs.students(3)
     assert list(students) == [s.label for s in pairs.settings]
     assert all(students[s.label] is pairs.open[(s.key, 3)] for s in pairs.settings)

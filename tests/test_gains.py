@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from closedloop import DoubleIntegrator, RNNAgent, UniformBox, coupled, gains
+from closedloop.streams import Stream
 from closedloop.training import open_loop_inputs, train_open_loop
 
 
@@ -100,7 +101,7 @@ def test_open_loop_inputs_never_depend_on_the_student():
 def test_teacher_inputs_are_its_own_closed_loop_trajectories():
     env = DoubleIntegrator(UniformBox(1.0))
     teacher = RNNAgent(N=10, g=0.5, seed=3)
-    y = open_loop_inputs("teacher", 6, 12, torch.Generator().manual_seed(5), teacher, env)
+    y = open_loop_inputs("teacher", 6, 12, Stream(5), teacher, env)
     x0 = env.sample_x0(6, torch.Generator().manual_seed(5))
     traj = coupled.rollout(teacher, env, x0, 12)
     torch.testing.assert_close(y, traj["x"][1:, :, 0])

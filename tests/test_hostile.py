@@ -30,6 +30,7 @@ from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox
 from closedloop import coupled, gains, stages, theory
 from closedloop import tracking as tr
 from closedloop.agents import make_generator
+from closedloop.streams import Stream
 from closedloop.params import CHAPTERS, check_parameters
 from closedloop.training import History, open_loop_inputs, train_closed_loop, train_open_loop
 from conftest import counted
@@ -250,7 +251,7 @@ def test_train_open_loop(data):
                  batch=3, clip=1.0, inputs="teacher", seed=0)
     train_hostile(data, train_open_loop, valid, TRAIN_BAD)
     name, kw = one_bad(data, dict(source="white_noise", batch=3, T=4,
-                                  generator=Fresh(lambda: make_generator(0)),
+                                  stream=Fresh(lambda: Stream(0)),
                                   teacher=RNNAgent(N=3), env=ENV))
     y = attempt(lambda: open_loop_inputs(**kw), name)
     if y is not ERROR:

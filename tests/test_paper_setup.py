@@ -13,6 +13,7 @@ import torch
 
 from closedloop import RankOneAgent, coupled, reduced, stages, theory
 from closedloop.agents import OverlapAgent, make_generator
+from closedloop.streams import Stream
 from closedloop.training import train_closed_loop
 
 
@@ -277,20 +278,23 @@ def test_detect_stages_names_missing_eigenvalue_records(env):
         stages.detect_stages(h)
 
 
-def test_independent_runs(env):
+@pytest.mark.parametrize("kind", ["authors", "package"])
+def test_independent_runs(env, kind):
     seeds = [2, 5]
-    kw = dict(N=10, epochs=60, T=12, batch=8)
+    kw = dict(N=10, epochs=60, T=12, batch=8, stream=kind)
     runs = stages.independent_runs(seeds, env, **kw)
     for k, s in enumerate(seeds):
-        h = train_closed_loop(RankOneAgent(N=10, seed=s), env, epochs=60, T=12, batch=8,
-                              seed=s)
+        stream = Stream(s, kind)  # the network and its batches, one stream
+        h = train_closed_loop(RankOneAgent(N=10, seed=stream), env, epochs=60, T=12, batch=8,
+                              seed=stream)
         st = stages.detect_stages(h)
         for key, v in (("stabilization", st.stabilization), ("stage1_end", st.stage1_end)):
             assert (np.isnan(runs[key][k]) if v is None else runs[key][k] == v)
         assert runs["final_loss"][k] == runs["final_loss_paper"][k] == h.expected_loss[-1]
         assert runs["final_spectral_radius"][k] == h.spectral_radius[-1]
     shared = stages.independent_runs(seeds, env, shared_batches=0, **kw)
-    ens = train_closed_loop(RankOneAgent.stack([RankOneAgent(N=10, seed=s) for s in seeds]),
+    ens = train_closed_loop(RankOneAgent.stack([RankOneAgent(N=10, seed=Stream(s, kind))
+                                                for s in seeds]),
                             env, epochs=60, T=12, batch=8, seed=0)
     np.testing.assert_array_equal(shared["final_loss"], ens.expected_loss[-1])
     # another window: the final network's loss is also given in the authors' window
@@ -317,8 +321,10 @@ def test_median_of_n_against_enumeration():
 
 def test_stage3_spread_compares_the_papers_model_with_each_runs_own_training(env):
     kw = dict(N=10, epochs=120, T=12, batch=8)
-    out = reduced.stage3_spread([1], env, **kw)
-    h = train_closed_loop(RankOneAgent(N=10, seed=1), env, epochs=120, T=12, batch=8, seed=1)
+    out = reduced.stage3_spread([1], env, stream="package", **kw)
+    stream = Stream(1, "package")  # the network and its batches, one stream
+    h = train_closed_loop(RankOneAgent(N=10, seed=stream), env, epochs=120, T=12, batch=8,
+                          seed=stream)
     e = stages.detect_stages(h).stabilization
     assert e is not None and out["stabilization"][0] == e
     paper = train_closed_loop(OverlapAgent(h.overlaps[e]), env, epochs=120 - e, T=12, batch=8,

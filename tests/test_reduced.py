@@ -9,6 +9,7 @@ import torch
 from closedloop import RankOneAgent, coupled, reduced, theory
 from closedloop.agents import OverlapAgent
 from closedloop.stages import Stages
+from closedloop.streams import Stream
 from closedloop.training import sweep, train_closed_loop
 
 
@@ -298,7 +299,7 @@ def test_reference_run_epochs_from_its_stages():
 
 
 def test_a_short_reference_run_says_where_stage_3_is_taken_to_start(env, capsys):
-    run = reduced.reference_run(env, N=20, seed=1, epochs=6, T=10, batch=8)
+    run = reduced.reference_run(env, N=20, seed=1, epochs=6, T=10, batch=8, stream="package")
     assert run.detected.stabilization is None  # the authors' start is unstable
     assert capsys.readouterr().out == ("no stabilization within 6 epochs: stage 3 starts at "
                                        "epoch 3\n")
@@ -311,7 +312,8 @@ def test_a_short_reference_run_says_where_stage_3_is_taken_to_start(env, capsys)
     for lam, q in zip(path, run.history.overlaps[1:4]):
         assert np.min(np.abs(eig_eff(q, env) - lam)) < 1e-10
     # a run that stabilizes prints nothing
-    stable = reduced.reference_run(env, N=20, seed=1, epochs=200, T=10, batch=8)
+    stable = reduced.reference_run(env, N=20, seed=1, epochs=200, T=10, batch=8,
+                                   stream="package")
     assert stable.detected.stabilization is not None and stable.stages == stable.detected
     assert capsys.readouterr().out == ""
 
@@ -319,7 +321,8 @@ def test_a_short_reference_run_says_where_stage_3_is_taken_to_start(env, capsys)
 def test_exact_rerun_trains_the_same_network_on_the_exact_loss_past_stabilization(env):
     kw = dict(T=10, lr=1e-2, clip=1.0)
     h = reduced.exact_rerun(env, Stages(0, 3, 400), N=20, seed=2, epochs=400, **kw)
-    ref = train_closed_loop(RankOneAgent(N=20, seed=2), env, epochs=56, mode="exact", **kw)
+    ref = train_closed_loop(RankOneAgent(N=20, seed=Stream(2, "authors")), env, epochs=56,
+                            mode="exact", **kw)
     np.testing.assert_array_equal(h.expected_loss, ref.expected_loss)  # 2 * 3 + 50 epochs
     short = reduced.exact_rerun(env, Stages(0, 3, 400), N=20, seed=2, epochs=4, **kw)
     np.testing.assert_array_equal(short.expected_loss, ref.expected_loss[:len(short.epoch)])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, coupled
+from closedloop.streams import Stream
 from closedloop.training import train_closed_loop
 
 
@@ -52,7 +53,7 @@ def test_divergence_stops_with_message_and_keeps_history(env):
 
 
 def test_interrupt_keeps_history(env, monkeypatch):
-    real, calls = env.sample_x0, []
+    real, calls = Stream.initial_states, []
 
     def interrupted(*args, **kwargs):  # Ctrl-C arrives while epoch 5 draws its batch
         calls.append(1)
@@ -60,7 +61,7 @@ def test_interrupt_keeps_history(env, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(env, "sample_x0", interrupted)
+    monkeypatch.setattr(Stream, "initial_states", interrupted)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         h = train_closed_loop(RankOneAgent(N=10), env, epochs=50)
     assert len(h.epoch) == 5 and not h.completed

@@ -5,13 +5,11 @@ a plant belong together. Introduced in Chapter 4, section "The task".
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
-from .. import _checks
-from ..agents import make_generator
+from .. import _checks, streams
 from ..envs import DTYPE
 from .task import PointMass, check_same_grid
 
@@ -22,7 +20,8 @@ class TrackingRNN:
     W ~ N(0, g^2/N) entries; W_in (N, 4), reading (x, y, r_x, r_y), and W_out (2, N)
     ~ U(-1/sqrt(N), 1/sqrt(N)) entries (the authors' draw). W and W_out are trained; W_in is
     fixed in closed-loop training and trained by the authors' open-loop twin. ``dt`` (the
-    step) and ``tau`` (the time constant) in seconds; ``seed`` fixes the draw.
+    step) and ``tau`` (the time constant) in seconds; ``seed`` fixes the draw (an integer, the
+    package stream, or a ``streams.Stream``).
     ``TrackingRNN.stack`` makes an ensemble: the tensors get a leading member axis
     (``batch_shape``), and ``train_tracking`` trains its members as independent runs in one
     computation; ``member(k)`` takes one out. ``device``: where its tensors live (the draw is
@@ -34,10 +33,7 @@ class TrackingRNN:
                  seed: int = 0, dtype=DTYPE, device="cpu"):
         N = _checks.integer("N", N, low=1)
         g = _checks.real("g", g, low=0.0)
-        gen = make_generator(seed)
-        W = torch.randn(N, N, generator=gen, dtype=dtype) * (g / math.sqrt(N))
-        W_in = (2 * torch.rand(N, 4, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
-        W_out = (2 * torch.rand(2, N, generator=gen, dtype=dtype) - 1) / math.sqrt(N)
+        W, W_in, W_out = streams.stream(seed).tracking(N, g, dtype)
         self._set(*(x.to(device) for x in (W, W_in, W_out)), dt, tau)  # drawn on the CPU
 
     def _set(self, W, W_in, W_out, dt, tau):
@@ -137,13 +133,16 @@ class TrackingRNN:
         return f"TrackingRNN(N={self.N}, dt={self.dt}, tau={self.tau}{bs})"
 
 
-def draw_networks(seeds, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0
-                  ) -> list[TrackingRNN]:
+def draw_networks(seeds, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0,
+                  stream: str = "package") -> tuple[list[TrackingRNN], list]:
     """One freshly drawn ``TrackingRNN`` per seed of ``seeds`` (in order; none for an empty
-    list), for ``TrackingRNN.stack``. Introduced in Chapter 4, section "Compared with people"."""
+    list), for ``TrackingRNN.stack``, and the streams they were drawn from (``stream``, a
+    kind of ``streams.KINDS``), to train them on. Introduced in Chapter 4, section "Compared
+    with people"."""
     if isinstance(seeds, (list, tuple, range)) and not len(seeds):
-        return []
-    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in _checks.seeds("seeds", seeds)]
+        return [], []
+    runs = [streams.Stream(s, stream) for s in _checks.seeds("seeds", seeds)]
+    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in runs], runs
 
 
 def other_seeds(seed: int, n: int) -> list[int]:

@@ -10,9 +10,9 @@ import warnings
 
 import torch
 
-from .. import _checks
+from .. import _checks, streams
 from .._threads import single_thread
-from ..agents import make_generator
+from ..streams import make_generator
 from ..history import (History, attach_history, interrupted_message, stack_rows,
                        stopped_message)
 from ..linsys import abs2, fft_length
@@ -115,7 +115,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
         check_pair(teacher, plant, "teacher")
         check_single(teacher, "teacher")
         check_single(agent, "agent (an open-loop twin)")
-    seeds = _each(_checks.members("seed", seed, agent.batch_shape, _checks.seed), members)
+    stream = streams.members(seed, agent.batch_shape)
     modes = _each(_checks.members("mode", mode, agent.batch_shape,
                                   lambda n, v: _checks.choice(n, v, MODES)), members)
     exact = torch.tensor([m == "exact" for m in modes], device=plant.F.device)
@@ -132,15 +132,10 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     config = dict(kind="tracking", agent=repr(agent), plant=repr(plant), refs=repr(refs),
                   epochs=epochs, lr=lr, batch=batch, mode=modes if members else modes[0],
                   open_loop=teacher is not None,
-                  seed=seeds if members else seeds[0], test_seed=test_seed, n_test=n_test,
+                  seed=streams.describe(stream), test_seed=test_seed, n_test=n_test,
                   dt=agent.dt, tau=agent.tau, **scoring.config())
-    gens = [make_generator(s) for s in seeds]
-
-    def train_phases():  # (B, K), or (members, B, K): each member from its own generator
-        if members is None:
-            return refs.sample_phases(batch, gens[0])
-        return torch.stack([refs.sample_phases(batch, g) for g in gens])
-
+    # (B, K), or (members, B, K): each member from its own stream
+    train_phases = streams.drawer(stream, lambda s, k: s.phases(refs, batch))
     test_phases = refs.sample_phases(n_test, make_generator(test_seed))
     teach = None if teacher is None else _Teacher(teacher, plant, refs, scoring)
     params = agent.parameters(W_in=teach is not None and scoring.twin_trains_W_in)
@@ -160,7 +155,7 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
             clamped = torch.zeros_like(exact) if members else False
             if teach is not None:
                 with torch.set_grad_enabled(update):
-                    phases = None if mode == "exact" else train_phases()
+                    phases = None if mode == "exact" else train_phases(e, last)
                     expected, per, clamped = teach.losses(agent, phases)
                     loss = expected if mode == "exact" else per.mean()
             else:
@@ -169,8 +164,8 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                     loss = expected
                 else:
                     with torch.set_grad_enabled(update):
-                        per, clamped = sampled_with_clamp(agent, plant, refs, train_phases(),
-                                                          None, resp,
+                        per, clamped = sampled_with_clamp(agent, plant, refs,
+                                                          train_phases(e, last), None, resp,
                                                           step=~exact if members else None)
                     loss = per.mean(-1)  # (members,): the sum's gradient is each member's
                     if exact.any():  # exact members train on their expected loss

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from closedloop import tracking as tr
+from closedloop.streams import Stream
 
 
 
@@ -22,12 +23,17 @@ def test_rate_eigenvalues_read_rotation_frequencies():
     assert slow.rate_eigenvalues()[0].imag == pytest.approx(w / 2)
 
 
-def test_draw_networks_draws_one_per_seed():
-    nets = tr.draw_networks([3, 1], N=6, g=0.5, dt=0.05, tau=0.5)
-    for a, s in zip(nets, [3, 1]):
-        alone = tr.TrackingRNN(N=6, g=0.5, dt=0.05, tau=0.5, seed=s)
+@pytest.mark.parametrize("kind", ["authors", "package"])
+def test_draw_networks_draws_one_per_seed(kind):
+    nets, runs = tr.draw_networks([3, 1], N=6, g=0.5, dt=0.05, tau=0.5, stream=kind)
+    refs = tr.Sinusoids()
+    for a, run, s in zip(nets, runs, [3, 1]):
+        stream = Stream(s, kind)
+        alone = tr.TrackingRNN(N=6, g=0.5, dt=0.05, tau=0.5, seed=stream)
         assert all(torch.equal(getattr(a, k), getattr(alone, k)) for k in ("W", "W_in", "W_out"))
         assert (a.dt, a.tau) == (0.05, 0.5)
+        # the stream handed back goes on where the network's draw stopped
+        assert torch.equal(run.start().phases(refs, 3), stream.start().phases(refs, 3))
     assert not torch.equal(nets[0].W, nets[1].W)
 
 
@@ -60,6 +66,6 @@ def test_bad_arguments_name_the_parameter(make, param):
 def test_other_seeds_never_repeat_the_chapters_run():
     assert tr.other_seeds(0, 2) == [1, 2]
     assert tr.other_seeds(1, 2) == [0, 2] and tr.other_seeds(2, 3) == [0, 1, 3]
-    assert tr.other_seeds(5, 0) == [] and tr.draw_networks([]) == []
+    assert tr.other_seeds(5, 0) == [] and tr.draw_networks([]) == ([], [])
     with pytest.raises(ValueError, match="n must be >= 0"):
         tr.other_seeds(0, -1)

@@ -140,6 +140,11 @@ class Agent:
         """A copy with fresh leaf tensors (same values)."""
         return self._new({k: t.detach() for k, t in self.tensors.items()})
 
+    def to(self, dtype) -> "Agent":
+        """A detached copy in another floating dtype (itself, detached, in the same one)."""
+        dtype = _checks.float_dtype("dtype", dtype)
+        return self._new({k: t.detach().to(dtype) for k, t in self.tensors.items()})
+
     def member(self, k: int) -> "Agent":
         """Ensemble member k (removes the first ensemble axis)."""
         if not self.batch_shape:

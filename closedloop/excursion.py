@@ -252,7 +252,7 @@ class Pairs:
 def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: int = 1000,
                 T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                 beta: float = 0.005, env=None, monitor=None, snapshot_every: int = 0,
-                workers: int = 1, stream: str = "authors") -> Pairs:
+                workers: int = 1, stream: str = "authors", dtype=None) -> Pairs:
     """The pair of trainings for every setting at the first seed, and for the first setting
     (the reference) at every seed of ``seeds``.
 
@@ -272,8 +272,9 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
     ``monitor`` (e.g. ``gains.probe``; picklable when ``workers`` > 1) records every epoch
     of every student and of the reference teacher, the first and last epoch of the other
     teachers; eig(P) every epoch and parameter snapshots every ``snapshot_every`` epochs are
-    recorded for the reference pair only. Introduced in Chapter 1, section "What causes the
-    excursion".
+    recorded for the reference pair only. ``dtype``: the number format of the trainings
+    (default ``env``'s; the authors trained in float32); the monitor measures in ``env``'s.
+    Introduced in Chapter 1, section "What causes the excursion".
     """
     settings = tuple(settings)
     if not settings or not all(isinstance(s, Setting) for s in settings):
@@ -288,15 +289,20 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
         _checks.integer(name, value, low=1)
     start = time.perf_counter()
     env = DoubleIntegrator() if env is None else env
+    dtype = env.dtype if dtype is None else _checks.float_dtype("dtype", dtype)
     common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, eig_W=False,
                   monitor=monitor)
-    draw = dict(N=N, g=g, kind=stream, batches=seeds[0])
+    draw = dict(N=N, g=g, kind=stream, batches=seeds[0], dtype=dtype)
+    train_env = env if dtype == env.dtype else DoubleIntegrator(env.x0, dtype, env.device)
     if workers == 1:
-        out = _train_pairs(settings, seeds, draw, beta, env, common, snapshot_every, _Here())
+        out = _train_pairs(settings, seeds, draw, beta, train_env, common, snapshot_every,
+                           _Here())
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            out = _train_pairs(settings, seeds, draw, beta, env, common, snapshot_every, pool)
+            out = _train_pairs(settings, seeds, draw, beta, train_env, common, snapshot_every,
+                               pool)
+    out.env = env
     out.seconds = time.perf_counter() - start
     return out
 
@@ -309,7 +315,7 @@ def _train_pairs(settings, seeds, draw, beta, env, common, snapshot_every, pool)
     # each teacher's stream: the authors' continues from its network's draw into its batches
     stream = {k: (streams.Stream(k[2], "authors") if draw["kind"] == "authors"
                   else draw["batches"]) for k in keys}
-    initial = {k: RNNAgent(N=draw["N"], g=draw["g"], init=k[1],
+    initial = {k: RNNAgent(N=draw["N"], g=draw["g"], init=k[1], dtype=draw["dtype"],
                            seed=stream[k] if draw["kind"] == "authors" else k[2]).snapshot()
                for k in keys}
     record = dict(eig_every=1, snapshot_every=snapshot_every, monitor_every=1)

@@ -67,8 +67,8 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost"):
     regressed on the same rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the
     feedback (the overlap s_zm of a rank-one network); lag_gain = z.W m is du_t/dy_{t-1} at
     h = 0, the first weight that needs the recurrence (the linearized response to the
-    position one step back).
-    Introduced in Chapter 1, section "Two trainings".
+    position one step back). An agent of another dtype (a float32 training) is measured in
+    ``env``'s, on a copy. Introduced in Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
     factor = 2 * T if _checks.choice("units", units, UNITS) == "summed" else 1
@@ -92,6 +92,8 @@ class Probe:
     def __call__(self, agent):
         # the unchecked rollout (a monitor runs every epoch); the states it uses must be finite
         env, x0, T = self.env, self.x0, self.T
+        if agent.dtype != env.dtype:  # a float32 training measured in the probe's float64
+            agent = agent.to(env.dtype)
         traj = kernels.rollout(agent, env, x0, T)
         for v in (traj["x"], traj["u"]):
             linsys.no_overflow(v, f"the closed loop of this agent from these x0 over T={T} "

@@ -81,8 +81,8 @@ class History:
 
     def agent_at(self, epoch: int, like: Agent) -> Agent:
         """The network at the first snapshot at or after ``epoch`` (``record_index``; the last
-        if none), rebuilt as an agent of ``like``'s type, activation and trainable set (its
-        ``snapshot_epoch`` says which).
+        if none), rebuilt as an agent of ``like``'s type, activation, trainable set and dtype
+        (its ``snapshot_epoch`` says which).
 
         Introduced in Chapter 1, section "Rollouts".
         """
@@ -94,7 +94,8 @@ class History:
             raise TypeError(f"like must be an agent of the type trained, got "
                             f"{_checks.short(like)}")
         i = record_index(self.arrays["snapshot_epoch"], epoch)
-        tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i]) for k in like.names}
+        tensors = {k: torch.as_tensor(self.arrays[f"params/{k}"][i], dtype=like.dtype)
+                   for k in like.names}
         agent = like._new(tensors)
         agent.snapshot_epoch = int(self.arrays["snapshot_epoch"][i])
         return agent
@@ -189,14 +190,21 @@ def stack_rows(rows: list[dict]) -> dict:
     return {k: np.stack([np.asarray(r[k]) for r in rows if k in r]) for k in names}
 
 
-def stopped_message(e: int, last_loss) -> str:
-    """The message of a run stopped by a non-finite loss or gradient at epoch ``e``."""
+def stopped_message(e: int, last_loss, dtype=None) -> str:
+    """The message of a run stopped by a non-finite loss or gradient at epoch ``e``; for a
+    run in a float format narrower than float64 (``dtype``), how to rerun it wider."""
     if last_loss is None:
-        return (f"training stopped at epoch {e}: the loss or its gradient is not finite "
-                f"(overflow at the first epoch: no finite loss, nothing kept)")
-    return (f"training stopped at epoch {e}: the loss or its gradient is not finite (last "
-            f"finite loss {np.max(last_loss):.4g}, at epoch {e - 1}); history up to epoch "
-            f"{e - 1} kept")
+        out = (f"training stopped at epoch {e}: the loss or its gradient is not finite "
+               f"(overflow at the first epoch: no finite loss, nothing kept)")
+    else:
+        out = (f"training stopped at epoch {e}: the loss or its gradient is not finite (last "
+               f"finite loss {np.max(last_loss):.4g}, at epoch {e - 1}); history up to epoch "
+               f"{e - 1} kept")
+    if dtype is not None and dtype != torch.float64:
+        out += (f". It ran in {dtype}, whose largest number is "
+                f"{torch.finfo(dtype).max:.3g}: rerun with dtype=torch.float64 (a chapter's "
+                f"dtype parameter 'float64')")
+    return out
 
 
 def interrupted_message(e: int, n_rows: int) -> str:

@@ -133,10 +133,10 @@ class Stream:
         rounded to float32."""
         a = 1 / math.sqrt(N)
         if not self.authors:
-            gen = make_generator(self.seed)
-            W = torch.randn(N, N, generator=gen, dtype=dtype) * (g * a)
-            W_in = (2 * torch.rand(N, 4, generator=gen, dtype=dtype) - 1) * a
-            W_out = (2 * torch.rand(2, N, generator=gen, dtype=dtype) - 1) * a
+            gen, root = make_generator(self.seed), math.sqrt(N)
+            W = torch.randn(N, N, generator=gen, dtype=dtype) * (g / root)
+            W_in = (2 * torch.rand(N, 4, generator=gen, dtype=dtype) - 1) / root
+            W_out = (2 * torch.rand(2, N, generator=gen, dtype=dtype) - 1) / root
             return W, W_in, W_out
         self._np.normal(0, 0.01, size=(4, N))
         w_in = self._np.uniform(-a, a, size=(4, N))

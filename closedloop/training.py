@@ -153,7 +153,7 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
                      else None)
             gnorm = _member_norm(grads, agent) if grads is not None else None
             if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                message = stopped_message(e, rec.last("loss"))
+                message = stopped_message(e, rec.last("loss"), agent.dtype)
                 break
             row = {"epoch": e, "loss": loss.detach(), **extra}
             if gnorm is not None:

@@ -176,7 +176,8 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
                 grads = [p.grad for p in params]
             if not (torch.isfinite(loss).all() and (not update or all(torch.isfinite(g).all()
                                                                        for g in grads))):
-                message = stopped_message(e, rows[-1]["loss"] if rows else None)
+                message = stopped_message(e, rows[-1]["loss"] if rows else None,
+                                          agent.W.dtype)
                 break
             row = {"epoch": e, "loss": loss.detach(), "expected_loss": expected.detach(),
                    "clamped": clamped}

@@ -140,6 +140,9 @@ def seeds(name: str, value) -> tuple:
 
 
 def float_dtype(name: str, value) -> torch.dtype:
+    """A floating dtype of ``FLOAT_DTYPES``, given as itself or by name ('float32')."""
+    if isinstance(value, str) and value in {str(d).removeprefix("torch.") for d in FLOAT_DTYPES}:
+        value = getattr(torch, value)
     if not isinstance(value, torch.dtype) or value not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be one of {FLOAT_DTYPES}, got {short(value)}")
     return value

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import _checks
 from .conventions import TRACKING_NAMED
 from .tracking import Sinusoids
+from .streams import KINDS
 from .training import INPUTS
 
 
@@ -70,6 +71,8 @@ SEED = Param(int, 0, 2**63 - 1)
 POSITIVE = Param(float, 0.0, low_open=True)
 COUNT = Param(int, 1)
 CLIP = Param(float, 0.0, low_open=True, none_ok=True)  # None: no clipping
+STREAM = Param(str, choices=KINDS)  # what a seed draws: the authors' draws or the package's
+DTYPE = Param(str, choices=("float32", "float64"))
 
 # Chapter 4 keeps the default references: every frequency must lie below Nyquist, 1/(2 dt)
 _FREQS = inspect.signature(Sinusoids).parameters["freqs"].default
@@ -83,12 +86,12 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "inputs": Param(str, choices=INPUTS),
         "n_test": Param(int, 2),  # the gains are regressed on >= 2 independent starts
         "seed": SEED, "n_seeds": COUNT, "snapshot_every": COUNT, "n_grid": Param(int, 2),
-        "workers": COUNT,
+        "workers": COUNT, "stream": STREAM, "dtype": DTYPE,
     },
     "ch2_stages": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
         "N": Param(int, 2),  # z gets a part orthogonal to m
-        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED,
+        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED, "stream": STREAM,
         "n_seeds": COUNT, "n_spread": COUNT, "n_sweep": COUNT,
         "s_zm0_max": Param(float, 0.0, 1.0, low_open=True),  # |s_zm(0)| <= 1
         "n_grid": Param(int, 2), "n_batches": Param(int, 2),  # a spread needs two batches
@@ -96,7 +99,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
     "ch3_tradeoff": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
         "N": Param(int, 4),  # RankOneAgent.compressed() spans m, u, v, z: four neurons
-        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED,
+        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED, "stream": STREAM,
         "stage2_offset": Param(int, 0),
         "alpha_values": Param(list, item=Param(float, 0.0, 1.0)),  # weights of L_inf
         "T_prime": COUNT, "alpha_lr": POSITIVE, "alpha_steps": Param(int, 0),
@@ -107,7 +110,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "epochs": COUNT, "batch": COUNT, "lr": POSITIVE, "N": COUNT, "g": Param(float, 0.0),
         "tau": POSITIVE, "dt": Param(float, 0.0, MAX_DT, low_open=True, high_open=True),
         "T": COUNT, "bound": Param(float, 0.0, low_open=True, none_ok=True), "seed": SEED,
-        "convention": Param(str, choices=tuple(TRACKING_NAMED)),
+        "stream": STREAM, "convention": Param(str, choices=tuple(TRACKING_NAMED)),
         "acq_fraction": Param(float, 0.0, 1.0, low_open=True),
         "acq_window": Param(int, 1, odd=True), "n_seeds": Param(int, 0),
         "n_batches": Param(int, 2),

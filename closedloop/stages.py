@@ -115,14 +115,17 @@ def detect_stages(history) -> Stages:
     return Stages(end1, stab, int(history.epoch[-1]))
 
 
-#: What the authors report for their rank-one runs (``shared/paper.md`` section 5): the range of
-#: the stabilization epochs of three independent runs, that of the run in their figure, and
-#: the ranges of the final loss and of the final rho(P). A reference, not a target.
-AUTHORS = {"stabilization": (56, 92), "figure_stabilization": 129,
-           "final_loss": (0.27, 0.29), "final_spectral_radius": (0.69, 0.70)}
+#: The authors' rank-one runs (``shared/paper.md`` sections 5 and 10): their code at seeds
+#: 0-3 (the authors' stream), its stabilization epochs, and the training loss and rho(P) at the
+#: last update (epoch 999); the run of the paper's figure (unseeded: it cannot be redrawn),
+#: its end of stage 1 and its stabilization epoch. A reference, not a target.
+AUTHORS = {"seeds": (0, 1, 2, 3), "stabilization": (56, 79, 92, 121),
+           "last_update_loss": (0.26770, 0.28410, 0.28870, 0.28310),
+           "last_update_rho": (0.692405, 0.694100, 0.698748, 0.715307),
+           "figure_stage1_end": 8, "figure_stabilization": 129}
 
 RUN_KEYS = ("stage1_end", "stabilization", "final_loss", "final_loss_paper",
-            "final_spectral_radius")
+            "final_spectral_radius", "last_update_loss", "last_update_rho")
 
 
 def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
@@ -141,7 +144,9 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
     (len(seeds),) under ``RUN_KEYS`` and ``seed``: a boundary never reached is NaN,
     ``final_loss`` is the expected loss of the final network in the run's convention and
     ``final_loss_paper`` the same network's in the authors' (states x_0..x_{T-1}), so runs of
-    different conventions can be compared. Introduced in Chapter 2, section "Three stages".
+    different conventions can be compared; ``last_update_loss`` and ``last_update_rho`` are the
+    batch loss and rho(P) of the network before the last update (what the authors' code
+    records last). Introduced in Chapter 2, section "Three stages".
     """
     from .agents import OverlapAgent, RankOneAgent
     from .streams import Stream
@@ -172,10 +177,13 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
         final = OverlapAgent(torch.as_tensor(h.overlaps[-1]), dtype=env.dtype)
         with torch.no_grad():
             paper = expected_loss(final, env, T, window=PAPER_RANK_ONE.window).item()
+        last = len(h.epoch) - 2  # the epoch of the last update (the authors' last record)
         for k, v in (("seed", s), ("stage1_end", st.stage1_end),
                      ("stabilization", st.stabilization), ("final_loss", h.expected_loss[-1]),
                      ("final_loss_paper", paper),
-                     ("final_spectral_radius", h.spectral_radius[-1])):
+                     ("final_spectral_radius", h.spectral_radius[-1]),
+                     ("last_update_loss", h.loss[last] if last >= 0 else np.nan),
+                     ("last_update_rho", h.spectral_radius[last] if last >= 0 else np.nan)):
             out[k].append(np.nan if v is None else float(v))
     return {k: np.array(v, dtype=int if k == "seed" else float) for k, v in out.items()}
 

@@ -93,6 +93,9 @@ def runs(seeds, stab, loss=None, rho=None, loss_paper=None):
            "final_spectral_radius": np.array(rho if rho is not None else [0.7] * n, float)}
     out["final_loss_paper"] = np.array(loss_paper if loss_paper is not None
                                        else out["final_loss"], dtype=float)
+    # the batch loss and rho(P) before the last update: distinct numbers per run
+    out["last_update_loss"] = out["final_loss"] + 0.01
+    out["last_update_rho"] = out["final_spectral_radius"] + 0.001
     return out
 
 
@@ -118,7 +121,9 @@ def test_independent_seeds_ranges_and_runs_that_never_stabilized():
     numbers = claims.independent_seeds(head)
     expect = {"n_seeds_used": 3, "last_seed": 2, "stab_values": [60, None, 80],
               "stab_median": 80.0, "stab_min": 60, "stab_max": 80, "loss_min": 0.28,
-              "loss_max": 0.3, "rho_min": 0.69, "rho_max": 0.71, "rho_median": 0.7}
+              "loss_max": 0.3, "rho_min": 0.69, "rho_max": 0.71, "rho_median": 0.7,
+              "last_losses": [0.3 + 0.01, 0.28 + 0.01, 0.29 + 0.01],
+              "last_rhos": [0.7 + 0.001, 0.69 + 0.001, 0.71 + 0.001]}
     assert numbers.keys() == expect.keys()
     assert all(same(numbers[k], v) for k, v in expect.items()), numbers
     assert all(type(e) is int for e in numbers["stab_values"] if e is not None)
@@ -133,16 +138,18 @@ def test_stabilization_spread_quartiles_and_the_median_of_five():
     numbers = claims.stabilization_spread(SPREAD)
     # sorted 50, 60, 90, 100, 200; by epoch 92: 3 of 5. The median of 5 draws is <= 50 with
     # P(Bin(5, 0.2) >= 3) = 0.058 >= 5 %, <= 100 with P(Bin(5, 0.8) >= 3) = 0.942 < 95 %.
+    # by the authors' epochs 56, 79, 92, 121: 1, 2, 3, 4 of the 5 runs; by 129: 4 of 5
     expect = {"spread_n": 5, "spread_last_seed": 4, "spread_median": 90.0, "spread_q25": 60.0,
               "spread_q75": 100.0, "spread_max": 200.0, "median5_lo": 50.0,
-              "median5_hi": 200.0, "spread_by_authors_pct": 60.0,
-              "p_three_by_authors": pytest.approx(0.216)}
+              "median5_hi": 200.0, "authors_pcts": [20.0, 40.0, 60.0, 80.0],
+              "figure_pct": 80.0}
     assert numbers == expect
-    assert type(numbers["spread_n"]) is int and type(numbers["p_three_by_authors"]) is float
+    assert type(numbers["spread_n"]) is int and type(numbers["figure_pct"]) is float
     # a run that never stabilized is the latest: the median is 300, the maximum is never
     slow = claims.stabilization_spread(runs([0, 1, 2], [100, NAN, 300]))
     assert slow["spread_median"] == 300.0 and math.isnan(slow["spread_max"])
-    assert slow["spread_by_authors_pct"] == 0.0
+    assert slow["authors_pcts"] == [0.0, 0.0, 0.0, pytest.approx(100 / 3)]  # 100 by 121
+    assert slow["figure_pct"] == pytest.approx(100 / 3)
 
 
 def test_seed_spread_is_the_three_parts_together():
@@ -150,7 +157,7 @@ def test_seed_spread_is_the_three_parts_together():
     numbers = claims.seed_spread(head, SPREAD)
     assert numbers == {**claims.shared_batches(head, SPREAD), **claims.independent_seeds(head),
                        **claims.stabilization_spread(SPREAD)}
-    assert len(numbers) == 3 + 11 + 10
+    assert len(numbers) == 3 + 13 + 10
 
 
 def test_conventions_table_medians_and_the_window_shift():

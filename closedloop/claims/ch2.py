@@ -52,12 +52,13 @@ def as_lines(checks: Mapping[str, object]) -> str:
     return "\n".join(f"{statement}: {value}" for statement, value in checks.items())
 
 
-def one_run(history, stages) -> dict:
-    """Section "Three stages", the chapter's run: ``s_zm_initial`` (s_zm of the network before
+def one_run(history, stages, seed: int) -> dict:
+    """Section "Three stages", the chapter's run (its ``seed``, as ``seed_used``):
+    ``s_zm_initial`` (s_zm of the network before
     training), ``stage1_end_epoch`` and ``stabilization_epoch`` (epochs of ``stages``, None if
     never reached), ``final_loss`` and ``final_spectral_radius`` (the final network's expected
     loss and rho(P)) and ``train_seconds`` (wall time of the training, s)."""
-    return {"s_zm_initial": float(history.overlaps[0, 0]),
+    return {"seed_used": seed, "s_zm_initial": float(history.overlaps[0, 0]),
             "stage1_end_epoch": stages.stage1_end,
             "stabilization_epoch": stages.stabilization,
             "final_loss": float(history.expected_loss[-1]),
@@ -70,7 +71,7 @@ def seed_spread(head, spread) -> dict:
     and ``stabilization_spread`` of the runs ``head`` (each with its own batches) and ``spread``
     (one ensemble on shared batches), both ``stages.independent_runs`` results."""
     return {**shared_batches(head, spread), **independent_seeds(head),
-            **stabilization_spread(spread)}
+            **authors_runs(head), **stabilization_spread(spread)}
 
 
 def shared_batches(head, spread) -> dict:
@@ -109,6 +110,23 @@ def independent_seeds(runs) -> dict:
             "loss_min": float(loss.min()), "loss_max": float(loss.max()),
             "rho_min": float(rho.min()), "rho_max": float(rho.max()),
             "rho_median": float(np.median(rho))}
+
+
+def authors_runs(runs) -> dict:
+    """The runs at the seeds the authors' code was run with (``AUTHORS['seeds']``) against
+    its records there: ``authors_compared`` (int), how many of those seeds ``runs`` holds;
+    ``authors_stab_same`` (int), how many stabilized at the authors' epoch;
+    ``authors_loss_gap`` and ``authors_rho_gap`` (float, NaN if none compared), the largest
+    relative difference of the batch loss and of rho(P) before the last update."""
+    seeds = list(runs["seed"])
+    pick = [(k, seeds.index(s)) for k, s in enumerate(AUTHORS["seeds"]) if s in seeds]
+    gap = lambda key, ref: max((abs(runs[key][i] / AUTHORS[ref][k] - 1) for k, i in pick),
+                               default=np.nan)
+    return {"authors_compared": len(pick),
+            "authors_stab_same": sum(int(runs["stabilization"][i] == AUTHORS["stabilization"][k])
+                                     for k, i in pick),
+            "authors_loss_gap": float(gap("last_update_loss", "last_update_loss")),
+            "authors_rho_gap": float(gap("last_update_rho", "last_update_rho"))}
 
 
 def stabilization_spread(runs) -> dict:

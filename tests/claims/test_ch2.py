@@ -79,9 +79,10 @@ def test_same_compares_sorted_values_and_counts():
 def test_one_run_reads_the_first_and_last_records():
     h = single_history([0.25, 0.1, -0.1, -0.2], [1.2, 1.1, 0.9, 0.8],
                        expected_loss=[9.0, 5.0, 1.0, 0.3], seconds=2.5)
-    numbers = claims.one_run(h, Stages(2, None, 3))
-    expect = {"s_zm_initial": 0.25, "stage1_end_epoch": 2, "stabilization_epoch": None,
-              "final_loss": 0.3, "final_spectral_radius": 0.8, "train_seconds": 2.5}
+    numbers = claims.one_run(h, Stages(2, None, 3), seed=7)
+    expect = {"seed_used": 7, "s_zm_initial": 0.25, "stage1_end_epoch": 2,
+              "stabilization_epoch": None, "final_loss": 0.3, "final_spectral_radius": 0.8,
+              "train_seconds": 2.5}
     assert numbers.keys() == expect.keys()
     assert all(same(numbers[k], v) for k, v in expect.items()), numbers
 
@@ -152,12 +153,24 @@ def test_stabilization_spread_quartiles_and_the_median_of_five():
     assert slow["figure_pct"] == pytest.approx(100 / 3)
 
 
-def test_seed_spread_is_the_three_parts_together():
+def test_authors_runs_compare_the_seeds_their_code_ran():
+    # seeds 1 and 3 of the authors' (stabilized at 79 and 121), and seed 7 they never ran
+    head = runs([3, 7, 1], [121, 60, 80], loss=[0.2831 * 1.02 - 0.01, 0.3, 0.2841 - 0.01],
+                rho=[0.715307 - 0.001, 0.7, 0.694100 * 0.99 - 0.001])
+    numbers = claims.authors_runs(head)
+    assert numbers["authors_compared"] == 2 and numbers["authors_stab_same"] == 1
+    assert numbers["authors_loss_gap"] == pytest.approx(0.02)
+    assert numbers["authors_rho_gap"] == pytest.approx(0.01)
+    none = claims.authors_runs(runs([7], [60]))
+    assert none["authors_compared"] == 0 and math.isnan(none["authors_loss_gap"])
+
+
+def test_seed_spread_is_the_four_parts_together():
     head = runs([0, 1], [60, 100])
     numbers = claims.seed_spread(head, SPREAD)
     assert numbers == {**claims.shared_batches(head, SPREAD), **claims.independent_seeds(head),
-                       **claims.stabilization_spread(SPREAD)}
-    assert len(numbers) == 3 + 13 + 10
+                       **claims.authors_runs(head), **claims.stabilization_spread(SPREAD)}
+    assert len(numbers) == 3 + 13 + 4 + 10
 
 
 def test_conventions_table_medians_and_the_window_shift():

@@ -123,6 +123,21 @@ def lag_at_half(history) -> float:
     return float(share1[int(np.argmax(share0 >= 0.5))])
 
 
+def recurrent_spectra(history) -> tuple[np.ndarray, np.ndarray]:
+    """eig(W) of the RNN alone at every parameter snapshot of ``history``: (snapshot epochs
+    (S,), eigenvalues (S, N) complex, largest modulus first). ValueError without snapshots
+    of W. Introduced in Chapter 1, section "The final solutions"."""
+    if "params/W" not in history.arrays:
+        raise ValueError("history has no snapshots of W: train with snapshot_every > 0 "
+                         "(an RNNAgent)")
+    W = np.asarray(history.arrays["params/W"], dtype=np.float64)
+    if W.ndim != 3:
+        raise ValueError(f"recurrent_spectra needs a single run, got W snapshots of shape "
+                         f"{W.shape}")
+    ev = np.linalg.eigvals(W)
+    return history.snapshot_epoch, np.take_along_axis(ev, np.argsort(-np.abs(ev), -1), -1)
+
+
 def replay_epochs(h_closed, stages, peak_epoch: int) -> tuple[list, list]:
     """The epochs at which Chapter 1 replays each network of a pair, in order, without
     repeats: the teacher (``h_closed``) at its start, the end of its stage 1 (at least 1),

@@ -158,6 +158,27 @@ def final_solutions(h_closed, h_open) -> dict:
             "max_path_gap_epoch": int(h_open.monitor_epoch[path_gap.argmax()])}
 
 
+def w_alone(h_closed, h_open, stages) -> dict:
+    """Section "The final solutions", eig(W) against eig(P): the spectral radius of W alone
+    at the start (``rho_W_start``), at the closed-loop network's stabilization epoch (the
+    first snapshot at or after it; NaN if it never stabilized) and at the end of both
+    trainings, its largest value over both (``rho_W_max``), whether it ever reached 1
+    (``W_crosses_one``) and that in words (``rho_W_words``), beside rho(P) at the start
+    (``rho_P_start``)."""
+    epochs, ev = excursion.recurrent_spectra(h_closed)
+    rho = np.abs(ev[:, 0])
+    rho_open = np.abs(excursion.recurrent_spectra(h_open)[1][:, 0])
+    at_stab = (math.nan if stages.stabilization is None
+               else float(rho[record_index(epochs, stages.stabilization)]))
+    top = float(max(rho.max(), rho_open.max()))
+    words = (f"stays below 1 throughout (at most {_b(top, '.2f')} in either)" if top < 1 else
+             f"does not stay below 1 (it reaches {_b(top, '.2f')})")
+    return {"rho_W_start": float(rho[0]), "rho_W_at_stabilization": at_stab,
+            "rho_W_final_closed": float(rho[-1]), "rho_W_final_open": float(rho_open[-1]),
+            "rho_W_max": top, "W_crosses_one": top >= 1, "rho_W_words": Words(words),
+            "rho_P_start": float(h_closed.spectral_radius[0])}
+
+
 def cause(pairs, seed: int, plateau) -> dict:
     """Section "What causes the excursion": the ablation at ``seed`` (its table, which settings
     keep the excursion, each setting's numbers), the order in which the reference networks

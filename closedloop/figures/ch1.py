@@ -160,20 +160,35 @@ def rollouts(h_closed, h_open, like, env, epochs_closed, epochs_open, x0=(1.0, 1
     return fig
 
 
-def final_spectra(h_closed, h_open):
-    """eig(P) of both final networks' coupled systems, linearized at the target."""
-    fig, ((a1, a2),) = figure(2, height=3.2)
-    complex_plane(a1, ((-1.1, 1.1), (-1.1, 1.1)))
+def final_spectra(h_closed, h_open, stages=None):
+    """Top: eig(P) of both final networks' coupled systems, linearized at the target, and
+    rho(P) over training. Bottom: the same for W alone (eig(W) of the final networks, rho(W)
+    at every parameter snapshot); ``stages`` (the closed-loop network's) marks its
+    stabilization epoch on both radii."""
+    from ..excursion import recurrent_spectra
+
+    fig, ((a1, a2), (a3, a4)) = figure(2, 2, height=6.0)
+    for a in (a1, a3):
+        complex_plane(a, ((-1.1, 1.1), (-1.1, 1.1)))
     for h, name, mk in ((h_closed, "closed", "o"), (h_open, "open", "x")):
+        style = dict(s=14 if mk == "o" else 18, marker=mk, color=LOOP_COLORS[name],
+                     facecolors="none" if mk == "o" else None, label=f"trained {name} loop")
         ev = h.eig_P[-1]
-        a1.scatter(ev.real, ev.imag, s=14 if mk == "o" else 18, marker=mk, color=LOOP_COLORS[name],
-                   facecolors="none" if mk == "o" else None, label=f"trained {name} loop")
+        a1.scatter(ev.real, ev.imag, **style)
         a2.plot(h.eig_epoch + 1, h.spectral_radius, color=LOOP_COLORS[name],
+                label=f"trained {name} loop")
+        epochs, eW = recurrent_spectra(h)
+        a3.scatter(eW[-1].real, eW[-1].imag, **style)
+        a4.plot(epochs + 1, np.abs(eW[:, 0]), color=LOOP_COLORS[name],
                 label=f"trained {name} loop")
     a1.legend(loc="upper left", fontsize=7)
     a1.set_title("final eig(P)")
-    a2.axhline(1, color="0.4", ls="--", lw=0.8)
-    a2.set(xscale="log", xlabel="epoch + 1", ylabel=r"$\rho(P)$", title="spectral radius")
+    a3.set_title("final eig(W)")
+    for a, what in ((a2, r"$\rho(P)$"), (a4, r"$\rho(W)$")):
+        a.axhline(1, color="0.4", ls="--", lw=0.8)
+        if stages is not None and stages.stabilization is not None:
+            a.axvline(stages.stabilization + 1, color="0.4", ls=":", lw=0.8)
+        a.set(xscale="log", xlabel="epoch + 1", ylabel=what, title="spectral radius")
     a2.legend()
     return fig
 

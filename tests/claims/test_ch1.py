@@ -272,12 +272,16 @@ def test_every_number_the_prose_reads_is_glued(ablation):
                                                 eig_epoch=np.arange(8), loss=np.ones(8),
                                                 gain_r2=np.ones(8))
     o = ablation.open[("paper", 0)]
+    for run in (h, o):  # W snapshots, for eig(W)
+        run.arrays |= {"params/W": rotations(np.linspace(0.1, 0.5, 8)),
+                       "snapshot_epoch": np.arange(8)}
     for plateau in ((2, 5), None):  # a run without a plateau builds the book too
         glued = (claims.setup(ablation, seed=0, beta=0.005, epochs=7, n_test=5,
                               snapshot_every=1)
                  | claims.closed_loop(h, Stages(1, 3, 7), plateau)
                  | claims.open_loop(ablation, 0) | claims.gain_space(h, o, ENV, 4)
-                 | claims.final_solutions(h, o) | claims.cause(ablation, 0, plateau))
+                 | claims.final_solutions(h, o) | claims.w_alone(h, o, Stages(1, 3, 7))
+                 | claims.cause(ablation, 0, plateau))
         assert len(read) > 60 and read - set(glued) == set(), plateau
 
 
@@ -287,3 +291,44 @@ def test_no_factor_when_a_student_never_rises():
     got = claims._other_inputs(rows)
     assert math.isnan(got["ablation_inputs_peak_factor"])
     assert got["ablation_inputs_peak_words"].startswith("not comparable")
+
+
+# -- eig(W) alone ------------------------------------------------------------------------------
+def rotations(radii):
+    """W snapshots (S, 3, 3): a rotation by 0.5 rad scaled by r, plus -r/2 on the diagonal, so
+    eig(W) = r e^{+-0.5i} and -r/2: spectral radius r."""
+    c, s = math.cos(0.5), math.sin(0.5)
+    return np.stack([np.array([[r * c, -r * s, 0], [r * s, r * c, 0], [0, 0, -r / 2]])
+                     for r in radii])
+
+
+def test_w_alone_reads_the_radius_of_W_at_the_stage_marks():
+    # snapshots at epochs 0, 10, 20, 30; the closed loop stabilizes at epoch 15 (snapshot 20)
+    closed = hist(**{"params/W": rotations([0.1, 0.3, 0.5, 0.6]),
+                     "snapshot_epoch": [0, 10, 20, 30], "spectral_radius": [1.3, 1.1, 0.9, 0.8]})
+    student = hist(**{"params/W": rotations([0.1, 0.7, 0.4, 0.45]),
+                      "snapshot_epoch": [0, 10, 20, 30]})
+    got = claims.w_alone(closed, student, Stages(2, 15, 30))
+    assert got["rho_W_start"] == pytest.approx(0.1)
+    assert got["rho_W_at_stabilization"] == pytest.approx(0.5)
+    assert got["rho_W_final_closed"] == pytest.approx(0.6)
+    assert got["rho_W_final_open"] == pytest.approx(0.45)
+    assert got["rho_W_max"] == pytest.approx(0.7) and got["W_crosses_one"] is False
+    assert plain(got["rho_W_words"]).startswith("stays below 1 throughout (at most 0.70")
+    assert got["rho_P_start"] == 1.3
+    never = claims.w_alone(closed, student, Stages(2, None, 30))
+    assert math.isnan(never["rho_W_at_stabilization"])
+    big = hist(**{"params/W": rotations([0.1, 1.2]), "snapshot_epoch": [0, 10]})
+    crossed = claims.w_alone(closed, big, Stages(2, 15, 30))
+    assert crossed["W_crosses_one"] is True and "1.20" in plain(crossed["rho_W_words"])
+
+
+def test_recurrent_spectra_sorts_by_modulus_and_needs_snapshots():
+    h = hist(**{"params/W": rotations([0.4]), "snapshot_epoch": [0]})
+    epochs, ev = excursion.recurrent_spectra(h)
+    assert epochs.tolist() == [0] and ev.shape == (1, 3)
+    np.testing.assert_allclose(np.abs(ev[0]), [0.4, 0.4, 0.2])
+    np.testing.assert_allclose(sorted(ev[0].imag), [-0.4 * math.sin(0.5), 0, 0.4 * math.sin(0.5)],
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="snapshot"):
+        excursion.recurrent_spectra(hist(loss=[1.0]))

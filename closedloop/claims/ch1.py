@@ -122,7 +122,7 @@ def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:
     """Section "Gain space": effective gains (k1, k2), rounded to 3 decimals, at the start,
     the student's peak and the ends, and the LQR gain; the uncentred R^2 of the gain fits
     (lowest of both runs, final of each); the stability region (``gains.REGIONS``) at the
-    start and at the peak; recorded epochs the student's gains spent unstable oscillatory."""
+    start and at the peak; recorded epochs each network's gains spent unstable oscillatory."""
     i_peak = record_index(h_open.monitor_epoch, peak_epoch)
     region = gains.stability_region(np.stack([h_closed.gains[0], h_open.gains[i_peak]]), env)
     return {"final_gain_closed": _rounded(h_closed.gains[-1]),
@@ -136,7 +136,9 @@ def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:
             "start_region": gains.REGIONS[int(region[0])],
             "peak_region": gains.REGIONS[int(region[1])],
             "open_oscillatory_epochs": int((gains.stability_region(h_open.gains, env)
-                                            == 1).sum())}
+                                            == 1).sum()),
+            "closed_oscillatory_epochs": int((gains.stability_region(h_closed.gains, env)
+                                              == 1).sum())}
 
 
 def _rounded(k) -> tuple:

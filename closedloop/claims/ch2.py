@@ -172,13 +172,15 @@ def conventions(setups: Mapping[str, Mapping]) -> dict:
 def stage1_theory(s_grid, simulated, estimate, away: float = 0.05) -> dict:
     """Section "The stage-1 loss in closed form": ``sim_decades``, the orders of magnitude
     (log10 of max / min) that the exact losses ``simulated`` span over ``s_grid``; ``ratio_min``
-    and ``ratio_max``, the range of simulated / ``estimate`` at |s_zm| >= ``away``."""
+    and ``ratio_max``, the range of simulated / ``estimate`` at |s_zm| >= ``away``, and
+    ``ratio_spread`` = ratio_max / ratio_min (1: the estimate is exact up to a constant)."""
     s_grid, simulated, estimate = (np.asarray(a, dtype=float)
                                    for a in (s_grid, simulated, estimate))
     kept = np.abs(s_grid) >= away
     ratio = simulated[kept] / estimate[kept]
     return {"sim_decades": float(np.log10(simulated.max() / simulated.min())),
-            "ratio_min": float(ratio.min()), "ratio_max": float(ratio.max())}
+            "ratio_min": float(ratio.min()), "ratio_max": float(ratio.max()),
+            "ratio_spread": float(ratio.max() / ratio.min())}
 
 
 def s_zm_sweep(history, s_zm0) -> dict:

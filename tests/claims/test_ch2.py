@@ -190,7 +190,8 @@ def test_stage1_theory_ratio_only_away_from_zero():
     s = [-0.1, -0.02, 0.0, 0.04, 0.05, 0.2]
     simulated, estimate = [10.0, 1.0, 0.1, 5.0, 3.0, 1e9], [5.0, 1.0, 1.0, 1.0, 1.0, 1e8]
     numbers = claims.stage1_theory(s, simulated, estimate)  # ratios 2, 3 and 10 kept
-    assert numbers == {"sim_decades": pytest.approx(10.0), "ratio_min": 2.0, "ratio_max": 10.0}
+    assert numbers == {"sim_decades": pytest.approx(10.0), "ratio_min": 2.0, "ratio_max": 10.0,
+                       "ratio_spread": 5.0}
     assert claims.stage1_theory(s, simulated, estimate, away=0.15)["ratio_min"] == 10.0
     assert claims.stage1_theory(s, [1.0, 1, 1, 1, 30.0, 1], [1.0] * 6)["ratio_max"] == 30.0
 

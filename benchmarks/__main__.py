@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator  # noqa: E402
 import torch  # noqa: E402
 
-from . import cases  # noqa: E402
+from . import authors, cases  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "bench"
@@ -172,8 +172,29 @@ def run(args, results: Results, params: dict | None):
             print(results.chapters[-1], flush=True)
 
 
+def against_authors(args, results: Results):
+    """Whole training epochs: a replica of the authors' loop (``benchmarks.authors``) against
+    the package's training of the same model, alternating in one run, one thread each."""
+    from closedloop._threads import single_thread
+
+    for label, pair, target in (
+            ("tanh closed-loop training, float32: the authors' loop vs the package",
+             authors.tanh_closed_pair, 2.5),
+            ("tanh open-loop student, float32: the authors' loop vs the package",
+             authors.tanh_open_pair, None),
+            ("rank-one training: the authors' loop (float32) vs the package (float64)",
+             authors.rank_one_pair, None),
+            ("tracking training: the authors' loop (float32) vs the package (float64)",
+             authors.tracking_pair, 40)):
+        theirs, ours = pair()
+        with single_thread():
+            t = compare(theirs, ours, repeats=max(3, args.repeats // 2))
+        _row(results, label, t, target)
+
+
 def kernels(args, results: Results):
     """The fast paths against plain loops, then the scaling in T and N (and its plot)."""
+    against_authors(args, results)
     for kind, label, target in (("rank_one", "rank-one epoch (N=100, T=50, batch 100)", 10),
                                 ("tanh", "tanh epoch (N=100, T=50, batch 100)", 2)):
         t = compare(*cases.epoch_pair(kind), repeats=args.repeats)

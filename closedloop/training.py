@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks, conventions, coupled, kernels, streams
+from ._threads import loop_threads
 from .agents import Agent
 from .history import (History, Recorder, attach_history, interrupted_message,
                       stopped_message)
@@ -121,9 +122,10 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     warning on a non-finite loss or gradient and on Ctrl-C, keeping the history so far; any
     other error propagates with the history so far attached as its ``history`` attribute.
     An epoch's records are kept whole or not at all, and an update changes every parameter
-    or none. Threads: the step loop of a nonlinear agent chooses its own
-    (``_threads.loop_threads``: one thread for products of N ~ 100, which gain little from a
-    second and lose much when the cores are shared).
+    or none. Threads (``_threads.loop_threads``): one thread for the whole epoch unless its
+    largest operation, eig(W) of every member, is large (an ensemble of many networks); the
+    step loop of a nonlinear agent chooses again by product size. Products of N ~ 100 gain
+    little from a second thread and lose much when the cores are shared.
     """
     epochs = _checks.integer("epochs", epochs, low=0)
     lr = _per_member_lr(lr, agent)
@@ -146,27 +148,30 @@ def descend(agent: Agent, objective, env, config: dict, *, epochs: int, lr: floa
     params = agent.parameters()
     message, start, e = "", time.perf_counter(), 0
     try:
-        for e in range(last + 1):
-            loss, extra = objective(e)
-            finite = bool(torch.isfinite(loss).all())
-            grads = (torch.autograd.grad(loss.sum(), params) if finite and e < last
-                     else None)
-            gnorm = _member_norm(grads, agent) if grads is not None else None
-            if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
-                message = stopped_message(e, rec.last("loss"), agent.dtype)
-                break
-            row = {"epoch": e, "loss": loss.detach(), **extra}
-            if gnorm is not None:
-                row["grad_norm"] = gnorm
-            rec.epoch(row, agent, e)
-            if grads is None:
-                break
-            if e == 0 and not update_at_epoch0:
-                continue
-            scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
-            with torch.no_grad():
-                steps = [_expand(lr * scale, g, agent) * g for g in grads]
-                torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
+        # one thread unless an epoch's largest operation (eig(W), N^3 per member) is big
+        # enough to gain from more: small products lose much when the cores are shared
+        with loop_threads(math.prod(agent.batch_shape) * agent.N ** 3):
+            for e in range(last + 1):
+                loss, extra = objective(e)
+                finite = bool(torch.isfinite(loss).all())
+                grads = (torch.autograd.grad(loss.sum(), params) if finite and e < last
+                         else None)
+                gnorm = _member_norm(grads, agent) if grads is not None else None
+                if not (finite and (gnorm is None or torch.isfinite(gnorm).all())):
+                    message = stopped_message(e, rec.last("loss"), agent.dtype)
+                    break
+                row = {"epoch": e, "loss": loss.detach(), **extra}
+                if gnorm is not None:
+                    row["grad_norm"] = gnorm
+                rec.epoch(row, agent, e)
+                if grads is None:
+                    break
+                if e == 0 and not update_at_epoch0:
+                    continue
+                scale = 1.0 if clip is None else torch.clamp(clip / (gnorm + 1e-300), max=1.0)
+                with torch.no_grad():
+                    steps = [_expand(lr * scale, g, agent) * g for g in grads]
+                    torch._foreach_sub_(params, steps)  # one call: Ctrl-C cannot split an update
     except KeyboardInterrupt:
         message = interrupted_message(e, len(rec.rows))
     except Exception as exc:

@@ -102,8 +102,10 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED, "stream": STREAM,
         "stage2_offset": Param(int, 0),
         "alpha_values": Param(list, item=Param(float, 0.0, 1.0)),  # weights of L_inf
-        "T_prime": COUNT, "alpha_lr": POSITIVE, "alpha_steps": Param(int, 0),
-        "T_values": Param(list, item=COUNT), "T_sweep_epochs": COUNT,
+        "T_prime": COUNT, "alpha_lr": POSITIVE, "alpha_steps": COUNT,
+        "fig4d_alphas": Param(list, item=Param(float, 0.0, 1.0)), "fig4d_T_prime": COUNT,
+        "band_T_primes": Param(list, item=COUNT), "band_tol": POSITIVE,
+        "T_values": Param(list, item=COUNT), "T_sweep_epochs": COUNT, "T_scan_max": COUNT,
         "betas": Param(list, item=Param(float, 0.0)), "n_seeds": COUNT,
     },
     "ch4_tracking": {

@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from closedloop import RankOneAgent, coupled, reduced, theory
+from closedloop import DoubleIntegrator, RankOneAgent, UniformBox, coupled, reduced, theory
 from closedloop.agents import OverlapAgent
 from closedloop.stages import Stages
 from closedloop.streams import Stream
 from closedloop.training import sweep, train_closed_loop
+
+
+# the overlaps of Chapter 3's reference network at epoch 11, five epochs into stage 2 (seed 3,
+# the authors' stream): the start of the alpha-model and of the horizon scan
+STAGE2_START = np.array([-0.01938756223888583, 0.02292991236261326, 0.07662706218393416,
+                         -0.21323154212324408])
 
 
 def eig_eff(q, env):
@@ -195,6 +201,19 @@ def test_matched_eig_gap():
     (lambda: sweep("T", [], RankOneAgent(N=4), epochs=1), "values"),
     (lambda: sweep("T", [3], "not an agent", epochs=1), "agent"),
     (lambda: reduced.matched_eig_gap([1, 0.5], [1, 0.5, 0.2]), "nonzero"),
+    (lambda: reduced.alpha_model([-0.1, 0, 0, 0.2], [0.5, 0.6], T_prime=[10]), "T_prime"),
+    (lambda: reduced.alpha_model([-0.1, 0, 0, 0.2], [0.5, 0.6], T_prime=[10, 0]), "T_prime"),
+    (lambda: reduced.returns_inside([1.1]), "modulus"),
+    (lambda: reduced.bisect_edges(lambda x, b: x > 0.5, [[0, 1]], [False], tol=0), "tol"),
+    (lambda: reduced.bisect_edges(lambda x, b: x > 0.5, [[0, 1]], [False], tol=0.1,
+                                  points=0), "points"),
+    (lambda: reduced.alpha_bands(STAGE2_START, [10], steps=0), "steps"),
+    (lambda: reduced.alpha_bands(STAGE2_START, [10], spacing=0.7), "spacing"),
+    (lambda: reduced.alpha_bands(STAGE2_START, [0]), "T_primes"),
+    (lambda: reduced.balance_alpha([0.1, 0.2, 0.3], 10), "shape"),
+    (lambda: reduced.horizon_scan(RankOneAgent(N=4), DoubleIntegrator(), T_max=0, epochs=1),
+     "T_max"),
+    (lambda: reduced.HorizonScan(np.arange(1, 3), np.ones((3, 2)), 0).myopic(5), "epochs"),
 ])
 def test_bad_input_is_named(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -327,3 +346,165 @@ def test_exact_rerun_trains_the_same_network_on_the_exact_loss_past_stabilizatio
     short = reduced.exact_rerun(env, Stages(0, 3, 400), N=20, seed=2, epochs=4, **kw)
     np.testing.assert_array_equal(short.expected_loss, ref.expected_loss[:len(short.epoch)])
     assert len(short.epoch) < len(h.epoch)
+
+
+# -- the band of alpha that returns, and the myopic horizon (Chapter 3, Figs. 4d-e) -----------
+@pytest.mark.parametrize("path, back", [
+    ([1.01, 1.02, 0.99, 0.98], True),         # out, then in once: returns
+    ([0.99, 1.01, 0.98], True),                # starts inside, goes out, comes back
+    ([1.01, 1.02, 1.03], False),               # never comes back
+    ([0.99, 0.98, 0.97], False),               # never was outside
+    ([1.01, 0.99, 1.01, 0.99], False),         # chatter: inside at the end, but crossed twice
+    ([1.01, 0.99, 1.01], False),               # chatter ending outside
+    ([1.0, 0.999], True),                      # 1 counts as outside
+])
+def test_returns_inside_on_hand_built_paths(path, back):
+    assert reduced.returns_inside(path) == back
+    both = reduced.returns_inside(np.c_[path, path])  # (S+1, 2): one answer per column
+    assert both.tolist() == [back, back]
+
+
+BAND = (0.3141, 0.5926)
+
+
+def in_band(x, b=None):
+    return (x >= BAND[0]) & (x <= BAND[1])
+
+
+@pytest.mark.parametrize("points, calls", [(9, 1), (1, 4), (3, 2)])
+def test_bisect_edges_finds_the_edges_of_a_known_band(points, calls):
+    seen = []
+
+    def predicate(x, b):
+        seen.append(len(x))
+        return in_band(x)
+
+    br = reduced.bisect_edges(predicate, [[0.31, 0.32], [0.59, 0.60]], [False, True], tol=1e-3,
+                              points=points)
+    assert np.all(br[:, 1] - br[:, 0] <= 1e-3 * (1 + 1e-9))
+    assert br[0, 0] < BAND[0] <= br[0, 1] and br[1, 0] <= BAND[1] < br[1, 1]
+    assert len(seen) == calls  # one batched call a round: 10, 2 or 4 pieces per round
+
+
+def test_bisect_edges_keeps_the_outer_change_when_a_bracket_hides_more():
+    # True on [0.3141, 0.5926] and on the island [0.305, 0.307] below it: the lower bracket
+    # [0.30, 0.32] holds three changes; the outermost (the island's lower edge) is kept
+    def predicate(x, b):
+        return in_band(x) | ((x >= 0.305) & (x <= 0.307))
+
+    br = reduced.bisect_edges(predicate, [[0.30, 0.32], [0.59, 0.60]], [False, True], tol=1e-3)
+    assert br[0, 0] < 0.305 <= br[0, 1]
+    assert br[1, 0] <= BAND[1] < br[1, 1]
+
+
+def finite_difference_alpha(q, T_prime, h=1e-6):
+    """alpha* from L_0 written out (paper s.5) and L_inf = (|lambda_1|^2)^T' from numpy's roots,
+    differentiated along s_zm by central differences."""
+    def L0(q):
+        s_zm, s_zu, s_vm, _ = q
+        k = s_vm * s_zu
+        return (s_zm + 1) ** 2 + (s_zm + 3) ** 2 + (k + 2 * s_zm) ** 2 + (k + 3 * s_zm + 1) ** 2
+
+    def Linf(q):
+        s_zm, s_zu, s_vm, s_vu = q
+        r = np.roots([1, -(s_vu + 2), 2 * s_vu - s_zm + 1, s_vu * s_zm - s_vu - s_vm * s_zu])
+        return np.abs(r[np.argmax(r.imag)]) ** (2 * T_prime)
+
+    e = np.array([h, 0, 0, 0])
+    g0, gi = ((f(q + e) - f(q - e)) / (2 * h) for f in (L0, Linf))
+    return g0 / (g0 - gi)
+
+
+@pytest.mark.parametrize("T_prime", [5, 10, 20])
+def test_balance_alpha_is_where_the_first_step_leaves_s_zm(T_prime):
+    a = reduced.balance_alpha(STAGE2_START, T_prime)
+    assert a == pytest.approx(finite_difference_alpha(STAGE2_START, T_prime), rel=1e-6)
+    step = reduced.alpha_model(STAGE2_START, [a - 0.05, a, a + 0.05], T_prime=T_prime,
+                               lr=1e-3, steps=1).overlaps
+    ds = step[1, :, 0] - step[0, :, 0]
+    assert ds[0] < 0 < ds[2] and abs(ds[1]) < 1e-12  # s_zm: down below alpha*, up above
+
+
+def test_balance_alpha_is_nan_when_both_terms_pull_the_same_way():
+    q = [0.05, 0.0, 0.0, 0.2]  # positive feedback: both terms want s_zm smaller
+    assert np.isnan(reduced.balance_alpha(q, 10))
+
+
+def test_alpha_model_with_one_horizon_per_member_equals_separate_runs():
+    alphas, T = [0.2, 0.5, 0.5, 0.9], [5, 10, 20, 10]
+    mixed = reduced.alpha_model(STAGE2_START, alphas, T_prime=T, steps=40)
+    assert mixed.T_prime.tolist() == T
+    for k, (a, t) in enumerate(zip(alphas, T)):
+        one = reduced.alpha_model(STAGE2_START, [a], T_prime=t, steps=40)
+        np.testing.assert_allclose(mixed.overlaps[:, k], one.overlaps[:, 0], rtol=0, atol=1e-14)
+    picked = mixed.select(10, [0.9, 0.5])
+    assert picked.alpha.tolist() == [0.9, 0.5] and picked.T_prime.tolist() == [10, 10]
+    np.testing.assert_array_equal(picked.lambda1, mixed.lambda1[:, [3, 1]])
+    with pytest.raises(ValueError, match="T_prime=15"):
+        mixed.select(15, [0.5])
+
+
+def test_alpha_bands_agree_with_a_fine_grid_on_which_the_predicate_is_monotone():
+    """The band at T' = 10 after 200 steps from the reference network's stage-2 start: on a
+    grid of spacing 0.001 the returning alphas form one run (the predicate changes once on
+    either side of the band, so bisection is honest), and the bisected edges lie within tol of
+    that run's ends; the band after fewer steps read off the grid is the band of a shorter
+    descent."""
+    fine = np.round(np.arange(0.0, 1.0005, 0.001), 3)
+    back = reduced.returns_inside(np.abs(reduced.alpha_model(
+        STAGE2_START, fine, T_prime=10, steps=200).lambda1))
+    assert np.sum(np.diff(back.astype(int)) != 0) == 2  # one run, both edges inside (0, 1)
+    lo, hi = fine[back][[0, -1]]
+    bands = reduced.alpha_bands(STAGE2_START, [10, 20], steps=200, tol=1e-3)
+    k = bands.index(10)
+    assert abs(bands.lo[k] - (lo - 0.0005)) <= 0.001 and abs(bands.hi[k] - (hi + 0.0005)) <= 0.001
+    assert bands.runs.tolist() == [1, 1] and bands.lo[1] < bands.lo[0] < bands.hi[0] < 0.6
+    assert bands.hi[1] < bands.hi[0]  # the longer horizon's band lies lower
+    alone = reduced.alpha_bands(STAGE2_START, [20], steps=200, tol=1e-3)  # T' = 20 by itself
+    assert (alone.lo[0], alone.hi[0]) == (bands.lo[1], bands.hi[1])
+    coarse = bands.grid.select(10, np.round(np.linspace(0, 1, 101), 2))
+    short = reduced.alpha_model(STAGE2_START, coarse.alpha, T_prime=10, steps=50)
+    a = coarse.alpha[reduced.returns_inside(np.abs(short.lambda1))]
+    assert bands.grid_edges(10, 50) == (a.min(), a.max())
+    assert bands.balance[0] == pytest.approx(reduced.balance_alpha(STAGE2_START, 10))
+
+
+def test_alpha_bands_without_a_band_and_with_one_reaching_the_end():
+    # one step from just outside: nothing is inside yet
+    none = reduced.alpha_bands(STAGE2_START, [10], steps=1, spacing=0.5)
+    assert np.isnan(none.lo[0]) and np.isnan(none.hi[0]) and none.runs.tolist() == [0]
+    assert all(np.isnan(none.grid_edges(10, 1)))
+    with pytest.raises(ValueError, match="T_prime must be one of"):
+        none.index(5)
+    # a pair far from the real axis (|lambda_1| = 1.07, Im 0.48) with the RNN's recurrence
+    # already strong: every large alpha pulls it straight in, and the band reaches alpha = 1
+    end = reduced.alpha_bands([-0.3, 0.3, 0.3, 0.0], [10], steps=100, spacing=0.1)
+    assert end.hi[0] == 1.0 and 0.4 < end.lo[0] < 0.5 and end.runs.tolist() == [1]
+
+
+def lambda1_by_eig(history, env):
+    """|lambda_1| of every record from the eigenvalues of P_eff (independent of the cubic):
+    the member of the complex pair with Im > 0."""
+    ev = eig_eff(history.overlaps, env)
+    top = np.take_along_axis(ev, np.argmax(ev.imag, -1)[..., None], -1)[..., 0]
+    assert np.all(top.imag > 0)  # the pair stays complex on these runs
+    return np.abs(top)
+
+
+def test_horizon_scan_finds_the_longest_episode_that_never_returns():
+    """Copies of the reference network at epoch 11, 100 epochs each: T = 10 stays outside the
+    unit circle, T = 11 comes back (separate runs, eigenvalues of P_eff)."""
+    env = DoubleIntegrator(UniformBox(2.0))
+    st = Stream(3, "authors")
+    agent = RankOneAgent(N=100, seed=st, dtype=env.dtype)
+    train_closed_loop(agent, env, epochs=11, T=50, seed=st, lr=1e-2, batch=100, clip=1.0)
+    np.testing.assert_allclose(agent.overlaps().detach().numpy(), STAGE2_START, atol=1e-15)
+    scan = reduced.horizon_scan(agent, env, T_max=12, epochs=100, seed=3)
+    assert scan.modulus.shape == (101, 12) and scan.T.tolist() == list(range(1, 13))
+    separate = {T: lambda1_by_eig(train_closed_loop(agent.detached(), env, epochs=100, T=T,
+                                                    seed=3), env) for T in (10, 11)}
+    assert separate[10].min() >= 1 > separate[11].min()
+    np.testing.assert_allclose(scan.modulus[:, [9, 10]], np.c_[separate[10], separate[11]],
+                               atol=1e-9)
+    assert scan.myopic() == 10 and scan.myopic(50) == 12  # all of them stay out 50 epochs
+    assert scan.fan([20, 5]) == [5, 10, 20]

@@ -122,7 +122,8 @@ def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:
     """Section "Gain space": effective gains (k1, k2), rounded to 3 decimals, at the start,
     the student's peak and the ends, and the LQR gain; the uncentred R^2 of the gain fits
     (lowest of both runs, final of each); the stability region (``gains.REGIONS``) at the
-    start and at the peak; recorded epochs each network's gains spent unstable oscillatory."""
+    start and at the peak; recorded epochs each network's gains spent unstable oscillatory,
+    and how deep in that region they went (``_oscillatory``)."""
     i_peak = record_index(h_open.monitor_epoch, peak_epoch)
     region = gains.stability_region(np.stack([h_closed.gains[0], h_open.gains[i_peak]]), env)
     return {"final_gain_closed": _rounded(h_closed.gains[-1]),
@@ -135,10 +136,17 @@ def gain_space(h_closed, h_open, env, peak_epoch: int) -> dict:
             "final_r2_open": float(h_open.gain_r2[-1]),
             "start_region": gains.REGIONS[int(region[0])],
             "peak_region": gains.REGIONS[int(region[1])],
-            "open_oscillatory_epochs": int((gains.stability_region(h_open.gains, env)
-                                            == 1).sum()),
-            "closed_oscillatory_epochs": int((gains.stability_region(h_closed.gains, env)
-                                              == 1).sum())}
+            **_oscillatory(h_open, env, "open"), **_oscillatory(h_closed, env, "closed")}
+
+
+def _oscillatory(h, env, name) -> dict:
+    """``{name}_oscillatory_epochs``: the recorded epochs whose gains lie in the unstable
+    oscillatory region; ``{name}_oscillatory_depth``: how far inside at most, max |lambda| - 1
+    of A + B k^T there (the modulus of its complex pair, sqrt(det); 0.0 if never there)."""
+    inside = gains.stability_region(h.gains, env) == 1
+    det = np.linalg.det(gains.feedback_matrix(h.gains[inside], env).numpy())
+    return {f"{name}_oscillatory_epochs": int(inside.sum()),
+            f"{name}_oscillatory_depth": float(np.sqrt(det).max() - 1) if inside.any() else 0.0}
 
 
 def _rounded(k) -> tuple:

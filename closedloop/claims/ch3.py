@@ -14,6 +14,8 @@ from .. import theory
 from ..reduced import balance, symmetry_partner
 from ..stages import detect_stages
 
+AUTHORS_FIG4E_EPOCHS = 108  # the authors' Fig. 4e: their shortest horizon over 108 epochs (s.11)
+
 
 def stage_boundaries(stages, T: int) -> dict:
     """The reference run's stages (``reduced.ReferenceRun.stages``, filled in): the epoch at
@@ -83,17 +85,97 @@ def alpha_fan(paths, *, T_prime: int, stage2_offset: int, start_epoch: int) -> d
             "alpha_steps_used": len(paths.lambda1) - 1}
 
 
+def _r3(values) -> list:
+    """Floats rounded to 0.001, as the prose reads them."""
+    return [round(float(v), 3) for v in values]
+
+
+def alpha_band(bands, *, T_prime: int, alphas) -> dict:
+    """The band of alpha whose lambda_1 bends back inside the unit circle (a
+    ``reduced.AlphaBands``, its paths ``bands.steps`` gradient steps long).
+
+    At the horizon ``T_prime`` (``band_T_prime``): the edges bisected to ``band_tol``
+    (``band_lo``, ``band_hi``, ``band_edges`` = [lo, hi] to 0.001; ``band_width``); the
+    edges read off the grid after a quarter, half and all of the steps (``band_steps_list``,
+    ``band_lo_by_steps``, ``band_hi_by_steps``); |lambda_1| at the last step for each of
+    ``alphas`` (``fig4d_alphas``, ``fig4d_final_moduli`` to 0.001) and those of them in the
+    band (``fig4d_in_band``). For every horizon (``band_T_primes``): the edges
+    (``band_los``, ``band_his``) and ``reduced.balance_alpha`` (``band_balances``), to 0.001;
+    ``band_single``: "yes" if on no horizon's grid the returning alphas form more than one run
+    (the predicate changes once on either side of the band, as bisection assumes), else "no";
+    ``band_naive_changes``: how often "inside at the last step" alone changes along the grid
+    at ``T_prime``. Section "The band"."""
+    k = bands.index(T_prime)
+    lo, hi = float(bands.lo[k]), float(bands.hi[k])
+    steps = [max(bands.steps // 4, 1), max(bands.steps // 2, 1), bands.steps]
+    by_steps = [bands.grid_edges(T_prime, s) for s in steps]
+    final = np.abs(bands.grid.select(T_prime, alphas).lambda1[-1])
+    inside = np.abs(bands.grid.lambda1[-1, bands.grid.T_prime == T_prime]) < 1
+    return {"band_T_prime": int(T_prime), "band_tol": float(bands.tol),
+            "band_lo": lo, "band_hi": hi, "band_edges": _r3([lo, hi]), "band_width": hi - lo,
+            "band_steps_list": steps, "band_lo_by_steps": _r3(e[0] for e in by_steps),
+            "band_hi_by_steps": _r3(e[1] for e in by_steps),
+            "fig4d_alphas": list(map(float, alphas)), "fig4d_final_moduli": _r3(final),
+            "fig4d_in_band": [float(a) for a in alphas if lo <= a <= hi],
+            "band_T_primes": list(map(int, bands.T_prime)), "band_los": _r3(bands.lo),
+            "band_his": _r3(bands.hi), "band_balances": _r3(bands.balance),
+            "band_single": "yes" if np.all(bands.runs <= 1) else "no",
+            "band_naive_changes": int(np.sum(inside[1:] != inside[:-1]))}
+
+
 def horizon_fan(h_T, T_values, epochs: int) -> dict:
     """Networks trained from one stage-2 network with the episode lengths ``T_values``
     (``h_T``: one member per T, ``epochs`` epochs): the lengths (``T_values``, ``T_short``,
-    ``T_long``: the first and last, steps), ``T_sweep_epochs_used``, and the largest
+    ``T_long``: the first and last, steps), ``T_sweep_epochs_used``, the largest
     |lambda_1| of the first and the last member (``T_short_peak_modulus``,
-    ``T_long_peak_modulus``). Section "Episode length plays alpha"."""
+    ``T_long_peak_modulus``), the first member's at the last epoch (``T_short_final_modulus``)
+    and the first epoch at which it is inside the unit circle (``T_short_return_epoch``;
+    "never"). Section "Episode length plays alpha"."""
     modulus = np.abs(theory.labelled_roots(h_T.overlaps)[..., 0])
+    inside = np.flatnonzero(modulus[:, 0] < 1)
     return {"T_values": list(map(int, T_values)), "T_sweep_epochs_used": epochs,
             "T_short": int(T_values[0]), "T_long": int(T_values[-1]),
             "T_short_peak_modulus": float(modulus[:, 0].max()),
-            "T_long_peak_modulus": float(modulus[:, -1].max())}
+            "T_long_peak_modulus": float(modulus[:, -1].max()),
+            "T_short_final_modulus": float(modulus[-1, 0]),
+            "T_short_return_epoch": int(inside[0]) if len(inside) else "never"}
+
+
+def myopic_horizon(scan, authors_epochs: int = AUTHORS_FIG4E_EPOCHS) -> dict:
+    """The myopic end of the horizon sweep (a ``reduced.HorizonScan``: copies trained with
+    every T = 1..T_max for E epochs): ``T_scan_max``, ``T_scan_epochs`` (E); the longest T
+    whose |lambda_1| never comes back inside the unit circle (``T_myopic``; "none"), its
+    |lambda_1| (NaN without one) at the start, largest, at the end and at epoch ``authors_epochs``
+    (``T_myopic_start_modulus``, ``T_myopic_peak_modulus``, ``T_myopic_final_modulus``,
+    ``T_myopic_modulus_at_authors``); ``T_scan_monotone``: "yes" if every shorter T stays
+    outside too and every longer one returns, else "no"; the next T (``T_returns``) and the
+    epoch its copy first is inside (``T_returns_epoch``; "none" past the scan), and that epoch
+    for every longer T of the scan (``T_scan_return_epochs``, in order of T); the myopic T
+    over the first ``authors_epochs`` epochs alone (``T_myopic_authors``, ``authors_T_epochs``).
+    Section "Episode length plays alpha"."""
+    E, nan = len(scan.modulus) - 1, float("nan")
+    authors_epochs = min(int(authors_epochs), E)
+    T = scan.myopic()
+    out = (scan.modulus >= 1).all(0)
+    numbers = {"T_scan_max": int(scan.T.max()), "T_scan_epochs": E, "T_myopic": "none",
+               "T_scan_monotone": "yes" if np.all(out == (scan.T <= (T or 0))) else "no",
+               "T_returns": "none", "T_returns_epoch": "none",
+               "authors_T_epochs": authors_epochs,
+               "T_myopic_authors": scan.myopic(authors_epochs) or "none",
+               **dict.fromkeys(("T_myopic_start_modulus", "T_myopic_peak_modulus",
+                                "T_myopic_final_modulus", "T_myopic_modulus_at_authors"), nan)}
+    inside = scan.modulus[:, scan.T > (T or 0)] < 1  # (E+1, longer T)
+    numbers["T_scan_return_epochs"] = [int(np.argmax(c)) if c.any() else "never"
+                                       for c in inside.T]
+    if T is None:
+        return numbers
+    m = scan.modulus[:, int(np.flatnonzero(scan.T == T)[0])]
+    numbers.update(T_myopic=T, T_myopic_start_modulus=float(m[0]),
+                   T_myopic_peak_modulus=float(m.max()), T_myopic_final_modulus=float(m[-1]),
+                   T_myopic_modulus_at_authors=float(m[authors_epochs]))
+    if T + 1 in scan.T:
+        numbers.update(T_returns=T + 1, T_returns_epoch=numbers["T_scan_return_epochs"][0])
+    return numbers
 
 
 def stage3_gaps(runs, epochs: int) -> dict:

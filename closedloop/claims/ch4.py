@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
+from scipy.stats import spearmanr
+
 from .. import _checks, tracking
 from ..history import History
 from . import Words, standard_errors
@@ -210,14 +213,17 @@ def _rounded(values: list) -> list:
     return [None if v is None else round(v, 2) for v in values]
 
 
-def seeds(seeds_used: list, learned: list, acquired: list) -> dict:
+def seeds(seeds_used: list, learned: list, acquired: list, epochs: int | None = None) -> dict:
     """Section "Compared with people", over runs from several seeds (``seeds_used``, this
     chapter's first; ``learned`` and ``acquired``: each run's first-learned and acquired
     epochs): ``n_seeds_used`` (the further seeds), ``n_runs``, how many runs first learned
     (``n_first_ordered``) and acquired for good (``n_acq_ordered``) the frequencies in order,
     of the runs that learned or acquired at least two (``n_first_comparable``,
     ``n_acq_comparable``; a run with one frequency or none shows no order),
-    and the further seeds' acquisition epochs (``other_acquisition_epochs``)."""
+    and the further seeds' acquisition epochs (``other_acquisition_epochs``). With
+    ``epochs`` (the updates run): this chapter's acquisition epochs divided by it
+    (``acquired_normalized``, 3 decimals, None: never), the times the human data are
+    compared with."""
     _checks.seeds("seeds_used", seeds_used)
     if not (isinstance(seeds_used, list) and isinstance(learned, list)
             and isinstance(acquired, list)) or not (
@@ -232,7 +238,10 @@ def seeds(seeds_used: list, learned: list, acquired: list) -> dict:
             "n_first_comparable": tracking.n_comparable(learned),
             "n_acq_ordered": tracking.n_in_order(acquired),
             "n_acq_comparable": tracking.n_comparable(acquired),
-            "other_acquisition_epochs": acquired[1:]}
+            "other_acquisition_epochs": acquired[1:],
+            **({} if epochs is None else {"acquired_normalized": [
+                None if t is None else round(t, 3)
+                for t in tracking.normalized(acquired[0], epochs)]})}
 
 
 def sampled_vs_exact(batch_losses, exact_value: float) -> dict:
@@ -263,6 +272,133 @@ def exact_mode(h_runs: History, h_exact: History, history: History, exact_learne
                 "Here the exact run was also slower at every frequency, which suggests that "
                 "the noise of small batches helps to leave the plateaus." if slower else
                 "Here the exact run was not slower at every frequency.")}
+
+
+def interference(history: History, h_runs: History, h_exact: History,
+                 refs: tracking.Sinusoids, seeds_used: list, learned: list, other_learned: list,
+                 exact_learned: list, before: int = 100, after: int = 50) -> dict:
+    """Section "Learning a frequency disturbs the others": how far the probe loss of every
+    learned lower frequency rises around each later first-learned epoch, in the window of
+    epochs [e - ``before``, e + ``after``] (``tracking.acquisition_rises``: peak over the
+    window / value at its start - 1, dimensionless), over the sampled runs: this chapter's
+    (``history``, first-learned epochs ``learned``, seed ``seeds_used[0]``) and the further
+    seeds' (members of ``h_runs`` in order, ``other_learned``, ``seeds_used[1:]``).
+
+    Returns the window (``rise_before``, ``rise_after``), ``n_rise_events`` and
+    ``rise_median``, ``rise_max`` (NaN: no event) with ``rise_max_words`` (which probe,
+    which acquisition, which seed); the control (``tracking.quiet_rises``: windows of the
+    same length with no acquisition, all runs) ``n_quiet``, ``quiet_rise_median``,
+    ``quiet_rise_p90`` and ``n_above_quiet`` (events above that 90th percentile); the
+    paper's case, the 0.1 Hz probe around 0.2 Hz's first-learned epoch: this run's
+    ``rise_case`` (NaN: not measurable), its start and peak over the reference power
+    (``rise_case_start``, ``rise_case_peak``) and the peak's epoch after the first-learned
+    one (``rise_case_peak_offset``), every sampled run's (``rise_case_runs``, percent to 1
+    decimal, None: not measurable) and the exact-mode run's (``h_exact``,
+    ``exact_learned``; ``rise_case_exact``, with the largest rise in its quiet windows,
+    ``exact_quiet_max``, and ``exact_case_words``: whether the rise stands out above them);
+    and on eig(W - I)/tau of this run, from
+    ``pair_shifts``: the pair nearest the learned frequency and the new pair in the paper's
+    case (``case_old_im``, ``case_old_shift``, ``case_new_from``, ``case_new_to``, rad/s,
+    NaN: not measurable), the event whose learned pair moved most (``max_shift`` rad/s,
+    ``max_shift_rise``, ``max_shift_words``) and the rank correlation of shift and rise over
+    this run's events (``shift_rise_corr``, NaN under 3 events; ``n_main_events``,
+    ``shift_words``)."""
+    for name, h in (("history", history), ("h_runs", h_runs), ("h_exact", h_exact)):
+        _checks.instance(name, h, History)
+    _checks.instance("refs", refs, tracking.Sinusoids)
+    _checks.seeds("seeds_used", seeds_used)
+    if not (isinstance(seeds_used, list) and isinstance(other_learned, list)) or \
+            len(seeds_used) != len(other_learned) + 1:
+        raise ValueError(f"seeds_used must list this chapter's seed and one seed per run of "
+                         f"other_learned, got {_checks.short(seeds_used)} and "
+                         f"{_checks.short(other_learned)}")
+    runs = [(seeds_used[0], history, learned)] + [
+        (s, h_runs.member(i), e) for i, (s, e) in enumerate(zip(seeds_used[1:], other_learned))]
+    events = [dict(ev, seed=s) for s, h, e in runs
+              for ev in tracking.acquisition_rises(h, e, before, after)]
+    rises = np.array([ev["rise"] for ev in events], dtype=float)
+    quiet = np.concatenate([tracking.quiet_rises(h, e, before, after) for _, h, e in runs])
+    p90 = float(np.quantile(quiet, 0.9)) if quiet.size else math.nan
+    top = events[int(np.argmax(rises))] if events else None
+    case = [_case(tracking.acquisition_rises(h, e, before, after)) for _, h, e in runs]
+    exact = _case(tracking.acquisition_rises(h_exact, exact_learned, before, after))
+    exact_quiet = tracking.quiet_rises(h_exact, exact_learned, before, after)
+    power = tracking.history_scoring(history, refs).power.numpy()
+    nan = math.nan
+    return {"rise_before": before, "rise_after": after,
+            "n_rise_events": len(events), "n_rise_runs": len(runs),
+            "rise_median": float(np.median(rises)) if events else nan,
+            "rise_max": float(rises.max()) if events else nan,
+            "rise_max_words": Words(_event_words(refs, top) + f" (seed {top['seed']})"
+                                    if top else "no event"),
+            "n_quiet": int(quiet.size),
+            "quiet_rise_median": float(np.median(quiet)) if quiet.size else nan,
+            "quiet_rise_p90": p90,
+            "n_above_quiet": int((rises > p90).sum()),
+            "rise_case": case[0]["rise"] if case[0] else nan,
+            "rise_case_start": float(case[0]["start"] / power[0]) if case[0] else nan,
+            "rise_case_peak": float(case[0]["peak"] / power[0]) if case[0] else nan,
+            "rise_case_peak_offset": case[0]["peak_epoch"] - case[0]["epoch"] if case[0]
+            else None,
+            "rise_case_runs": [round(100 * c["rise"], 1) if c else None for c in case],
+            "rise_case_exact": exact["rise"] if exact else nan,
+            "exact_quiet_max": float(exact_quiet.max()) if exact_quiet.size else nan,
+            "exact_case_words": Words(
+                "that run did not learn 0.2 Hz late enough to measure it" if not exact else
+                "without sampling noise, no rise stands out" if exact_quiet.size and
+                exact["rise"] <= exact_quiet.max() or exact["rise"] <= 0 else
+                "the disturbance does not need sampling noise"),
+            **pair_shifts(history, refs, tracking.acquisition_rises(history, learned, before,
+                                                                    after), before, after)}
+
+
+def _case(events: list) -> dict | None:
+    """The paper's case among a run's events: probe 0 (0.1 Hz) around 1's (0.2 Hz)."""
+    return next((ev for ev in events if (ev["new"], ev["old"]) == (1, 0)), None)
+
+
+def _event_words(refs: tracking.Sinusoids, event: dict) -> str:
+    """``the 0.1 Hz probe while 0.2 Hz was acquired``, for an event of acquisition_rises."""
+    return (f"the {refs.freqs[event['old']]:g} Hz probe while {refs.freqs[event['new']]:g} Hz "
+            f"was acquired")
+
+
+def pair_shifts(history: History, refs: tracking.Sinusoids, events: list, before: int,
+                after: int) -> dict:
+    """eig(W - I)/tau of one run around its ``events`` (``tracking.acquisition_rises`` of
+    ``history``, window [epoch - ``before``, epoch + ``after``]): for each, how far the
+    eigenvalue nearest the learned frequency moved (``tracking.pair_paths``' shift, rad/s).
+    Returns, for the paper's case (0.1 Hz learned, 0.2 Hz new; NaN: not among the events),
+    the learned pair's imaginary part at the window's start and its shift
+    (``case_old_im``, ``case_old_shift``) and the new pair's imaginary part at the start and
+    the end (``case_new_from``, ``case_new_to``); the event whose learned pair moved most
+    (``max_shift``, ``max_shift_rise``, ``max_shift_words``); and the Spearman rank
+    correlation of shift and rise over the events (``shift_rise_corr``, NaN under 3),
+    ``n_main_events`` and ``shift_words``. Section "Learning a frequency disturbs the
+    others"."""
+    omega = refs.omega.numpy()
+    paths = [tracking.pair_paths(history, omega[ev["old"]], omega[ev["new"]],
+                                 max(ev["epoch"] - before, 0), ev["epoch"] + after)
+             for ev in events]
+    shifts = np.array([p["shift"] for p in paths], dtype=float)
+    rises = np.array([ev["rise"] for ev in events], dtype=float)
+    nan = math.nan
+    corr = float(spearmanr(shifts, rises).statistic) if len(events) >= 3 else nan
+    i = next((n for n, ev in enumerate(events) if (ev["new"], ev["old"]) == (1, 0)), None)
+    m = int(np.argmax(shifts)) if len(events) else None
+    return {"case_old_im": nan if i is None else float(paths[i]["old"][0].imag),
+            "case_old_shift": nan if i is None else float(shifts[i]),
+            "case_new_from": nan if i is None else float(paths[i]["new"][0].imag),
+            "case_new_to": nan if i is None else float(paths[i]["new"][-1].imag),
+            "max_shift": nan if m is None else float(shifts[m]),
+            "max_shift_rise": nan if m is None else float(rises[m]),
+            "max_shift_words": Words("no event" if m is None else _event_words(refs, events[m])),
+            "shift_rise_corr": corr,
+            "n_main_events": len(events),
+            "shift_words": Words(
+                "too few events to compare shift and rise" if math.isnan(corr) else
+                "the further the learned pair is pushed, the more its probe loss rises"
+                if corr > 0.5 else "the rise does not follow the learned pair's shift closely")}
 
 
 def run_time(stepped_seconds: float, epochs: int, start: float) -> dict:

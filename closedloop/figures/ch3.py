@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import theory
 from ..plotting import PALETTE, complex_plane, figure, shade_stages
+from ..reduced import returns_inside
 
 
 def stage2_theory(history, stages, margin=20):
@@ -82,6 +83,43 @@ def alpha_paths(paths, network_path=None):
     return fig
 
 
+def alpha_band(bands, T_prime, alphas=()):
+    """The band of alpha that returns inside the unit circle (a ``reduced.AlphaBands``).
+
+    Left: |lambda_1| after the last step against alpha on the grid at horizon ``T_prime``
+    (filled: the path returned, ``reduced.returns_inside``), the bisected band shaded, the
+    ``alphas`` marked. Right: the band against the horizon T' after all, half and a quarter of
+    the steps (bars, dark to light), and the balance alpha* of the first step (line)."""
+    fig, ((a1, a2),) = figure(2, height=3.4)
+    k = bands.index(T_prime)
+    sel = bands.grid.T_prime == T_prime
+    a, lam = bands.grid.alpha[sel], bands.grid.lambda1[:, sel]
+    back = returns_inside(np.abs(lam))
+    final = np.abs(lam[-1])
+    a1.axvspan(np.nan_to_num(bands.lo[k]), np.nan_to_num(bands.hi[k]), color=PALETTE["green"],
+               alpha=0.15, lw=0, label=f"band, {bands.lo[k]:.3f} to {bands.hi[k]:.3f}")
+    a1.plot(a[back], final[back], "o", color=PALETTE["green"], ms=3.5, label="returns inside")
+    a1.plot(a[~back], final[~back], "o", mfc="none", color="0.45", ms=3.5, mew=0.7,
+            label="does not")
+    for x in alphas:
+        a1.axvline(x, color=PALETTE["orange"], lw=0.8, ls=":")
+    a1.axhline(1, color="0.4", lw=0.8, ls="--")
+    a1.set(xlabel=r"$\alpha$", ylabel=rf"$|\lambda_1|$ after {bands.steps} steps",
+           title=f"$T'$ = {T_prime} (dotted: the authors' $\\alpha$)")
+    a1.legend(loc="upper right")
+    T = bands.T_prime
+    for j, (frac, shade) in enumerate(((1, 1.0), (2, 0.55), (4, 0.3))):
+        s = max(bands.steps // frac, 1)
+        lo, hi = np.array([bands.grid_edges(t, s) for t in T]).T if frac > 1 else (bands.lo,
+                                                                                    bands.hi)
+        a2.vlines(T + 0.6 * (j - 1), lo, hi, color=PALETTE["green"], alpha=shade, lw=5,
+                  label=f"band after {s} steps")
+    a2.plot(T, bands.balance, "k--o", ms=4, lw=1, label=r"balance $\alpha^*$ of the first step")
+    a2.set(xlabel="$T'$ (steps)", ylabel=r"$\alpha$", xticks=T, ylim=(0, 1))
+    a2.legend(loc="upper right")
+    return fig
+
+
 def horizon_paths(history, T_values, start_epoch):
     """lambda_1 of networks trained from one stage-2 network with different episode lengths T
     (an ensemble history, one member per T): paths on the complex plane (left) and |lambda_1|
@@ -100,7 +138,7 @@ def horizon_paths(history, T_values, start_epoch):
     a1.legend(loc="upper left")
     a2.axhline(1, color="0.4", lw=0.8, ls="--")
     a2.set(xlabel="epoch", ylabel=r"$|\lambda_1|$")
-    a2.legend(title="T (steps)", loc="upper right", ncols=2)
+    a2.legend(title="T (steps)", loc="lower left", ncols=2)
     return fig
 
 

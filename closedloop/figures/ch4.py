@@ -195,3 +195,52 @@ def exact_vs_sampled(h_sampled, h_exact, batch_losses, exact_value, batch):
     fig = sampled_vs_exact(h_sampled, h_exact, batch_losses, exact_value, batch)
     _plain_log_y(fig.axes[0])
     return fig
+
+
+def interference(history, refs, learned, before=100, after=50):
+    """The two lowest probe losses around the second frequency's first-learned epoch
+    (``learned[1]``), in the window [learned[1] - before, learned[1] + after]: the lowest,
+    learned before (left; dot: the window's start, triangle: its peak), the second, being
+    acquired (middle), both over their reference power, and the imaginary parts of
+    eig(W - I)/tau at the same epochs (right), with the pair nearest the learned frequency
+    and the new pair followed through the window (``tracking.pair_paths``). Where the case
+    cannot be measured (0.2 Hz not learned, or too soon after 0.1 Hz), says so."""
+    fig, ((a1, a2, a3),) = figure(3, height=2.9)
+    events = [ev for ev in tracking.acquisition_rises(history, learned, before, after)
+              if (ev["new"], ev["old"]) == (1, 0)]
+    if not events:
+        for ax in (a1, a2, a3):
+            ax.set_axis_off()
+        a2.text(0.5, 0.5, f"{refs.freqs[1]:g} Hz was not learned at least {before} epochs "
+                f"after {refs.freqs[0]:g} Hz", ha="center", va="center", fontsize=8)
+        return fig
+    ev = events[0]
+    e, start, end = ev["epoch"], max(ev["epoch"] - before, 0), ev["epoch"] + after
+    pe = tracking.probe_epochs(history)
+    keep = (pe >= start) & (pe <= end)
+    pw = tracking.history_scoring(history, refs).power.numpy()
+    for ax, k in ((a1, 0), (a2, 1)):
+        ax.plot(pe[keep], history.probe_loss[keep, k] / pw[k], color=FREQ_COLORS[k], lw=1.1)
+        ax.axvline(e, color=FREQ_COLORS[1], lw=0.8, ls="--")
+        ax.set(xlabel="epoch", title=_freq_label(refs, k))
+    a1.plot(pe[keep][0], ev["start"] / pw[0], "o", color=FREQ_COLORS[0], ms=4)
+    a1.plot(ev["peak_epoch"], ev["peak"] / pw[0], "v", color=FREQ_COLORS[0], ms=5)
+    a1.set_ylabel("probe loss / $(A^2/2)$")
+    omega = refs.omega.numpy()
+    paths = tracking.pair_paths(history, omega[0], omega[1], start, end)
+    i0 = tracking.record_index(history.eig_epoch, paths["epochs"][0])
+    ev_w = history.eig_W[i0:i0 + len(paths["epochs"])]
+    ep = np.repeat(paths["epochs"], ev_w.shape[1])
+    im = ev_w.imag.ravel()
+    show = (im > 0.3) & (im < 1.2 * omega[1] + 0.3)
+    a3.scatter(ep[show], im[show], s=3, color="0.6", linewidths=0)
+    a3.plot(paths["epochs"], paths["old"].imag, ".-", color=FREQ_COLORS[0], lw=1, ms=3,
+            label=f"pair nearest {refs.freqs[0]:g} Hz")
+    a3.plot(paths["epochs"], paths["new"].imag, ".-", color=FREQ_COLORS[1], lw=1, ms=3,
+            label="new pair")
+    for k in (0, 1):
+        a3.axhline(omega[k], color=FREQ_COLORS[k], ls=":", lw=0.8)
+    a3.axvline(e, color=FREQ_COLORS[1], lw=0.8, ls="--")
+    a3.set(xlabel="epoch", ylabel="Im eig$(W - I)/\\tau$ (rad/s)", title="eig$(W)$")
+    a3.legend(loc="upper left", fontsize=7)
+    return fig

@@ -22,8 +22,10 @@ The modules, each one concept (import the names from here, ``tracking.X``):
   stepped batch (``stepped_batch_seconds``);
 - ``acquisition``: reading a history (acquisition epochs, of every member too, ``in_order``
   and ``n_in_order``, ``no_earlier``, ``normalized``, ``excursion``, ``unstable_share``,
-  ``clamped_epochs``, probe losses, snapshots, all read by one rule: ``record_index``) and
-  the human and authors' constants.
+  ``clamped_epochs``, probe losses, snapshots, all read by one rule: ``record_index``), how
+  an acquisition disturbs the frequencies learned before (``probe_rise``,
+  ``acquisition_rises``, ``quiet_rises``, ``pair_paths``) and the human and authors'
+  constants.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from ..envs import DTYPE
 from ..history import History
 from ..stages import settles
 from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION,
-                          acquisition_epoch, acquisition_epochs, acquisition_table, agent_at,
-                          clamped_epochs, excursion, frequency_match, in_order,
-                          largest_frequency, member_acquisitions, n_comparable, n_in_order,
-                          no_earlier,
-                          normalized, probe_at, probe_epochs, record_index, running_median,
-                          unstable_share)
+                          acquisition_epoch, acquisition_epochs, acquisition_rises,
+                          acquisition_table, agent_at, clamped_epochs, excursion,
+                          frequency_match, in_order, largest_frequency, member_acquisitions,
+                          n_comparable, n_in_order, no_earlier, normalized, pair_paths,
+                          probe_at, probe_epochs, probe_rise, quiet_rises, record_index,
+                          running_median, unstable_share)
 from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
                      student_response)
 from .loss import (OUTPUTS, Response, linear_response, sampled_losses,
@@ -64,4 +66,6 @@ __all__ = [
     "acquisition_table", "clamped_epochs", "draw_networks", "input_weight_change", "other_seeds",
     "member_acquisitions", "n_comparable", "n_in_order", "no_earlier", "record_index",
     "stepped_batch_seconds", "unstable_share",
+    # how an acquisition disturbs the frequencies learned before (Chapter 4)
+    "acquisition_rises", "pair_paths", "probe_rise", "quiet_rises",
 ]

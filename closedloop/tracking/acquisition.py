@@ -269,3 +269,132 @@ def history_with(history, name, columns=None) -> None:
     if columns is not None and (a.ndim != 2 or a.shape[1] != columns):
         raise ValueError(f"history's {name} must have {columns} columns (one per sinusoid of "
                          f"refs), got shape {a.shape}")
+
+
+def _window(recorded, start: int, end: int, max_gap: int, what: str) -> tuple[int, int]:
+    """Rows (i0, i1), inclusive, of the strided ``recorded`` epochs that show the window
+    [start, end] (``record_index``: the first record at or after ``start``; the last at or
+    before ``end``, or the run's last); ValueError where the records leave a gap of more than
+    ``max_gap`` epochs in it (a disturbance of tens of epochs needs records every few)."""
+    recorded = np.asarray(recorded)
+    end = min(end, int(recorded[-1]))
+    i0 = record_index(recorded, start)
+    i1 = max(i0, int(np.searchsorted(recorded, end, side="right")) - 1)
+    edges = np.concatenate([[start], recorded[i0:i1 + 1], [end]])
+    if np.diff(edges).max(initial=0) > max_gap:
+        raise ValueError(f"the {what} records are too sparse for the window of epochs {start} "
+                         f"to {end}: a gap of {int(np.diff(edges).max())} epochs, more than "
+                         f"max_gap={max_gap} (train with records every {max_gap} epochs or "
+                         f"fewer, or pass a larger max_gap for a coarser measure)")
+    return i0, i1
+
+
+def probe_rise(history: History, k: int, epoch: int, before: int = 100, after: int = 50,
+               max_gap: int = 5) -> dict:
+    """How far probe k's loss rises in the window of epochs [epoch - before, epoch + after]:
+    ``start`` (its value at the window's first record, in the history's units), ``peak`` (its
+    largest value in the window) at ``peak_epoch``, and ``rise`` = peak / start - 1
+    (dimensionless; 0 when it never exceeds its start). Probe records more than ``max_gap``
+    epochs apart in the window: ValueError. Introduced in Chapter 4, section "Learning a
+    frequency disturbs the others"."""
+    history_with(history, "probe_loss")
+    if history.probe_loss.ndim != 2:
+        raise ValueError(f"history must be one run (take an ensemble's member), got "
+                         f"probe_loss of shape {history.probe_loss.shape}")
+    k = _checks.integer("k", k, low=0, high=history.probe_loss.shape[1] - 1)
+    epoch = _checks.integer("epoch", epoch, low=0)
+    before, after = (_checks.integer(n, v, low=0) for n, v in (("before", before),
+                                                                ("after", after)))
+    max_gap = _checks.integer("max_gap", max_gap, low=1)
+    epochs = probe_epochs(history)
+    i0, i1 = _window(epochs, max(epoch - before, 0), epoch + after, max_gap, "probe-loss")
+    loss = np.asarray(history.probe_loss[i0:i1 + 1, k], dtype=float)
+    i = int(np.argmax(loss))
+    return dict(start=float(loss[0]), peak=float(loss[i]), peak_epoch=int(epochs[i0 + i]),
+                rise=float(loss[i] / loss[0] - 1))
+
+
+def acquisition_rises(history: History, learned, before: int = 100, after: int = 50,
+                      max_gap: int = 5) -> list:
+    """The disturbance of every learned frequency by every later acquisition of a higher one:
+    for each frequency k first learned at ``learned[k]`` (epochs, low to high frequency,
+    None: never) and each lower frequency j < k learned at least ``before`` epochs earlier
+    (so the window starts after it was learned), ``probe_rise`` of j around ``learned[k]``,
+    as dict(new=k, old=j, epoch=learned[k], start, peak, peak_epoch, rise); in order of k,
+    then j. Introduced in Chapter 4, section "Learning a frequency disturbs the others"."""
+    learned = _learned(learned)
+    return [dict(new=k, old=j, epoch=e, **probe_rise(history, j, e, before, after, max_gap))
+            for k, e in enumerate(learned) if e is not None
+            for j in range(k) if learned[j] is not None and learned[j] <= e - before]
+
+
+def quiet_rises(history: History, learned, before: int = 100, after: int = 50,
+                max_gap: int = 5) -> np.ndarray:
+    """The same rise (``probe_rise``'s, dimensionless) in windows of the same length,
+    ``before + after`` epochs, where no other frequency is acquired: the rises that noise and
+    drift alone give. For each learned frequency j, windows tiled end to end from
+    ``learned[j] + after`` (past its own acquisition) to the run's end; a window is dropped if
+    it overlaps [learned[k] - before, learned[k] + after] of another frequency k. (R,), in
+    order of j, then epoch. Introduced in Chapter 4, section "Learning a frequency disturbs
+    the others"."""
+    learned = _learned(learned)
+    before, after = (_checks.integer(n, v, low=0) for n, v in (("before", before),
+                                                                ("after", after)))
+    length, last = max(before + after, 1), int(probe_epochs(history)[-1])
+    out = []
+    for j, ej in enumerate(learned):
+        s = None if ej is None else ej + after
+        while s is not None and s + length <= last:
+            if all(e is None or s + length < e - before or s > e + after
+                   for k, e in enumerate(learned) if k != j):
+                out.append(probe_rise(history, j, s, 0, length, max_gap)["rise"])
+            s += length
+    return np.array(out, dtype=float)
+
+
+def _learned(learned) -> list:
+    """``learned`` checked: a list of epochs (ints >= 0) or None."""
+    if not isinstance(learned, (list, tuple)):
+        raise TypeError(f"learned must be a list of epochs (or None), got "
+                        f"{_checks.short(learned)}")
+    return [None if e is None else _checks.integer(f"learned[{k}]", e, low=0)
+            for k, e in enumerate(learned)]
+
+
+def pair_paths(history: History, omega_old: float, omega_new: float, start: int, end: int,
+               max_gap: int = 10) -> dict:
+    """Two eigenvalues of eig(W - I)/tau (1/s, upper half plane) followed through the
+    ``eig_W`` records of the window of epochs [start, end]: ``new``, the one nearest
+    i ``omega_new`` (rad/s) at the window's last record, followed back record by record to its
+    nearest neighbour; ``old``, the one nearest i ``omega_old`` at the first record (``new``'s
+    eigenvalue there excluded), followed forward the same way (never onto ``new``'s).
+    Returns ``epochs`` (R,), ``old`` and ``new`` (R,) complex, and ``shift``, the largest
+    distance (1/s) of ``old`` from where it started. Records more than ``max_gap`` epochs
+    apart in the window: ValueError. Introduced in Chapter 4, section "Learning a frequency
+    disturbs the others"."""
+    history_with(history, "eig_W")
+    if history.eig_W.ndim != 2:
+        raise ValueError(f"history must be one run (take an ensemble's member), got eig_W of "
+                         f"shape {history.eig_W.shape}")
+    omega_old, omega_new = (_checks.real(n, v, low=0.0, low_open=True)
+                            for n, v in (("omega_old", omega_old), ("omega_new", omega_new)))
+    start, end = _checks.integer("start", start, low=0), _checks.integer("end", end, low=0)
+    if end < start:
+        raise ValueError(f"end must not come before start, got {start} and {end}")
+    max_gap = _checks.integer("max_gap", max_gap, low=1)
+    i0, i1 = _window(history.eig_epoch, start, end, max_gap, "eig_W")
+    upper = [ev[ev.imag > 0] for ev in history.eig_W[i0:i1 + 1]]
+    if any(ev.size < 2 for ev in upper):
+        raise ValueError("every eig_W record in the window needs two eigenvalues with a "
+                         "positive imaginary part (a pair to follow, and the new one)")
+    new = [upper[-1][np.argmin(np.abs(upper[-1] - 1j * omega_new))]]
+    for ev in upper[-2::-1]:
+        new.append(ev[np.argmin(np.abs(ev - new[-1]))])
+    new = np.array(new[::-1])
+    old = [omega_old * 1j]
+    for ev, nw in zip(upper, new):
+        ev = ev[ev != nw]
+        old.append(ev[np.argmin(np.abs(ev - old[-1]))])
+    old = np.array(old[1:])
+    return dict(epochs=np.asarray(history.eig_epoch[i0:i1 + 1]), old=old, new=new,
+                shift=float(np.abs(old - old[0]).max()))

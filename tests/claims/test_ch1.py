@@ -162,7 +162,11 @@ def test_gains_are_rounded_and_placed_in_their_regions():
     assert got["peak_region"] == REGIONS[region((-0.5, 0.0))] == "unstable oscillatory"
     assert got["open_oscillatory_epochs"] == sum(region(k) == 1 for k in OPEN_GAINS) == 2
     closed_gains = [(-0.3, -1.0), (-0.1, -0.5), (-0.36049, -1.00051)]
-    assert got["closed_oscillatory_epochs"] == sum(region(k) == 1 for k in closed_gains)
+    assert got["closed_oscillatory_epochs"] == sum(region(k) == 1 for k in closed_gains) == 0
+    assert got["closed_oscillatory_depth"] == 0.0
+    deepest = max(np.abs(np.linalg.eigvals(np.array([[1.0, 1.0], [k[0], 1.0 + k[1]]]))).max()
+                  for k in OPEN_GAINS if region(k) == 1)
+    assert got["open_oscillatory_depth"] == pytest.approx(deepest - 1)
 
 
 def test_the_final_solutions_gaps():

@@ -9,7 +9,7 @@ import pytest
 
 from closedloop.claims import ch3 as claims
 from closedloop.history import History
-from closedloop.reduced import AlphaPaths, Stage3Runs
+from closedloop.reduced import AlphaBands, AlphaPaths, HorizonScan, Stage3Runs
 from closedloop.stages import Stages
 
 
@@ -114,6 +114,85 @@ def test_horizon_fan_reads_the_peak_modulus_of_the_shortest_and_longest_horizon(
     assert (out["T_short"], out["T_long"], out["T_sweep_epochs_used"]) == (10, 50, 30)
     assert out["T_short_peak_modulus"] == pytest.approx(1.08, rel=1e-12)
     assert out["T_long_peak_modulus"] == pytest.approx(1.03, rel=1e-12)
+    assert out["T_short_final_modulus"] == pytest.approx(1.05, rel=1e-12)
+    assert out["T_short_return_epoch"] == "never"  # 1.01, 1.08, 1.05: never inside
+    q = oscillating(moduli)
+    q[1, 0] = INSIDE  # the shortest horizon's pair is inside at epoch 1 (numpy's roots)
+    assert abs(cubic_roots(INSIDE)[0]) < 1
+    back = claims.horizon_fan(history(epoch=np.arange(3), overlaps=q), [10, 20, 50], 30)
+    assert back["T_short_return_epoch"] == 1 and type(back["T_short_return_epoch"]) is int
+    assert back["T_short_peak_modulus"] == pytest.approx(1.05, rel=1e-12)
+
+
+INSIDE = [-0.05, 0.2, 0.2, 0.0]  # a complex pair at |lambda_1| = 0.984
+
+
+def hand_bands(runs=(1, 0)):
+    """AlphaBands at T' = 10 and 20 over the grid alpha = 0, .25, .5, .75, 1 (4 steps), whose
+    |lambda_1| paths say by construction which alphas return (``returns_inside``)."""
+    paths10 = [[1.01, 1.05, 1.10, 1.15, 1.20],   # 0: out for good
+               [1.01, 1.02, 0.99, 0.98, 0.97],   # .25: back at step 2
+               [1.01, 0.99, 0.98, 0.97, 0.96],   # .5: back at step 1
+               [1.01, 0.99, 1.01, 0.99, 1.01],   # .75: chatters, ends outside
+               [1.01, 0.99, 1.01, 1.01, 0.99]]   # 1: crosses in twice, ends inside
+    lam = np.array(paths10 + [[1.1] * 5] * 5).T * np.exp(0.3j)  # (5 steps, 10 members)
+    a = np.tile([0.0, 0.25, 0.5, 0.75, 1.0], 2)
+    grid = AlphaPaths(a, np.zeros((5, 10, 4)), np.zeros((5, 10)), lam, np.repeat([10, 20], 5))
+    return AlphaBands(np.array([10, 20]), np.array([0.2, np.nan]), np.array([0.6, np.nan]),
+                      1e-3, 4, grid, np.array(runs), np.array([0.55, 0.4]))
+
+
+def test_alpha_band_reads_the_bisected_edges_the_steps_and_the_authors_alphas():
+    out = claims.alpha_band(hand_bands(), T_prime=10, alphas=[0.0, 0.5, 1.0])
+    nan_free = {k: v for k, v in out.items() if k not in ("band_los", "band_his")}
+    # after 1 step .5, .75, 1 are inside once; after 2 and 4 steps .25 and .5 alone
+    assert nan_free == {"band_T_prime": 10, "band_tol": 1e-3, "band_lo": 0.2, "band_hi": 0.6,
+                        "band_edges": [0.2, 0.6], "band_width": pytest.approx(0.4),
+                        "band_steps_list": [1, 2, 4], "band_lo_by_steps": [0.5, 0.25, 0.25],
+                        "band_hi_by_steps": [1.0, 0.5, 0.5], "fig4d_alphas": [0.0, 0.5, 1.0],
+                        "fig4d_final_moduli": [1.2, 0.96, 0.99], "fig4d_in_band": [0.5],
+                        "band_T_primes": [10, 20], "band_balances": [0.55, 0.4],
+                        "band_single": "yes", "band_naive_changes": 3}
+    assert out["band_los"][0] == 0.2 and math.isnan(out["band_los"][1])
+    assert out["band_his"][0] == 0.6 and math.isnan(out["band_his"][1])
+    assert claims.alpha_band(hand_bands(runs=(2, 0)), T_prime=10, alphas=[0.5])[
+        "band_single"] == "no"
+    with pytest.raises(ValueError, match="T_prime"):
+        claims.alpha_band(hand_bands(), T_prime=15, alphas=[0.5])
+
+
+def hand_scan(*columns):
+    return HorizonScan(np.arange(1, len(columns) + 1), np.array(columns).T, 11)
+
+
+STAY = [1.01, 1.01, 1.01, 1.01, 1.01]
+
+
+def test_myopic_horizon_is_the_longest_T_that_never_returns():
+    scan = hand_scan(STAY,
+                     [1.01, 1.05, 1.10, 1.20, 1.30],
+                     [1.01, 1.02, 1.00, 1.00, 1.00],   # touches 1, never below: stays out
+                     [1.01, 1.00, 1.00, 0.95, 0.90],   # back at epoch 3
+                     [1.01, 0.98, 0.97, 0.96, 0.95])   # back at epoch 1
+    out = claims.myopic_horizon(scan, authors_epochs=2)
+    assert out == {"T_scan_max": 5, "T_scan_epochs": 4, "T_myopic": 3, "T_scan_monotone": "yes",
+                   "T_returns": 4, "T_returns_epoch": 3, "T_scan_return_epochs": [3, 1],
+                   "authors_T_epochs": 2, "T_myopic_authors": 4,  # T = 4 is out until epoch 3
+                   "T_myopic_start_modulus": 1.01, "T_myopic_peak_modulus": 1.02,
+                   "T_myopic_final_modulus": 1.0, "T_myopic_modulus_at_authors": 1.0}
+    assert type(out["T_myopic"]) is int and type(out["T_returns_epoch"]) is int
+
+
+def test_myopic_horizon_says_when_the_scan_is_not_monotone_or_finds_none():
+    odd = claims.myopic_horizon(hand_scan(STAY, [1.01, 0.99, 0.98, 0.97, 0.96], STAY),
+                                authors_epochs=10)  # T = 2 returns, T = 3 does not
+    assert (odd["T_myopic"], odd["T_scan_monotone"], odd["T_returns"]) == (3, "no", "none")
+    assert odd["authors_T_epochs"] == 4 and odd["T_scan_return_epochs"] == []
+    back = [1.01, 0.99, 0.98, 0.97, 0.96]
+    none = claims.myopic_horizon(hand_scan(back, back), authors_epochs=2)
+    assert (none["T_myopic"], none["T_myopic_authors"], none["T_scan_monotone"]) == (
+        "none", "none", "yes")
+    assert none["T_scan_return_epochs"] == [1, 1] and math.isnan(none["T_myopic_peak_modulus"])
 
 
 PAIR = [0.5 + 0.3j, 0.5 - 0.3j]

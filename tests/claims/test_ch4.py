@@ -266,3 +266,146 @@ def test_run_time():
     numbers = claims.run_time(0.6, 100, time.perf_counter() - 5.0)
     assert numbers["stepped_minutes"] == pytest.approx(1.0)
     assert 5.0 <= numbers["chapter_seconds"] < 60.0
+
+
+def test_seeds_normalize_this_runs_acquisitions_by_the_epochs_run():
+    numbers = claims.seeds([0, 1], [[1, 2, 3, 4]] * 2, [[250, 1000, None, 4000], [1, 2, 3, 4]],
+                           5000)
+    assert numbers["acquired_normalized"] == [0.05, 0.2, None, 0.8]
+    assert "acquired_normalized" not in claims.seeds([0, 1], [[1]] * 2, [[1]] * 2)
+
+
+POWER = 2.31 ** 2 / 2   # a history with no convention recorded: the book's units, A^2/2
+
+
+def bump(E, base, *bumps, width=10):
+    """A probe loss at ``base`` with triangular bumps (epoch, relative height)."""
+    e, out = np.arange(E), np.full(E, float(base))
+    for at, height in bumps:
+        out *= 1 + height * np.clip(1 - np.abs(e - at) / width, 0, None)
+    return out
+
+
+def upper_eigs(t, shifts=(), climb=None):
+    """Upper-half eig(W - I)/tau at epoch t: pairs at 0.66, 1.3 and 1.9 rad/s (Re -0.3) and a
+    damped -1 + 0.1i; ``shifts``: (pair, from, to, d Im) moves a pair up between two epochs;
+    ``climb``: (from, to) the 1.3 pair climbs there from 0.9 (before: at 0.9)."""
+    im = [0.66, 1.3, 1.9]
+    if climb is not None:
+        a, b = climb
+        im[1] = 0.9 + 0.4 * min(max((t - a) / (b - a), 0), 1)
+    for pair, a, b, d in shifts:
+        im[pair] += d if a <= t <= b else 0
+    return [-0.3 + 1j * x for x in im] + [-1 + 0.1j]
+
+
+def eig_arrays(E, **kw):
+    epochs = np.arange(0, E, 10)
+    rows = [np.concatenate([u := upper_eigs(t, **kw), np.conj(u)]) for t in epochs]
+    return {"eig_epoch": epochs, "eig_W": np.array(rows)}
+
+
+def test_pair_shifts_follow_the_learned_pairs_and_rank_them_against_the_rises():
+    refs = tr.Sinusoids()
+    # the 0.66 pair moves by 0.01 around 100 and by 0.05 around 200, the 1.3 pair by 0.2
+    # around 300, while the 1.3 pair climbs from 0.9 during [50, 120]
+    h = History({}, eig_arrays(400, climb=(50, 120), shifts=[(0, 80, 80, 0.01),
+                                                             (0, 180, 180, 0.05),
+                                                             (1, 280, 290, 0.2)]))
+    events = [dict(new=1, old=0, epoch=100, rise=0.01), dict(new=2, old=0, epoch=200, rise=0.1),
+              dict(new=2, old=1, epoch=300, rise=0.3)]
+    numbers = claims.pair_shifts(h, refs, events, before=50, after=20)
+    assert numbers["case_old_im"] == pytest.approx(0.66)
+    assert numbers["case_old_shift"] == pytest.approx(0.01)
+    assert (numbers["case_new_from"], numbers["case_new_to"]) == pytest.approx((0.9, 1.3))
+    assert numbers["max_shift"] == pytest.approx(0.2) and numbers["max_shift_rise"] == 0.3
+    assert numbers["max_shift_words"] == "the 0.2 Hz probe while 0.3 Hz was acquired"
+    assert numbers["shift_rise_corr"] == pytest.approx(1.0) and numbers["n_main_events"] == 3
+    assert numbers["shift_words"] == ("the further the learned pair is pushed, the more its "
+                                      "probe loss rises")
+    for ev, rise in zip(events, (0.3, 0.1, 0.01)):   # rises in the opposite order
+        ev["rise"] = rise
+    against = claims.pair_shifts(h, refs, events, before=50, after=20)
+    assert against["shift_rise_corr"] == pytest.approx(-1.0)
+    assert against["shift_words"] == "the rise does not follow the learned pair's shift closely"
+    none = claims.pair_shifts(h, refs, events[1:2], before=50, after=20)
+    assert math.isnan(none["case_old_shift"]) and math.isnan(none["shift_rise_corr"])
+    assert none["shift_words"] == "too few events to compare shift and rise"
+    assert none["max_shift"] == pytest.approx(0.05)
+
+
+def interference_runs(exact_rise=0.01):
+    """Three sampled runs and an exact one, 700 epochs, probe losses in the book's units.
+
+    This run: 0.1 Hz (learned at 0) rises 5% at 210 while 0.2 Hz is learned at 200; +2% at
+    420, in a quiet window. Seed 1 (learned 0, 300): +10% at 290; +4% of 0.2 Hz at 400,
+    quiet. Seed 2 (learned 0, 150, 400): 0.1 Hz +20% at 160 and +80% at 410, 0.2 Hz +3% at
+    420; 0.3 Hz +6% at 520, quiet. Exact run (learned 0, 300): 0.1 Hz ``exact_rise`` at 300.
+    Quiet windows (150 epochs, tiled): 4 + 3 + 3 in the sampled runs, 3 in the exact one."""
+    E, ones = 700, np.ones(700)
+    main = [bump(E, 0.2 * POWER, (210, 0.05), (420, 0.02)), ones, ones, ones]
+    seed1 = [bump(E, 0.3, (290, 0.1)), bump(E, 0.3, (400, 0.04)), ones, ones]
+    seed2 = [bump(E, 0.3, (160, 0.2), (410, 0.8)), bump(E, 0.3, (420, 0.03)),
+             bump(E, 0.3, (520, 0.06)), ones]
+    exact = [bump(E, 0.3, (300, exact_rise)), ones, ones, ones]
+    epochs = {"epoch": np.arange(E), "probe_epoch": np.arange(E)}
+    history = History({}, {**epochs, "probe_loss": np.stack(main, -1), **eig_arrays(E)})
+    h_runs = History({}, {**epochs, "loss": np.ones((E, 3)), "probe_loss": np.stack(
+        [np.stack(m, -1) for m in (seed1, seed2, exact)], 1)}, "", 3.0)
+    return history, h_runs, h_runs.member(2)
+
+
+def test_interference_measures_every_acquisition_against_quiet_windows():
+    history, h_runs, h_exact = interference_runs()
+    numbers = claims.interference(
+        history, h_runs, h_exact, tr.Sinusoids(), [0, 1, 2], [0, 200, None, None],
+        [[0, 300, None, None], [0, 150, 400, None]], [0, 300, None, None])
+    assert (numbers["rise_before"], numbers["rise_after"]) == (100, 50)
+    # events: this run 5%; seed 1 10%; seed 2 20%, 80% (0.1 Hz at 0.3 Hz's), 3% (0.2 Hz)
+    assert (numbers["n_rise_events"], numbers["n_rise_runs"]) == (5, 3)
+    assert numbers["rise_median"] == pytest.approx(0.1)
+    assert numbers["rise_max"] == pytest.approx(0.8)
+    assert numbers["rise_max_words"] == "the 0.1 Hz probe while 0.3 Hz was acquired (seed 2)"
+    # quiet: seven flat windows and 2%, 4%, 6%: 90th percentile 0.04 + 0.1 (0.06 - 0.04)
+    assert numbers["n_quiet"] == 10
+    assert numbers["quiet_rise_median"] == 0.0
+    assert numbers["quiet_rise_p90"] == pytest.approx(0.042)
+    assert numbers["n_above_quiet"] == 4                      # all but seed 2's 3%
+    assert numbers["rise_case"] == pytest.approx(0.05)
+    assert numbers["rise_case_start"] == pytest.approx(0.2)   # of the reference power
+    assert numbers["rise_case_peak"] == pytest.approx(0.21)
+    assert numbers["rise_case_peak_offset"] == 10
+    assert numbers["rise_case_runs"] == [5.0, 10.0, 20.0]
+    assert numbers["rise_case_exact"] == pytest.approx(0.01)
+    assert numbers["exact_quiet_max"] == 0.0
+    assert numbers["exact_case_words"] == "the disturbance does not need sampling noise"
+    # eig(W) of this run: nothing moves, one event
+    assert numbers["case_old_shift"] == 0.0 and numbers["n_main_events"] == 1
+    assert (numbers["case_old_im"], numbers["case_new_to"]) == pytest.approx((0.66, 1.3))
+    assert math.isnan(numbers["shift_rise_corr"])
+    for name in ("rise_median", "rise_case", "quiet_rise_p90", "rise_case_start",
+                 "case_old_shift", "max_shift"):
+        assert type(numbers[name]) is float, name
+    assert all(isinstance(numbers[n], Words) for n in numbers if n.endswith("_words"))
+
+
+def test_interference_when_a_case_cannot_be_measured():
+    history, h_runs, h_exact = interference_runs(exact_rise=0.0)
+    args = (history, h_runs, h_exact, tr.Sinusoids(), [0, 1, 2])
+    numbers = claims.interference(*args, [0, None, None, None],
+                                  [[0, 300, None, None], [0, 50, None, None]],
+                                  [0, 300, None, None])
+    # this run never learned 0.2 Hz; seed 2 learned it only 50 epochs after 0.1 Hz
+    assert math.isnan(numbers["rise_case"]) and numbers["rise_case_peak_offset"] is None
+    assert numbers["rise_case_runs"] == [None, 10.0, None]
+    assert numbers["n_rise_events"] == 1 and numbers["rise_median"] == pytest.approx(0.1)
+    assert math.isnan(numbers["case_old_shift"]) and numbers["n_main_events"] == 0
+    assert numbers["max_shift_words"] == "no event"
+    assert numbers["exact_case_words"] == "without sampling noise, no rise stands out"
+    none = claims.interference(*args, [None] * 4, [[None] * 4] * 2, [0, None, None, None])
+    assert none["n_rise_events"] == 0 and math.isnan(none["rise_max"])
+    assert none["rise_max_words"] == "no event" and none["n_above_quiet"] == 0
+    assert none["exact_case_words"] == "that run did not learn 0.2 Hz late enough to measure it"
+    with pytest.raises(ValueError, match="one seed per run"):
+        claims.interference(*args[:4], [0, 1], [0, None, None, None], [[None] * 4] * 2,
+                            [None] * 4)

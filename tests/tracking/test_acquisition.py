@@ -118,3 +118,108 @@ def test_member_acquisitions_read_each_member():
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):
         make()
+
+
+def bump(E, base, at, height, width=10):
+    """A probe loss at ``base`` with a triangular bump to ``base * (1 + height)`` at ``at``."""
+    e = np.arange(E)
+    return base * (1 + height * np.clip(1 - np.abs(e - at) / width, 0, None))
+
+
+def probe_history(losses, probe_epoch=None):
+    """One run's probe losses, given per sinusoid (K lists of E values), every epoch unless
+    ``probe_epoch`` lists the recorded ones."""
+    loss = np.stack(losses, -1)
+    epochs = np.arange(len(loss)) if probe_epoch is None else np.asarray(probe_epoch)
+    return tr.History({}, {"epoch": epochs, "probe_epoch": epochs, "probe_loss": loss})
+
+
+def test_probe_rise_is_the_peak_over_the_start_of_the_window():
+    h = probe_history([bump(300, 0.2, 150, 0.25), np.linspace(0.9, 0.1, 300)])
+    got = tr.probe_rise(h, 0, 150, before=100, after=50)
+    assert got == pytest.approx(dict(start=0.2, peak=0.25, peak_epoch=150, rise=0.25))
+    assert type(got["peak_epoch"]) is int and type(got["rise"]) is float
+    assert tr.probe_rise(h, 0, 250, 100, 50)["start"] == pytest.approx(0.25)  # [150, 300]:
+    assert tr.probe_rise(h, 0, 250, 100, 50)["rise"] == 0.0                  # at the peak
+    assert tr.probe_rise(h, 1, 150, 100, 50)["rise"] == 0.0                  # falling
+    assert tr.probe_rise(h, 0, 170, 10, 10)["rise"] == 0.0                   # [160, 180]
+    assert tr.probe_rise(h, 0, 20, 100, 0)["start"] == pytest.approx(0.2)    # clipped at 0
+
+
+def test_probe_rise_reads_strided_records_and_refuses_sparse_ones():
+    E = np.arange(0, 300, 10)
+    h = probe_history([bump(300, 0.2, 150, 0.25)[E], np.ones(E.size)], probe_epoch=E)
+    with pytest.raises(ValueError, match="too sparse.*max_gap=5"):
+        tr.probe_rise(h, 0, 150)
+    # [55, 200]: from the record of 60 (record_index) to that of 200
+    got = tr.probe_rise(h, 0, 155, before=100, after=45, max_gap=10)
+    assert got == pytest.approx(dict(start=0.2, peak=0.25, peak_epoch=150, rise=0.25))
+    with pytest.raises(ValueError, match="one run"):
+        tr.probe_rise(tr.History({}, {"epoch": E, "probe_loss": np.ones((30, 2, 4))}), 0, 10)
+    with pytest.raises(ValueError, match="k"):
+        tr.probe_rise(h, 2, 150, max_gap=10)
+
+
+def test_acquisition_rises_pair_each_acquisition_with_the_lower_learned_frequencies():
+    # 0.1 Hz learned at 10 bumps by 25% at 150; the 0.2 Hz probe by 40% at 185
+    h = probe_history([bump(300, 0.2, 150, 0.25), bump(300, 0.5, 185, 0.4), np.ones(300),
+                       np.ones(300)])
+    got = tr.acquisition_rises(h, [10, 150, None, 180])
+    # 0.2 Hz at 150 disturbs 0.1 Hz; 0.4 Hz at 180 disturbs 0.1 Hz (window [80, 230]) but
+    # not 0.2 Hz, learned only 30 epochs before (the two acquisitions overlap), nor 0.3 Hz
+    assert [(ev["new"], ev["old"], ev["epoch"]) for ev in got] == [(1, 0, 150), (3, 0, 180)]
+    assert [ev["rise"] for ev in got] == pytest.approx([0.25, 0.25])
+    assert [ev["peak_epoch"] for ev in got] == [150, 150]
+    wider = tr.acquisition_rises(h, [10, 150, None, 180], before=20, after=0)
+    assert [(ev["new"], ev["old"]) for ev in wider] == [(1, 0), (3, 0), (3, 1)]
+    assert wider[2]["rise"] == pytest.approx(0.4 * 5 / 10)        # [160, 180]: 185 - 5
+    assert tr.acquisition_rises(h, [None] * 4) == []
+    with pytest.raises(TypeError, match="learned"):
+        tr.acquisition_rises(h, np.array([10, 150]))
+
+
+def test_quiet_rises_skip_every_window_near_an_acquisition():
+    # 0.1 Hz learned at 0, 0.2 Hz at 500; windows of 150 epochs tiled from 50 (0.1 Hz) and
+    # 550 (0.2 Hz); those meeting [400, 550] are dropped: 0.1 Hz keeps 50, 200, 650, 800,
+    # 0.2 Hz keeps 550, 700. Planted: +10% in 0.1 Hz's window at 200, +40% in 0.2 Hz's at
+    # 700, and +30% at 0.2 Hz's acquisition, which no quiet window may see.
+    p0 = bump(1000, 0.2, 260, 0.1) * bump(1000, 1.0, 510, 0.3)
+    p1 = bump(1000, 0.5, 760, 0.4)
+    h = probe_history([p0, p1, np.ones(1000), np.ones(1000)])
+    got = tr.quiet_rises(h, [0, 500, None, None], before=100, after=50)
+    np.testing.assert_allclose(got, [0, 0.1, 0, 0, 0, 0.4], atol=1e-12)
+    assert tr.quiet_rises(h, [None] * 4).shape == (0,)
+    assert tr.acquisition_rises(h, [0, 500, None, None])[0]["rise"] == pytest.approx(0.3)
+
+
+def eig_history(records, epochs):
+    """One run's eig_W records, each a list of upper-half eigenvalues (their conjugates and
+    a real one are added, in a shuffled order)."""
+    rng = np.random.default_rng(0)
+    rows = [rng.permutation(np.concatenate([r, np.conj(r), [-1.0]])) for r in records]
+    return tr.History({}, {"epoch": np.arange(epochs[-1] + 1), "eig_epoch": np.asarray(epochs),
+                           "eig_W": np.array(rows)})
+
+
+def test_pair_paths_follow_the_new_and_the_learned_pair():
+    # the learned pair (-0.4 + 0.66i) wobbles by up to 0.04; the new one (-0.1 + ...) climbs
+    # from 0.63 (nearer i 0.628 than the learned pair at the start) to 1.25; a damped
+    # distractor sits at -1 + 0.1i
+    old = [-0.4 + 0.66j, -0.4 + 0.66j, -0.4 + 0.70j, -0.4 + 0.68j, -0.4 + 0.67j]
+    new = [-0.1 + 0.63j, -0.1 + 0.8j, -0.1 + 1.0j, -0.1 + 1.2j, -0.1 + 1.25j]
+    h = eig_history([[o, n, -1 + 0.1j] for o, n in zip(old, new)], [0, 10, 20, 30, 40])
+    got = tr.pair_paths(h, 0.628, 1.257, 0, 40)
+    np.testing.assert_array_equal(got["epochs"], [0, 10, 20, 30, 40])
+    np.testing.assert_allclose(got["old"], old)
+    np.testing.assert_allclose(got["new"], new)
+    assert got["shift"] == pytest.approx(0.04)
+    part = tr.pair_paths(h, 0.628, 1.257, 5, 35)              # the records of 10, 20, 30
+    np.testing.assert_allclose(part["old"], old[1:4])
+    np.testing.assert_allclose(part["new"], new[1:4])
+    with pytest.raises(ValueError, match="too sparse"):
+        tr.pair_paths(h, 0.628, 1.257, 0, 40, max_gap=5)
+    with pytest.raises(ValueError, match="end"):
+        tr.pair_paths(h, 0.628, 1.257, 40, 0)
+    with pytest.raises(ValueError, match="one run"):
+        tr.pair_paths(tr.History({}, {"eig_epoch": np.arange(2),
+                                      "eig_W": np.ones((2, 3, 4), complex)}), 1, 2, 0, 1)

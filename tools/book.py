@@ -5,10 +5,10 @@
 
 1. Every chapter of book/ runs through papermill at its stored parameters (or those of
    ``--params``) into ``--executed``, each process on one torch thread (two torch processes
-   with default threads on two cores run many times slower). The chapters that spread their
-   own work over processes (Chapter 1's training pairs, Chapter 5's Dask cluster) run alone,
-   one after the other; the others ``--jobs`` at a time, longest first. A failing chapter
-   stops the build with its error.
+   with default threads on two cores run many times slower), ``--jobs`` processes at a time,
+   most work first. The chapters that can spread their own work over processes (Chapter 1's
+   training pairs, Chapter 5's Dask cluster) take one slot beside the others, or every slot
+   when they start last (``schedule``). A failing chapter stops the build with its error.
 2. The reproduction report (book/report.ipynb) runs last: it reads the chapters' glued
    values from ``--executed`` and re-runs nothing.
 3. The HTML book is built from the executed notebooks with execution off (the same
@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,11 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REPORT = "report.ipynb"
-# longest first, so that two slots finish together (paper-scale times of `make bench`)
-ORDER = ["ch4_tracking.ipynb", "ch1_open_closed.ipynb", "ch3_tradeoff.ipynb",
-         "ch5_atlas.ipynb", "ch2_stages.ipynb"]
-# chapters that use every core themselves (worker processes): run alone, not beside another
-EXCLUSIVE = {"ch1_open_closed.ipynb", "ch5_atlas.ipynb"}
+# the order chapters start in: most core-seconds first (paper scale, measured), so that the
+# slots finish together; Chapter 5 last, where it can have every slot (see WIDE)
+ORDER = ["ch4_tracking.ipynb", "ch1_open_closed.ipynb", "ch2_stages.ipynb",
+         "ch3_tradeoff.ipynb", "ch5_atlas.ipynb"]
+# chapters that can spread their work over processes, and the parameter that says over how
+# many (their numbers do not depend on it: tests/test_excursion.py, tests/test_sweep.py). A
+# wide chapter runs on one slot beside the others, or on every slot when it is the last to
+# start; so no slot sits idle while a chapter waits, but for that last one.
+WIDE = {"ch1_open_closed.ipynb": "workers", "ch5_atlas.ipynb": "n_workers"}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -80,23 +85,47 @@ def execute(name: str, out: Path, params: dict, env: dict) -> float:
     return time.perf_counter() - t
 
 
+def schedule(names: list[str], jobs: int, params: dict):
+    """(name, slots, parameters) in the order the chapters start, each on one of ``jobs``
+    slots, but for a wide chapter (``WIDE``) that is the last to start: it waits for every
+    slot and spreads over them. A wide parameter given in ``params`` is kept as given."""
+    out = []
+    for k, name in enumerate(names):
+        own = dict(params.get(name, {}))
+        slots = jobs if name in WIDE and k == len(names) - 1 else 1
+        if name in WIDE:
+            own.setdefault(WIDE[name], slots)
+        out.append((name, slots, own))
+    return out
+
+
 def execute_all(out: Path, params: dict | None = None, jobs: int = 2) -> dict:
-    """Every chapter, then the report; returns {notebook: seconds}."""
+    """Every chapter (``schedule``), then the report; returns {notebook: seconds}."""
     out.mkdir(parents=True, exist_ok=True)
     params = params or {}
     env = dict(os.environ, **ONE_THREAD, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    times = {}
+    times, free = {}, threading.Semaphore(jobs)
 
-    def one(name):
-        times[name] = execute(name, out, params.get(name, {}), env)
-        print(f"  {name}: {times[name]:.0f} s", flush=True)
+    def one(name, slots, own):
+        try:
+            times[name] = execute(name, out, own, env)
+            print(f"  {name}: {times[name]:.0f} s", flush=True)
+        finally:
+            for _ in range(slots):
+                free.release()
 
-    for name in [n for n in chapters() if n in EXCLUSIVE]:
-        one(name)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for f in [pool.submit(one, n) for n in chapters() if n not in EXCLUSIVE]:
-            f.result()  # the first failure stops the build with its error
+        running = []
+        for name, slots, own in schedule(chapters(), jobs, params):
+            for _ in range(slots):  # a slot per process the chapter runs
+                free.acquire()
+            running.append(pool.submit(one, name, slots, own))
+            failed = [f for f in running if f.done() and f.exception()]
+            if failed:
+                failed[0].result()  # the first failure stops the build with its error
+        for f in running:
+            f.result()
     report = {"executed": str(out), **params.get(REPORT, {})}
     one_report = dict(params, **{REPORT: report})
     times[REPORT] = execute(REPORT, out, one_report[REPORT], env)

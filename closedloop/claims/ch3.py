@@ -123,18 +123,20 @@ def alpha_band(bands, *, T_prime: int, alphas) -> dict:
             "band_naive_changes": int(np.sum(inside[1:] != inside[:-1]))}
 
 
-def horizon_fan(h_T, T_values, epochs: int) -> dict:
-    """Networks trained from one stage-2 network with the episode lengths ``T_values``
-    (``h_T``: one member per T, ``epochs`` epochs): the lengths (``T_values``, ``T_short``,
-    ``T_long``: the first and last, steps), ``T_sweep_epochs_used``, the largest
+def horizon_fan(h_T, T_fan, epochs: int, T_values=None) -> dict:
+    """Networks trained from one stage-2 network with the episode lengths ``T_fan``
+    (``h_T``: one member per T, ``epochs`` epochs): the lengths (``T_fan``, ``T_short``,
+    ``T_long``: the first and last, steps), the chapter's list they were made from
+    (``T_values``; default ``T_fan``), ``T_sweep_epochs_used``, the largest
     |lambda_1| of the first and the last member (``T_short_peak_modulus``,
     ``T_long_peak_modulus``), the first member's at the last epoch (``T_short_final_modulus``)
     and the first epoch at which it is inside the unit circle (``T_short_return_epoch``;
     "never"). Section "Episode length plays alpha"."""
     modulus = np.abs(theory.labelled_roots(h_T.overlaps)[..., 0])
     inside = np.flatnonzero(modulus[:, 0] < 1)
-    return {"T_values": list(map(int, T_values)), "T_sweep_epochs_used": epochs,
-            "T_short": int(T_values[0]), "T_long": int(T_values[-1]),
+    return {"T_fan": list(map(int, T_fan)), "T_sweep_epochs_used": epochs,
+            "T_values": list(map(int, T_fan if T_values is None else T_values)),
+            "T_short": int(T_fan[0]), "T_long": int(T_fan[-1]),
             "T_short_peak_modulus": float(modulus[:, 0].max()),
             "T_long_peak_modulus": float(modulus[:, -1].max()),
             "T_short_final_modulus": float(modulus[-1, 0]),

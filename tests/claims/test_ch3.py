@@ -109,8 +109,10 @@ def test_alpha_fan_reads_the_start_the_ends_and_the_deepest_alpha():
 def test_horizon_fan_reads_the_peak_modulus_of_the_shortest_and_longest_horizon():
     moduli = np.array([[1.01, 1.01, 1.01], [1.08, 1.02, 1.03], [1.05, 1.011, 1.0]])
     h_T = history(epoch=np.arange(3), overlaps=oscillating(moduli))
-    out = claims.horizon_fan(h_T, np.array([10, 20, 50]), 30)
-    assert out["T_values"] == [10, 20, 50] and all(type(T) is int for T in out["T_values"])
+    out = claims.horizon_fan(h_T, np.array([10, 20, 50]), 30, T_values=[50, 20])
+    assert out["T_fan"] == [10, 20, 50] and all(type(T) is int for T in out["T_fan"])
+    assert out["T_values"] == [50, 20]
+    assert claims.horizon_fan(h_T, [10, 20, 50], 30)["T_values"] == [10, 20, 50]
     assert (out["T_short"], out["T_long"], out["T_sweep_epochs_used"]) == (10, 50, 30)
     assert out["T_short_peak_modulus"] == pytest.approx(1.08, rel=1e-12)
     assert out["T_long_peak_modulus"] == pytest.approx(1.03, rel=1e-12)

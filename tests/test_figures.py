@@ -167,6 +167,7 @@ def test_chapter_4_figures_from_saved_histories(tmp_path):
         call("probe_losses", history, refs, 0.5, acquired, learned)
         call("probe_grid", history, first, plant, refs, learned)
         call("spectra", history, refs, learned)
+        call("interference", history, refs, [0, 5, None, None], before=4, after=4)
         call("acquisition_vs_frequency", refs.freqs, tr.HUMAN_ACQUISITION, norm(acquired),
              norm(learned), [norm(other)])
         with torch.no_grad():

@@ -32,6 +32,14 @@ class Words(str):
     __slots__ = ()
 
 
+def listed(values, spec: str = "") -> Words:
+    """Numbers as a phrase, each formatted with ``spec`` and bold as every glued number is:
+    "**1**, **2** and **3**"; ``None`` or NaN reads "never"."""
+    parts = [("never" if v is None or v != v else f"**{v:{spec}}**") for v in values]
+    return Words(", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+                 if parts else "none")
+
+
 def glue_all(numbers: Mapping[str, object]) -> Mapping[str, object]:
     """Glue every ``name: value`` of ``numbers`` for the book (not shown under the cell);
     ``Words`` as Markdown. Returns ``numbers``, so a chapter can pass a value on to a figure."""

@@ -16,7 +16,7 @@ import torch
 
 from .. import coupled, theory
 from ..stages import AUTHORS, detect_stages, epoch_percentile, median_of_n, member_stages
-from . import standard_errors
+from . import listed, standard_errors
 
 
 def setup(env, T: int) -> dict:
@@ -96,12 +96,17 @@ def independent_seeds(runs) -> dict:
     (int, or the str "never" if none did); the range of ``final_loss`` (``loss_min``,
     ``loss_max``) and of the final rho(P) (``rho_min``, ``rho_max``, ``rho_median``); and, in
     seed order, the batch loss and rho(P) before the last update (``last_losses``,
-    ``last_rhos``, lists of float: what the authors' code records last)."""
+    ``last_rhos``, lists of float: what the authors' code records last); the same three
+    lists as phrases for the prose (``stab_words``, ``last_losses_words``,
+    ``last_rhos_words``)."""
     stab, loss, rho = runs["stabilization"], runs["final_loss"], runs["final_spectral_radius"]
     reached = stab[~np.isnan(stab)]
     return {"n_seeds_used": len(runs["seed"]),
             "last_losses": [float(v) for v in runs["last_update_loss"]],
             "last_rhos": [float(v) for v in runs["last_update_rho"]],
+            "stab_words": listed([None if np.isnan(e) else int(e) for e in stab]),
+            "last_losses_words": listed(runs["last_update_loss"], ".5f"),
+            "last_rhos_words": listed(runs["last_update_rho"], ".6f"),
             "last_seed": int(runs["seed"][-1]),
             "stab_values": [None if np.isnan(e) else int(e) for e in stab],
             "stab_median": epoch_percentile(stab, 50),
@@ -136,8 +141,8 @@ def stabilization_spread(runs) -> dict:
     ``spread_q25``/``spread_q75``, ``spread_max``; ``median5_lo``/``median5_hi``, the 5th and
     95th percentiles of the median of five runs drawn from these (``stages.median_of_n``);
     where the authors' runs fall among these (% of the runs stabilized by each epoch):
-    ``authors_pcts`` (list, one per run of their code at seeds 0-3) and ``figure_pct`` (the
-    run of the paper's figure, epoch 129)."""
+    ``authors_pcts`` (list, one per run of their code at seeds 0-3; as a phrase,
+    ``authors_pcts_words``) and ``figure_pct`` (the run of the paper's figure, epoch 129)."""
     stab = runs["stabilization"]
     lo, hi = median_of_n(stab, 5, q=(5, 95))
     by = lambda epoch: 100 * float(np.mean(stab <= epoch))  # NaN (never) compares False
@@ -148,6 +153,7 @@ def stabilization_spread(runs) -> dict:
             "spread_max": epoch_percentile(stab, 100),
             "median5_lo": float(lo), "median5_hi": float(hi),
             "authors_pcts": [by(e) for e in AUTHORS["stabilization"]],
+            "authors_pcts_words": listed([by(e) for e in AUTHORS["stabilization"]], ".0f"),
             "figure_pct": by(AUTHORS["figure_stabilization"])}
 
 

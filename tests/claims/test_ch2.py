@@ -124,7 +124,10 @@ def test_independent_seeds_ranges_and_runs_that_never_stabilized():
               "stab_median": 80.0, "stab_min": 60, "stab_max": 80, "loss_min": 0.28,
               "loss_max": 0.3, "rho_min": 0.69, "rho_max": 0.71, "rho_median": 0.7,
               "last_losses": [0.3 + 0.01, 0.28 + 0.01, 0.29 + 0.01],
-              "last_rhos": [0.7 + 0.001, 0.69 + 0.001, 0.71 + 0.001]}
+              "last_rhos": [0.7 + 0.001, 0.69 + 0.001, 0.71 + 0.001],
+              "stab_words": Words("**60**, never and **80**"),
+              "last_losses_words": Words("**0.31000**, **0.29000** and **0.30000**"),
+              "last_rhos_words": Words("**0.701000**, **0.691000** and **0.711000**")}
     assert numbers.keys() == expect.keys()
     assert all(same(numbers[k], v) for k, v in expect.items()), numbers
     assert all(type(e) is int for e in numbers["stab_values"] if e is not None)
@@ -143,7 +146,7 @@ def test_stabilization_spread_quartiles_and_the_median_of_five():
     expect = {"spread_n": 5, "spread_last_seed": 4, "spread_median": 90.0, "spread_q25": 60.0,
               "spread_q75": 100.0, "spread_max": 200.0, "median5_lo": 50.0,
               "median5_hi": 200.0, "authors_pcts": [20.0, 40.0, 60.0, 80.0],
-              "figure_pct": 80.0}
+              "authors_pcts_words": "**20**, **40**, **60** and **80**", "figure_pct": 80.0}
     assert numbers == expect
     assert type(numbers["spread_n"]) is int and type(numbers["figure_pct"]) is float
     # a run that never stabilized is the latest: the median is 300, the maximum is never
@@ -170,7 +173,7 @@ def test_seed_spread_is_the_four_parts_together():
     numbers = claims.seed_spread(head, SPREAD)
     assert numbers == {**claims.shared_batches(head, SPREAD), **claims.independent_seeds(head),
                        **claims.authors_runs(head), **claims.stabilization_spread(SPREAD)}
-    assert len(numbers) == 3 + 13 + 4 + 10
+    assert len(numbers) == 3 + 16 + 4 + 11
 
 
 def test_conventions_table_medians_and_the_window_shift():

@@ -193,8 +193,8 @@ def against_authors(args, results: Results):
 
 
 def kernels(args, results: Results):
-    """The fast paths against plain loops, then the scaling in T and N (and its plot)."""
-    against_authors(args, results)
+    """The fast paths against plain loops, whole epochs against the authors' loops, then the
+    scaling in T and N (and its plot)."""
     for kind, label, target in (("rank_one", "rank-one epoch (N=100, T=50, batch 100)", 10),
                                 ("tanh", "tanh epoch (N=100, T=50, batch 100)", 2)):
         t = compare(*cases.epoch_pair(kind), repeats=args.repeats)
@@ -234,6 +234,7 @@ def kernels(args, results: Results):
                   f"a 2-process Dask LocalCluster (started once, {startup:.1f} s)", t, None)
     t = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
     _row(results, "tanh epoch in float32 (an option, not the default)", t, None)
+    against_authors(args, results)
 
     scaling = results.scaling
     for kind in ("rank_one", "tanh"):

@@ -183,8 +183,11 @@ def probe_losses(history, refs, fraction, acquired, learned=None):
             ax.axvline(learned[k], color=FREQ_COLORS[k], ls=":", lw=0.8)
     ax.axhline(fraction, color="0.2", ls=":", lw=1)
     ax.text(history.epoch[-1], fraction, "threshold", ha="right", va="bottom", fontsize=8)
+    ratios = history.probe_loss / pw
+    seen = ratios[np.isfinite(ratios) & (ratios > 0)]  # a loop that runs away stays in view
     ax.set(yscale="log", xlabel="epoch", ylabel="probe loss / $(A^2/2)$",
-           ylim=(0.05, max(5.0, 1.5 * fraction)))
+           ylim=(min(0.05, 0.7 * seen.min(initial=1.0)),
+                 max(5.0, 1.5 * fraction, 1.5 * seen.max(initial=0.0))))
     _plain_log_y(ax)
     ax.legend(loc="upper right", ncols=2)
     return fig

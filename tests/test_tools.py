@@ -207,16 +207,17 @@ def test_bench_chapters_feed_their_report_and_keep_their_rows(tmp_path, monkeypa
 
 
 def test_the_build_schedule_keeps_every_slot_busy():
-    """One slot per chapter, most work first; the wide chapter that starts last (Chapter 5)
-    waits for every slot and spreads over them; the other wide one (Chapter 1) runs beside
-    the others on one process; a wide parameter given by the caller is kept."""
+    """One slot per chapter in ORDER; a wide chapter that starts first (Chapter 1) or last
+    has every slot to itself and spreads over them, one in the middle (Chapter 5) runs beside
+    another chapter on one process; a wide parameter given by the caller is kept."""
     names = book_tool.chapters()
     plan = book_tool.schedule(names, 2, {})
-    assert [n for n, _, _ in plan] == names and names[-1] == "ch5_atlas.ipynb"
-    assert plan[-1][1:] == (2, {"n_workers": 2})
-    assert all(slots == 1 for _, slots, _ in plan[:-1])
-    assert dict((n, own) for n, _, own in plan)["ch1_open_closed.ipynb"] == {"workers": 1}
-    given = book_tool.schedule(names, 2, {"ch1_open_closed.ipynb": {"workers": 2, "N": 8}})
-    assert dict((n, own) for n, _, own in given)["ch1_open_closed.ipynb"] == {"workers": 2,
-                                                                              "N": 8}
-    assert book_tool.schedule(names, 3, {})[-1][1:] == (3, {"n_workers": 3})
+    assert [n for n, _, _ in plan] == names == book_tool.ORDER
+    assert plan[0] == ("ch1_open_closed.ipynb", 2, {"workers": 2})
+    assert dict((n, (slots, own)) for n, slots, own in plan)["ch5_atlas.ipynb"] == (
+        1, {"n_workers": 1})
+    assert all(slots == 1 for _, slots, _ in plan[1:])
+    given = book_tool.schedule(names, 2, {"ch1_open_closed.ipynb": {"workers": 1, "N": 8}})
+    assert given[0] == ("ch1_open_closed.ipynb", 2, {"workers": 1, "N": 8})
+    last = book_tool.schedule(names[1:] + names[:1], 3, {})[-1]
+    assert last == ("ch1_open_closed.ipynb", 3, {"workers": 3})

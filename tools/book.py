@@ -6,9 +6,10 @@
 1. Every chapter of book/ runs through papermill at its stored parameters (or those of
    ``--params``) into ``--executed``, each process on one torch thread (two torch processes
    with default threads on two cores run many times slower), ``--jobs`` processes at a time,
-   most work first. The chapters that can spread their own work over processes (Chapter 1's
-   training pairs, Chapter 5's Dask cluster) take one slot beside the others, or every slot
-   when they start last (``schedule``). A failing chapter stops the build with its error.
+   in ``ORDER``. The chapters that can spread their own work over processes (Chapter 1's
+   training pairs, Chapter 5's Dask cluster) take every slot when they start first or last,
+   one slot beside another chapter otherwise (``schedule``). A failing chapter stops the
+   build with its error.
 2. The reproduction report (book/report.ipynb) runs last: it reads the chapters' glued
    values from ``--executed`` and re-runs nothing.
 3. The HTML book is built from the executed notebooks with execution off (the same
@@ -34,14 +35,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REPORT = "report.ipynb"
-# the order chapters start in: most core-seconds first (paper scale, measured), so that the
-# slots finish together; Chapter 5 last, where it can have every slot (see WIDE)
-ORDER = ["ch4_tracking.ipynb", "ch1_open_closed.ipynb", "ch2_stages.ipynb",
-         "ch3_tradeoff.ipynb", "ch5_atlas.ipynb"]
+# the order chapters start in, so that the slots finish together (paper scale, measured alone
+# on 2 cores: Chapter 1 125 s on two workers, 230 CPU-s; Chapter 4 141 s; Chapter 5 100
+# CPU-s; Chapter 2 34 s; Chapter 3 29 s): Chapter 1 first on every slot, then Chapter 4 on
+# one slot beside Chapter 5 on the other, then the short ones
+ORDER = ["ch1_open_closed.ipynb", "ch4_tracking.ipynb", "ch5_atlas.ipynb",
+         "ch2_stages.ipynb", "ch3_tradeoff.ipynb"]
 # chapters that can spread their work over processes, and the parameter that says over how
 # many (their numbers do not depend on it: tests/test_excursion.py, tests/test_sweep.py). A
-# wide chapter runs on one slot beside the others, or on every slot when it is the last to
-# start; so no slot sits idle while a chapter waits, but for that last one.
+# wide chapter takes every slot when it starts first or last (nothing runs beside it), one
+# slot otherwise: no slot sits idle while a chapter waits.
 WIDE = {"ch1_open_closed.ipynb": "workers", "ch5_atlas.ipynb": "n_workers"}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -87,12 +90,12 @@ def execute(name: str, out: Path, params: dict, env: dict) -> float:
 
 def schedule(names: list[str], jobs: int, params: dict):
     """(name, slots, parameters) in the order the chapters start, each on one of ``jobs``
-    slots, but for a wide chapter (``WIDE``) that is the last to start: it waits for every
-    slot and spreads over them. A wide parameter given in ``params`` is kept as given."""
+    slots, but for a wide chapter (``WIDE``) that starts first or last: it has every slot to
+    itself and spreads over them. A wide parameter given in ``params`` is kept as given."""
     out = []
     for k, name in enumerate(names):
         own = dict(params.get(name, {}))
-        slots = jobs if name in WIDE and k == len(names) - 1 else 1
+        slots = jobs if name in WIDE and k in (0, len(names) - 1) else 1
         if name in WIDE:
             own.setdefault(WIDE[name], slots)
         out.append((name, slots, own))

@@ -33,6 +33,7 @@ import torch
 from . import _checks
 
 KINDS = ("package", "authors")
+F32 = torch.float32  # the authors' torch draws are float32 whatever torch's default dtype
 
 
 def make_generator(seed: int) -> torch.Generator:
@@ -172,9 +173,9 @@ class Stream:
             x = self._np.uniform(-w1, w1, size=(1, batch))
             v = self._np.uniform(-w2, w2, size=(1, batch))
             return _f32(np.concatenate([x, v]).T, dtype).to(device)
-        x, v = (torch.rand(batch, generator=self._torch) * 2 - 1 for _ in range(2))
+        x, v = (torch.rand(batch, generator=self._torch, dtype=F32) * 2 - 1 for _ in range(2))
         for _ in range(T):
-            torch.randn(2, batch, generator=self._torch)
+            torch.randn(2, batch, generator=self._torch, dtype=F32)
         w = torch.tensor([w1, w2], dtype=dtype)
         return (torch.stack([x, v], -1).to(dtype) * w).to(device)
 
@@ -185,9 +186,9 @@ class Stream:
         (unused) and ``randn(T, B)``, from torch."""
         if not self.authors:
             return torch.randn(T, batch, generator=self._gen(), dtype=dtype).to(device)
-        torch.rand(batch, generator=self._torch)
-        torch.rand(batch, generator=self._torch)
-        return torch.randn(T, batch, generator=self._torch).to(dtype).to(device)
+        torch.rand(batch, generator=self._torch, dtype=F32)
+        torch.rand(batch, generator=self._torch, dtype=F32)
+        return torch.randn(T, batch, generator=self._torch, dtype=F32).to(dtype).to(device)
 
     def phases(self, refs, batch: int):
         """One batch of reference phases ~ U(-pi, pi): (batch, K) on the references' device.
@@ -225,9 +226,9 @@ class Stream:
         if not self.authors:
             return Stream(self.seed, self.kind)
         out = self.copy()
-        torch.rand(2, 1, generator=out._torch)
+        torch.rand(2, 1, generator=out._torch, dtype=F32)
         for _ in range(T):
-            torch.randn(2, 1, generator=out._torch)
+            torch.randn(2, 1, generator=out._torch, dtype=F32)
         return out
 
     def _single(self, batch_shape, what):
@@ -250,8 +251,12 @@ def stream(seed, kind: str = "package", name: str = "seed") -> Stream:
 def members(seed, batch_shape: tuple, kind: str = "package"):
     """The stream of every member: one Stream for one network or a shared one, or a list
     with one per member of a 1-axis ensemble (from a list of seeds or Streams)."""
-    one = lambda name, v: v if isinstance(v, Stream) else Stream(v, kind)
-    return _checks.members("seed", seed, batch_shape, one)
+    one = lambda name, v: v if isinstance(v, Stream) else Stream(_checks.seed(name, v), kind)
+    out = _checks.members("seed", seed, batch_shape, one)
+    if isinstance(out, list) and len({id(s) for s in out}) < len(out):
+        raise ValueError("seed lists the same Stream for two members: each member draws from "
+                         "its own (use Stream.copy() for a copy)")
+    return out
 
 
 def drawer(stream, draw):

@@ -223,7 +223,11 @@ def sweep(setting: str, values, agent, env: DoubleIntegrator | None = None, *,
         if setting not in inspect.signature(train_closed_loop).parameters:
             raise ValueError(f"setting must be 'T', 'beta' or a train_closed_loop keyword, "
                              f"got {setting!r}")
-        runs = [train_closed_loop(agent.detached(), env, **{setting: v}, **train_kwargs)
+        seed = train_kwargs.pop("seed", 0)
+        # each run draws from its own copy of a Stream, as it would alone
+        again = lambda: seed.copy() if isinstance(seed, streams.Stream) else seed
+        runs = [train_closed_loop(agent.detached(), env, **{setting: v}, seed=again(),
+                                  **train_kwargs)
                 for v in tqdm(values, desc=f"sweep over {setting}", disable=not progress)]
         history = _stack_runs(runs)
     history.config["sweep"] = {"setting": setting, "values": [_plain(v) for v in values]}
@@ -343,6 +347,10 @@ def _initial_states(stream, env, batch: int, T, nonlinear: bool):
     """``draw(e, last)``: epoch e's initial states, (B, 2) for one stream or (K, B, 2) for
     one per member (``streams.drawer``)."""
     Ts = T.tolist() if torch.is_tensor(T) else None
+    if (nonlinear and Ts is not None and len(set(Ts)) > 1 and isinstance(stream, streams.Stream)
+            and stream.authors):  # its batches draw T zero-noise steps: one T for all
+        raise ValueError("one authors' Stream for members of different T: give one Stream per "
+                         "member (seed=[Stream(s, 'authors'), ...])")
     return streams.drawer(stream, lambda s, k: s.initial_states(
         env.x0, batch, T if Ts is None else Ts[k], nonlinear, env.dtype, env.device))
 

@@ -211,3 +211,26 @@ def test_the_chapters_runs_use_the_authors_stream():
     nets, _ = tracking.draw_networks([0], stream="authors")
     assert torch.equal(nets[0].W_in, tracking.TrackingRNN(seed=Stream(0, "authors")).W_in)
     assert not math.isclose(RankOneAgent(seed=1).overlaps()[0].item(), -0.00840, abs_tol=1e-5)
+
+
+def test_a_stream_is_never_shared_by_two_runs_or_members():
+    """A sweep's runs each draw from their own copy of a Stream (two equal settings give equal
+    runs); the same Stream object for two members, or one authors' Stream for tanh members
+    of different T, is an error rather than batches no run alone would draw."""
+    from closedloop.training import sweep
+
+    env = DoubleIntegrator(UniformBox(2.0))
+    stream = Stream(1, "authors")
+    agent = RankOneAgent(N=10, seed=stream)
+    h = sweep("lr", [1e-2, 1e-2], agent, env, epochs=5, T=10, batch=8, seed=stream,
+              progress=False, eig_W=False)
+    np.testing.assert_array_equal(h.loss[:, 0], h.loss[:, 1])
+    pair = RankOneAgent.stack([RankOneAgent(N=10, seed=1), RankOneAgent(N=10, seed=2)])
+    with pytest.raises(ValueError, match="same Stream"):
+        train_closed_loop(pair, env, epochs=1, T=10, batch=8, seed=[stream, stream])
+    tanh = RNNAgent.stack([RNNAgent(N=6, seed=1), RNNAgent(N=6, seed=2)])
+    with pytest.raises(ValueError, match="different T"):
+        train_closed_loop(tanh, DoubleIntegrator(UniformBox(1.0)), epochs=1, T=[5, 6],
+                          batch=4, seed=Stream(0, "authors"))
+    with pytest.raises(TypeError, match=r"seed\[1\]"):
+        train_closed_loop(pair, env, epochs=1, T=10, batch=8, seed=[0, "x"])

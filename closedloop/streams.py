@@ -122,6 +122,10 @@ class Stream:
         u = self._np.normal(0, uv_scale * a, size=(N, 1))
         v = self._np.normal(0, uv_scale * a, size=(N, 1))
         self._np.normal(0, a, size=(N, N))  # their W's draw, times g = 0: it moves the stream
+        if not all(np.isfinite(w).all() and np.abs(w).max() <= np.finfo(np.float32).max
+                   for w in (u, v)):
+            raise ValueError(f"uv_scale={uv_scale!r} is too large: the drawn weights overflow "
+                             f"float32 (the authors' draws are rounded to float32)")
         return (_f32(u[:, 0], dtype), _f32(v[:, 0], dtype), _f32(m[:, 0], dtype),
                 _f32(z[0], dtype))
 
@@ -165,7 +169,11 @@ class Stream:
         package: ``box.sample`` (a (batch, 2) uniform draw). authors, rank-one
         (``nonlinear=False``): positions then velocities, each numpy uniform(-w, w, (1, B));
         tanh: positions then velocities, each torch ``rand(B) * 2 - 1`` (times w), then the
-        T zero-noise draws of their environment steps, ``normal`` (2, B) each."""
+        T zero-noise draws of their environment steps, ``normal`` (2, B) each. ``nonlinear``
+        is the caller's: a tanh network's batches come from torch, a linear one's (rank-one,
+        or a linear full-rank RNN, which the authors' code does not have) from numpy; the
+        open-loop student's 'teacher' inputs, also not in their code, draw their starts as
+        a tanh batch without the noise (T = 0)."""
         if not self.authors:
             return box.sample(batch, self._gen(), dtype, device)
         (w1, w2) = box.half_width

@@ -198,14 +198,30 @@ def eigenvalues(agent: tracking.TrackingRNN, history: History, refs: tracking.Si
     largest), and the largest imaginary part at each first-learned epoch
     (``top_im_at_learned``, rad/s, rounded to 2 decimals; None: never learned) and at each of
     the authors' acquisition epochs (``top_im_at_authors``; None past this run's last eig record),
-    which tells whether the gap to their values is when it is read or what was learned."""
+    which tells whether the gap to their values is when it is read or what was learned: the
+    largest distance to their values (``tracking.AUTHORS_TOP_IM``) read either way
+    (``gap_at_learned``, ``gap_at_authors``, rad/s; NaN: nothing to compare) and which is
+    smaller, in words (``reading_words``)."""
     match = tracking.frequency_match(agent.rate_eigenvalues(), refs.omega.numpy())
     last = int(history.eig_epoch[-1])
     theirs = [e if e <= last else None for e in tracking.AUTHORS_ACQUISITION]
+    at_learned = _rounded(tracking.largest_frequency(history, learned))
+    at_authors = _rounded(tracking.largest_frequency(history, theirs))
+    gap = lambda read: max((abs(v - a) for v, a in zip(read, tracking.AUTHORS_TOP_IM)
+                            if v is not None), default=math.nan)
+    g_own, g_theirs = gap(at_learned), gap(at_authors)
+    closer = g_theirs < g_own
+    words = (f"closer to theirs (at most **{g_theirs:.2f}** rad/s from their values, against "
+             f"**{g_own:.2f}** at this network's own first-learned epochs): much of the gap is "
+             f"when the spectrum is read" if closer else
+             f"no closer to theirs (at most **{g_theirs:.2f}** rad/s from their values, against "
+             f"**{g_own:.2f}** at this network's own first-learned epochs): the gap is not "
+             f"when the spectrum is read")
     return {"eig_freq_match": float(match.max()),
             "eig_freq_match_each": [round(float(m), 3) for m in match],
-            "top_im_at_learned": _rounded(tracking.largest_frequency(history, learned)),
-            "top_im_at_authors": _rounded(tracking.largest_frequency(history, theirs))}
+            "top_im_at_learned": at_learned, "top_im_at_authors": at_authors,
+            "gap_at_learned": g_own, "gap_at_authors": g_theirs,
+            "reading_words": Words(words)}
 
 
 def _rounded(values: list) -> list:

@@ -36,7 +36,7 @@ from ..agents import make_generator
 from ..envs import DTYPE
 from ..history import History
 from ..stages import settles
-from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, HUMAN_ACQUISITION,
+from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, AUTHORS_TOP_IM, HUMAN_ACQUISITION,
                           acquisition_epoch, acquisition_epochs, acquisition_rises,
                           acquisition_table, agent_at, clamped_epochs, excursion,
                           frequency_match, in_order, largest_frequency, member_acquisitions,
@@ -54,7 +54,8 @@ from .training import MODES, stepped_batch_seconds, train_tracking
 # the public names of the single module ``tracking.py`` was before it became this package
 # (``History``, ``DTYPE``, ... included: the book and tests may read them as ``tracking.X``)
 __all__ = [
-    "AUTHORS_ACQUISITION", "AUTHORS_EPOCHS", "DTYPE", "HUMAN_ACQUISITION", "History", "MODES",
+    "AUTHORS_ACQUISITION", "AUTHORS_EPOCHS", "AUTHORS_TOP_IM", "DTYPE", "HUMAN_ACQUISITION",
+    "History", "MODES",
     "OUTPUTS", "POS", "PointMass", "Response", "Scoring", "Sinusoids", "TrackingRNN",
     "acquisition_epoch", "acquisition_epochs", "agent_at", "closed_loop_matrix",
     "closed_loop_rates", "conventions", "excursion", "frequency_match", "history_scoring",

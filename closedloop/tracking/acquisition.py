@@ -21,6 +21,8 @@ HUMAN_ACQUISITION = (2.5 / 20, 4 / 20, 6 / 20, 9.5 / 20)
 # high frequency), of a run of AUTHORS_EPOCHS epochs (paper s.9)
 AUTHORS_ACQUISITION = (230, 1200, 2600, 4500)
 AUTHORS_EPOCHS = 10000
+# the largest |Im eig(W)| at those epochs in the authors' data, rad/s (paper s.7)
+AUTHORS_TOP_IM = (0.58, 1.25, 1.82, 2.54)
 
 
 def running_median(x, window: int) -> np.ndarray:

@@ -217,8 +217,23 @@ def test_eigenvalues_match_the_targets():
     assert numbers["top_im_at_authors"] == [None] * 4  # every authors' epoch is past 20
     # records at 0, 250, 1300: the authors' 230 reads 250, 1200 reads 1300, 2600 and 4500 none
     later = History({}, {"eig_epoch": np.array([0, 250, 1300]), "eig_W": eig_W})
-    got = claims.eigenvalues(agent, later, refs, [5, None, 20, 30])["top_im_at_authors"]
-    assert got == [1.23, 2.35, None, None]
+    got = claims.eigenvalues(agent, later, refs, [5, None, 20, 30])
+    assert got["top_im_at_authors"] == [1.23, 2.35, None, None]
+    # against the authors' 0.58, 1.25, 1.82, 2.54: their epochs read 1.23, 2.35 (gaps 0.65,
+    # 1.10); the learned epochs 5, 20, 30 all read the record at 250, 1.23 (gaps 0.65, 0.59,
+    # 1.31): closer at theirs
+    assert got["gap_at_learned"] == pytest.approx(1.31)
+    assert got["gap_at_authors"] == pytest.approx(1.10)
+    assert got["reading_words"].startswith("closer") and "**1.10**" in got["reading_words"]
+    assert math.isnan(numbers["gap_at_authors"])  # nothing read at their epochs
+    # records 0.58 at 0, 0.1 after: learned at 0 reads the authors' 0.58 (gap 0); their epochs
+    # read 0.1 and 0.1 (gaps 0.48, 1.15): no closer
+    far = History({}, {"eig_epoch": np.array([0, 250, 1300]),
+                       "eig_W": np.array([[0.58j], [0.1j], [0.1j]])})
+    other = claims.eigenvalues(agent, far, refs, [0, None, None, None])
+    assert other["gap_at_learned"] == pytest.approx(0.0)
+    assert other["gap_at_authors"] == pytest.approx(1.15)
+    assert other["reading_words"].startswith("no closer")
 
 
 def test_seeds_count_the_runs_in_order():

@@ -199,7 +199,7 @@ def eigenvalues(agent: tracking.TrackingRNN, history: History, refs: tracking.Si
     (``top_im_at_learned``, rad/s, rounded to 2 decimals; None: never learned) and at each of
     the authors' acquisition epochs (``top_im_at_authors``; None past this run's last eig record),
     which tells whether the gap to their values is when it is read or what was learned: the
-    largest distance to their values (``tracking.AUTHORS_TOP_IM``) read either way
+    median distance to their values (``tracking.AUTHORS_TOP_IM``) read either way
     (``gap_at_learned``, ``gap_at_authors``, rad/s; NaN: nothing to compare) and which is
     smaller, in words (``reading_words``)."""
     match = tracking.frequency_match(agent.rate_eigenvalues(), refs.omega.numpy())
@@ -207,14 +207,14 @@ def eigenvalues(agent: tracking.TrackingRNN, history: History, refs: tracking.Si
     theirs = [e if e <= last else None for e in tracking.AUTHORS_ACQUISITION]
     at_learned = _rounded(tracking.largest_frequency(history, learned))
     at_authors = _rounded(tracking.largest_frequency(history, theirs))
-    gap = lambda read: max((abs(v - a) for v, a in zip(read, tracking.AUTHORS_TOP_IM)
-                            if v is not None), default=math.nan)
+    gap = lambda read: float(np.median([abs(v - a) for v, a in zip(read, tracking.AUTHORS_TOP_IM)
+                                        if v is not None] or [math.nan]))
     g_own, g_theirs = gap(at_learned), gap(at_authors)
     closer = g_theirs < g_own
-    words = (f"closer to theirs (at most **{g_theirs:.2f}** rad/s from their values, against "
+    words = (f"closer to theirs (a median **{g_theirs:.2f}** rad/s from their values, against "
              f"**{g_own:.2f}** at this network's own first-learned epochs): much of the gap is "
              f"when the spectrum is read" if closer else
-             f"no closer to theirs (at most **{g_theirs:.2f}** rad/s from their values, against "
+             f"no closer to theirs (a median **{g_theirs:.2f}** rad/s from their values, against "
              f"**{g_own:.2f}** at this network's own first-learned epochs): the gap is not "
              f"when the spectrum is read")
     return {"eig_freq_match": float(match.max()),

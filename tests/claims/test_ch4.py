@@ -219,21 +219,21 @@ def test_eigenvalues_match_the_targets():
     later = History({}, {"eig_epoch": np.array([0, 250, 1300]), "eig_W": eig_W})
     got = claims.eigenvalues(agent, later, refs, [5, None, 20, 30])
     assert got["top_im_at_authors"] == [1.23, 2.35, None, None]
-    # against the authors' 0.58, 1.25, 1.82, 2.54: their epochs read 1.23, 2.35 (gaps 0.65,
-    # 1.10); the learned epochs 5, 20, 30 all read the record at 250, 1.23 (gaps 0.65, 0.59,
-    # 1.31): closer at theirs
-    assert got["gap_at_learned"] == pytest.approx(1.31)
-    assert got["gap_at_authors"] == pytest.approx(1.10)
-    assert got["reading_words"].startswith("closer") and "**1.10**" in got["reading_words"]
+    # against the authors' 0.58, 1.25, 1.82, 2.54: their epochs read 1.23, 2.35 (distances
+    # 0.65, 1.10: median 0.875); the learned epochs 5, 20, 30 all read the record at 250, 1.23
+    # (0.65, 0.59, 1.31: median 0.65): no closer at theirs
+    assert got["gap_at_learned"] == pytest.approx(0.65)
+    assert got["gap_at_authors"] == pytest.approx(0.875)
+    assert got["reading_words"].startswith("no closer") and "**0.88**" in got["reading_words"]
     assert math.isnan(numbers["gap_at_authors"])  # nothing read at their epochs
-    # records 0.58 at 0, 0.1 after: learned at 0 reads the authors' 0.58 (gap 0); their epochs
-    # read 0.1 and 0.1 (gaps 0.48, 1.15): no closer
-    far = History({}, {"eig_epoch": np.array([0, 250, 1300]),
-                       "eig_W": np.array([[0.58j], [0.1j], [0.1j]])})
-    other = claims.eigenvalues(agent, far, refs, [0, None, None, None])
-    assert other["gap_at_learned"] == pytest.approx(0.0)
-    assert other["gap_at_authors"] == pytest.approx(1.15)
-    assert other["reading_words"].startswith("no closer")
+    # records 0.1 at 0, 0.6 at 250, 1.26 at 1300: learned at 0 reads 0.1 four times (0.48,
+    # 1.15, 1.72, 2.44: median 1.435); their epochs read 0.6, 1.26 (0.02, 0.01): closer
+    near = History({}, {"eig_epoch": np.array([0, 250, 1300]),
+                        "eig_W": np.array([[0.1j], [0.6j], [1.26j]])})
+    other = claims.eigenvalues(agent, near, refs, [0, 0, 0, 0])
+    assert other["gap_at_learned"] == pytest.approx(1.435)
+    assert other["gap_at_authors"] == pytest.approx(0.015)
+    assert other["reading_words"].startswith("closer")
 
 
 def test_seeds_count_the_runs_in_order():

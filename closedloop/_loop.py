@@ -6,6 +6,7 @@ Shapes: states are row vectors (..., B, d), time first in trajectories (T+1, ...
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ._threads import loop_threads
@@ -73,7 +74,8 @@ class _ClosedLoop(torch.autograd.Function):
         batched = PT.dim() == 3
         # the per-step views made in one call each (indexing S[t] inside the loop costs a few
         # microseconds per step, a tenth of a product)
-        states, hidden = S.unbind(0), S[..., lo:].unbind(0)
+        states = S.unbind(0)
+        phi = _inplace_tanh(S[..., lo:]) if tanh else None
         steps = (None,) * T if inputs is None else inputs.unbind(0)
         mm, addmm = (torch.bmm, torch.baddbmm) if batched else (torch.mm, torch.addmm)
         for t in range(T):
@@ -81,8 +83,8 @@ class _ClosedLoop(torch.autograd.Function):
                 mm(states[t], PT, out=states[t + 1])
             else:
                 addmm(steps[t], states[t], PT, out=states[t + 1])
-            if tanh:
-                hidden[t + 1].tanh_()
+            if phi is not None:
+                phi(t + 1)
         H = S[..., lo:]
         U = (H @ z.unsqueeze(-1)).squeeze(-1)
         ctx.save_for_backward(PT, S, z)
@@ -136,3 +138,20 @@ class _ClosedLoop(torch.autograd.Function):
                 dz = H.reshape(-1, N).transpose(0, 1) @ dU.reshape(-1)
         dinputs = (G.transpose(0, 1) if batched else G) if ctx.needs_input_grad[3] else None
         return dPT, ds0, dz, dinputs, None, None, None
+
+
+def _inplace_tanh(H):
+    """A function t -> None that applies tanh in place to H[t] (H: (T+1, ..., N), a view).
+
+    On the CPU numpy's tanh, not torch's: torch 2.13 evaluates tanh one element at a time
+    (measured on AVX-512, one thread, a 100 x 100 block: 36-45 us in float32, 67-85 us in
+    float64, as long as the step's product), numpy's vectorized tanh takes 8 and 31 us at
+    the same accuracy (within 1.1e-7 and 2.3e-16 relative of the float64 / exact value,
+    torch's 5.8e-8 and 0). Its last bits depend on the CPU's vector extensions, as the
+    products' do (book: How it works, "Reproducibility").
+    """
+    if H.device.type != "cpu" or H.dtype not in (torch.float32, torch.float64):
+        views = H.unbind(0)
+        return lambda t: views[t].tanh_()
+    views = list(H.numpy())  # shares H's memory; H is made inside the forward, without grad
+    return lambda t: np.tanh(views[t], out=views[t])

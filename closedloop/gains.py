@@ -15,6 +15,7 @@ import torch
 
 from . import _checks, coupled, kernels, linsys, theory
 from .agents import make_generator
+from .envs import DoubleIntegrator
 
 REGIONS = ("stable", "unstable oscillatory", "unstable real")  # codes 0, 1, 2
 
@@ -56,7 +57,7 @@ def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
 UNITS = ("cost", "summed")
 
 
-def probe(env, x0: torch.Tensor, T: int, units: str = "cost"):
+def probe(env, x0: torch.Tensor, T: int, units: str = "cost", dtype=None):
     """A training monitor: agent -> {'test_loss', 'gains' (*K, 2), 'gain_r2', 'instant_gain',
     'lag_gain'}.
 
@@ -67,8 +68,12 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost"):
     regressed on the same rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the
     feedback (the overlap s_zm of a rank-one network); lag_gain = z.W m is du_t/dy_{t-1} at
     h = 0, the first weight that needs the recurrence (the linearized response to the
-    position one step back). An agent of another dtype (a float32 training) is measured in
-    ``env``'s, on a copy. Introduced in Chapter 1, section "Two trainings".
+    position one step back). ``dtype``: the number format of the measurement (default
+    ``env``'s); an agent of another format is measured in it, on a copy. The authors
+    measured their float32 networks in float32, and so does Chapter 1: half the cost of a
+    float64 rollout, and its largest test loss (~6e5) is far inside float32's range (a
+    rollout that leaves it stops with an error naming the closed loop). Introduced in
+    Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
     factor = 2 * T if _checks.choice("units", units, UNITS) == "summed" else 1
@@ -78,6 +83,9 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost"):
     if torch.linalg.matrix_rank(x0) < 2:  # then every x_t = A^t x_0 + ... is degenerate too
         raise ValueError(f"x0 must hold two linearly independent starts (the gains are "
                          f"regressed on the states), got {_checks.short(x0)}")
+    if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
+        dtype = _checks.float_dtype("dtype", dtype)
+        env, x0 = DoubleIntegrator(env.x0, dtype, env.device), x0.to(dtype)
 
     return Probe(env, x0, T, factor)
 

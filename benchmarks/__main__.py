@@ -14,6 +14,7 @@ which reads the chapters this run executed there (not the book's ``_build/execut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -192,6 +193,48 @@ def against_authors(args, results: Results):
         _row(results, label, t, target)
 
 
+@contextlib.contextmanager
+def busy_neighbour():
+    """Another torch process on one thread multiplying matrices for the duration: the load a
+    second chapter puts on a 2-core machine during ``make book``."""
+    code = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(300, 300)\n"
+            "while True:\n    a @ a")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(2)  # its start-up (importing torch) is not load yet
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def thread_policy(args, results: Results):
+    """Each training path at the package's defaults (torch's default threads, each path's own
+    policy, ``closedloop._threads``) against the same path forced onto one thread, on a quiet
+    machine and beside a busy process; the authors' loop the same way, for comparison. A ratio
+    >= 1 says the defaults are at least as fast as one thread."""
+    from closedloop._threads import single_thread
+
+    def on_one_thread(f):
+        def one():
+            with single_thread():
+                f()
+        return one
+
+    for name, pair in (("tanh closed loop, float32", authors.tanh_closed_pair),
+                       ("tanh open-loop student, float32", authors.tanh_open_pair),
+                       ("rank-one", authors.rank_one_pair),
+                       ("tracking", authors.tracking_pair)):
+        theirs, ours = pair()
+        for who, f in (("the package", ours), ("the authors' loop", theirs)):
+            for where in ("quiet", "beside a busy process"):
+                with busy_neighbour() if where != "quiet" else contextlib.nullcontext():
+                    t = compare(on_one_thread(f), f, repeats=3)
+                _row(results, f"threads, {name}, {who}, {where}: one thread vs defaults "
+                              f"({torch.get_num_threads()} threads)", t,
+                     1 if who == "the package" else None)
+
+
 def kernels(args, results: Results):
     """The fast paths against plain loops, whole epochs against the authors' loops, then the
     scaling in T and N (and its plot)."""
@@ -235,6 +278,7 @@ def kernels(args, results: Results):
     t = compare(*cases.epoch_pair("tanh", dtype=torch.float32), repeats=args.repeats)
     _row(results, "tanh epoch in float32 (Chapter 1 trains in float32)", t, None)
     against_authors(args, results)
+    thread_policy(args, results)
 
     scaling = results.scaling
     for kind in ("rank_one", "tanh"):

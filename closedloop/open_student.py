@@ -209,10 +209,9 @@ def train_students(seeds=(0, 1, 2, 3), *, stream: str = "authors", N: int = 100,
     i.i.d. N(0, input_std^2) positions, the loss of ``convention`` (default
     ``PAPER_OPEN_LOOP``, Chapter 1's student: summed over time, no update at epoch 0), each
     member on its own stream's noise (``Stream.student``: the authors' continues the
-    teacher's stream as their tanh notebook does). This is ``train_open_loop`` with one input
-    stream per member (it takes one for all). ``compress``: train the students in the basis
-    of span{m, u, v, z} (``RankOneAgent.compressed``), exact since no gradient leaves that
-    span, and N / 4 times cheaper.
+    teacher's stream as their tanh notebook does): ``imitate``. ``compress``: train the
+    students in the basis of span{m, u, v, z} (``RankOneAgent.compressed``), exact since no
+    gradient leaves that span, and N / 4 times cheaper.
     """
     seeds = _checks.seeds("seeds", seeds)
     _checks.choice("stream", stream, streams.KINDS)
@@ -235,8 +234,8 @@ def train_students(seeds=(0, 1, 2, 3), *, stream: str = "authors", N: int = 100,
         raise ValueError(f"a teacher did not finish its training: {h_teacher.message}")
     student = initial.compressed() if compress else initial
     target = teacher.compressed() if compress else teacher.detached()
-    h_student = _imitate(student, target, env, [st.student(T) for st in runs], conv,
-                         dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, std=std))
+    h_student = imitate(student, target, env, [st.student(T) for st in runs], epochs=epochs,
+                        T=T, lr=lr, batch=batch, clip=clip, convention=conv, input_std=std)
     q = h_student.overlaps
     h_student.arrays["closed_loss"] = closed_loop_loss(q, env, T)
     h_student.arrays["open_loss"] = open_loop_loss(
@@ -246,11 +245,30 @@ def train_students(seeds=(0, 1, 2, 3), *, stream: str = "authors", N: int = 100,
                           student.detached(), bool(compress), time.perf_counter() - start)
 
 
-def _imitate(student, teacher, env, runs, conv, kw) -> History:
-    """``train_open_loop`` on white noise with member k's inputs from ``runs[k]``."""
-    T, batch, std = kw["T"], kw["batch"], kw["std"]
-    last = final_row(kw["epochs"], conv.update_at_epoch0)
-    draw = streams.drawer(runs, lambda s, k: s.white_noise(T, batch, env.dtype, env.device))
+def imitate(student: RankOneAgent, teacher: RankOneAgent, env, runs, *, epochs: int = 1000,
+            T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
+            convention=None, input_std: float = 1.0) -> History:
+    """``train_open_loop`` on white noise with member k's inputs drawn from ``runs[k]`` (a
+    list of ``streams.Stream``, one per member of the 1-axis ensembles ``student`` and
+    ``teacher``), scaled by ``input_std``; trains ``student`` in place. ValueError if it
+    stops early (a non-finite loss)."""
+    coupled.check_pair(student, env, "student")
+    coupled.check_pair(teacher, env, "teacher")
+    if len(student.batch_shape) != 1 or teacher.batch_shape != student.batch_shape:
+        raise ValueError(f"student and teacher must be ensembles of one axis and the same "
+                         f"shape, got {student.batch_shape} and {teacher.batch_shape}")
+    if (not isinstance(runs, (list, tuple)) or len(runs) != student.batch_shape[0]
+            or not all(isinstance(r, streams.Stream) for r in runs)):
+        raise ValueError(f"runs must be a list of {student.batch_shape[0]} streams.Stream, "
+                         f"one per member, got {_checks.short(runs)}")
+    conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
+    epochs, T = _checks.integer("epochs", epochs, low=0), _checks.integer("T", T, low=1)
+    batch = _checks.integer("batch", batch, low=1)
+    std = _checks.real("input_std", input_std, low=0.0, low_open=True)
+    teacher = teacher.detached()
+    last = final_row(epochs, conv.update_at_epoch0)
+    draw = streams.drawer(list(runs), lambda s, k: s.white_noise(T, batch, env.dtype,
+                                                                 env.device))
     scale = conv.time_factor(T)
 
     def objective(e):
@@ -260,11 +278,11 @@ def _imitate(student, teacher, env, runs, conv, kw) -> History:
         return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
 
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
-                  epochs=kw["epochs"], T=T, lr=kw["lr"], batch=batch, clip=kw["clip"],
-                  inputs="white_noise", input_std=std, seed=streams.describe(runs),
-                  convention=conv.name, time=conv.time, update_at_epoch0=conv.update_at_epoch0)
-    h = descend(student, objective, env, config, epochs=kw["epochs"], lr=kw["lr"],
-                clip=kw["clip"], update_at_epoch0=conv.update_at_epoch0, eig_W=False)
+                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs="white_noise",
+                  input_std=std, seed=streams.describe(list(runs)), convention=conv.name,
+                  time=conv.time, update_at_epoch0=conv.update_at_epoch0)
+    h = descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
+                update_at_epoch0=conv.update_at_epoch0, eig_W=False)
     if h.message:
         raise ValueError(f"a student did not finish its training: {h.message}")
     return h

@@ -30,6 +30,11 @@ feedback without its velocity part, an oscillation that grows. To first order in
 
     p > p_c = |s_zm| ((1 - s_vu)^2 + |s_zm|) / (2 - s_vu)        (s_zm < 0).
 
+Later the same order of learning can cross the other boundary: p reaches the teacher's value
+before s_vu does, and the static gain K(1) = s_zm + p / (1 - s_vu) = sum_k g_k (``dc_gain``;
+q(1) = -(1 - s_vu) K(1)), a small difference of large parts (about -0.96 + 0.84 in the
+teacher), turns positive: positive feedback at low frequency, a real root above 1.
+
 Scale, learning rate and clipping do not change this path: sigma^2 and the time factor scale
 L_open, and clipping only shortens steps along the gradient, so in the small-step limit
 every such setting follows the same gradient-flow curve, at another speed.

@@ -1,0 +1,206 @@
+"""Chapter 6's claims: one function a section, each returning ``{glue name: value}``.
+
+Section "The linear open-loop student" (issue 28; glue names ``lin_*``): a rank-one linear
+teacher trained closed loop and its open-loop student (``open_student.train_students``).
+Epochs are rows of the student's history (row e: the network before update e; rows 0 and 1
+are the same network, since epoch 0 makes no update); losses are exact expected closed-loop
+losses in the teacher's units (``PAPER_RANK_ONE``); rho is rho(P_eff); an epoch is unstable
+when rho >= 1; p = s_zu s_vm. The functions take the ``LinearStudents`` and, for one run,
+its seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import excursion, open_student
+from ..stages import detect_stages
+from . import Words, listed
+
+
+def linear_student_setup(students) -> dict:
+    """What was run: seeds, stream, epochs (updates), T, lr, batch, clipping, the student's
+    convention, whether it trained compressed, and the wall time of it all (s)."""
+    c = students.student.config
+    return {"lin_seeds": Words(", ".join(map(str, students.seeds))),
+            "lin_n_seeds": len(students.seeds), "lin_stream": Words(students.stream),
+            "lin_epochs": c["epochs"], "lin_T": students.T, "lin_lr": c["lr"],
+            "lin_batch": c["batch"], "lin_clip": c["clip"],
+            "lin_convention": Words(c["convention"]), "lin_compressed": students.compressed,
+            "lin_seconds": students.seconds}
+
+
+def linear_student_peak(students, seed: int) -> dict:
+    """The peak of the student's closed-loop loss (``excursion.find_excursion``: the highest
+    value after it had been lower): epoch, value, over its final value, over the teacher's
+    final, over its start and over the lowest value before it (``rise``); whether it rises
+    above its start (``shows``), and the kind of the largest eigenvalue there."""
+    k = students.index(seed)
+    h = students.student
+    loss = h.closed_loss[:, k]
+    ex = excursion.find_excursion(h.epoch, loss)
+    teacher_final = float(students.teacher.expected_loss[-1, k])
+    if ex.peak_epoch is None:
+        return {"lin_peak_epoch": None, "lin_peak_loss": math.nan, "lin_peak_ratio": math.nan,
+                "lin_peak_over_teacher": math.nan, "lin_peak_over_start": math.nan,
+                "lin_peak_rise": math.nan, "lin_peak_shows": False,
+                "lin_final_loss": ex.final_loss, "lin_teacher_final_loss": teacher_final,
+                "lin_peak_words": Words(f"never rises: it ends at {_b(ex.final_loss, '.3g')}")}
+    i = ex.peak_epoch
+    rise = ex.peak_loss / float(loss[:i].min())
+    kind = _kind(h.eig_P[i, k, 0])
+    words = (f"peaks at epoch {_b(i)} at {_b(ex.peak_loss, '.3g')}, {_b(rise, '.3g')} times "
+             f"the lowest value before it and {_b(ex.ratio, '.3g')} times its final "
+             f"{_b(ex.final_loss, '.3g')}")
+    return {"lin_peak_epoch": i, "lin_peak_loss": ex.peak_loss, "lin_peak_ratio": ex.ratio,
+            "lin_peak_over_teacher": ex.peak_loss / teacher_final,
+            "lin_peak_over_start": ex.over_start, "lin_peak_rise": rise,
+            "lin_peak_shows": ex.shows, "lin_peak_kind": Words(kind),
+            "lin_final_loss": ex.final_loss, "lin_teacher_final_loss": teacher_final,
+            "lin_peak_words": Words(words)}
+
+
+def linear_student_instability(students, seed: int) -> dict:
+    """How long the student's loop is unstable: recorded epochs with rho >= 1 (``count``),
+    the first and last (-1: none), the epoch from which it stays stable, its spells
+    (``open_student.unstable_spells``) in words, its largest rho after epoch 0 and where,
+    whether that exceeds its start (``rho_rises``: the loop grows more unstable than the
+    untrained one) and whether it turns unstable after a stable epoch (``destabilized``);
+    the teacher's count, stabilization epoch (None: never) and largest rho from the end of
+    its stage 1 on (its last row if stage 1 never ended)."""
+    k = students.index(seed)
+    h, t = students.student, students.teacher
+    stages = detect_stages(t.member(k))
+    s1 = stages.stage1_end if stages.stage1_end is not None else len(t.epoch) - 1
+    flag = h.spectral_radius[:, k] >= 1
+    unstable = h.eig_epoch[flag]
+    spells = open_student.unstable_spells(h.eig_epoch, h.eig_P[:, k])
+    rho = h.spectral_radius[1:, k]
+    words = "; ".join(f"epochs {_b(s.first)}-{_b(s.last)} ({s.kind}, rho up to "
+                      f"{_b(s.max_rho, '.3f')})" for s in spells) or "none"
+    first = int(unstable.min()) if unstable.size else -1
+    last = int(unstable.max()) if unstable.size else -1
+    was_stable = np.logical_or.accumulate(~flag)
+    return {"lin_unstable_epochs": int(flag.sum()), "lin_first_unstable": first,
+            "lin_last_unstable": last, "lin_stable_from": min(last + 1, int(h.epoch[-1])),
+            "lin_n_spells": len(spells), "lin_spells_words": Words(words),
+            "lin_max_rho": float(rho.max()),
+            "lin_max_rho_epoch": int(h.eig_epoch[1:][rho.argmax()]),
+            "lin_start_rho": float(h.spectral_radius[0, k]),
+            "lin_rho_rises": bool(rho.max() > h.spectral_radius[0, k]),
+            "lin_destabilized": bool((flag[1:] & was_stable[:-1]).any()),
+            "lin_teacher_unstable_epochs": int((t.spectral_radius[:, k] >= 1).sum()),
+            "lin_teacher_stabilization": stages.stabilization,
+            "lin_teacher_max_rho_stage2": float(t.spectral_radius[s1:, k].max())}
+
+
+def linear_student_mechanism(students, seed: int) -> dict:
+    """Why, in closed form. The order of learning: the epochs at which s_zm and p are half
+    way from their start to their end (``open_student.half_way``) and p's share of its way
+    when s_zm is half way. At the peak: s_zm, p, s_vu, the p the pair needs to be inside
+    (``required_product``), the pair's modulus with p = 0 (sqrt(1 + |s_zm|)), to first order
+    in p and exactly (rho). Over the run: the share of unstable epochs with a complex leading
+    eigenvalue at which p < p_c, and with a real one at which the static gain K(1) > 0
+    (NaN if none); the teacher's final K(1) and its two parts, s_zm and p / (1 - s_vu)."""
+    k = students.index(seed)
+    h = students.student
+    q = h.overlaps[:, k]
+    p = q[:, 1] * q[:, 2]
+    zm_half, p_half = open_student.half_way(q[:, 0]), open_student.half_way(p)
+    out = {"lin_zm_half_epoch": int(h.epoch[zm_half]), "lin_p_half_epoch": int(h.epoch[p_half]),
+           "lin_p_share_at_zm_half": float((p[zm_half] - p[0]) / (p[-1] - p[0]))}
+    ex = excursion.find_excursion(h.epoch, h.closed_loss[:, k])
+    if ex.peak_epoch is not None:
+        i = ex.peak_epoch
+        out |= {"lin_peak_s_zm": float(q[i, 0]), "lin_peak_p": float(p[i]),
+                "lin_peak_s_vu": float(q[i, 3]),
+                "lin_peak_p_needed": float(open_student.required_product(q[i])),
+                "lin_peak_modulus_p0": math.sqrt(1 + abs(q[i, 0])),
+                "lin_peak_modulus_first_order": float(np.sqrt(
+                    open_student.pair_modulus_sq(q[i]))),
+                "lin_peak_rho": float(h.spectral_radius[i, k])}
+    lead = h.eig_P[:, k, 0]
+    unstable = h.unstable[:, k]
+    osc, real = unstable & (lead.imag != 0), unstable & (lead.imag == 0)
+    p_c = open_student.required_product(q)
+    gain = open_student.dc_gain(q)
+    qt = students.teacher.overlaps[-1, k]
+    return out | {"lin_osc_unstable_epochs": int(osc.sum()),
+                  "lin_real_unstable_epochs": int(real.sum()),
+                  "lin_osc_explained": float((p[osc] < p_c[osc]).mean()) if osc.any()
+                  else math.nan,
+                  "lin_real_explained": float((gain[real] > 0).mean()) if real.any()
+                  else math.nan,
+                  "lin_teacher_dc_gain": float(open_student.dc_gain(qt)),
+                  "lin_teacher_s_zm": float(qt[0]),
+                  "lin_teacher_tail_sum": float(qt[1] * qt[2] / (1 - qt[3]))}
+
+
+def linear_student_seeds(students) -> dict:
+    """Across all seeds: how many students' losses rise above their start, how many reach a
+    larger rho than at their start, turn unstable after a stable epoch, and have a late spell
+    with a real root (a spell after the first, kind 'real');
+    the range of the peak's ratios (over final, over the lowest before it), of the unstable
+    counts, last unstable epochs and largest rho after epoch 0; the teachers' stabilization
+    epochs and in how many seeds the student is unstable at or after its teacher's
+    stabilization epoch (or the teacher never stabilized); the smallest share of unstable
+    epochs explained by the two closed forms."""
+    h = students.student
+    rows = []
+    for seed in students.seeds:
+        k = students.index(seed)
+        peak, inst = linear_student_peak(students, seed), linear_student_instability(
+            students, seed)
+        mech = linear_student_mechanism(students, seed)
+        spells = open_student.unstable_spells(h.eig_epoch, h.eig_P[:, k])
+        rows.append(dict(peak | inst | mech, late_real=any(s.kind == "real"
+                                                           for s in spells[1:])))
+    col = lambda name: np.array([r[name] for r in rows], dtype=float)
+    ratio, rise, count, last, rho = (col(n) for n in ("lin_peak_ratio", "lin_peak_rise",
+                                                      "lin_unstable_epochs",
+                                                      "lin_last_unstable", "lin_max_rho"))
+    explained = np.concatenate([col("lin_osc_explained"), col("lin_real_explained")])
+    stab = [r["lin_teacher_stabilization"] for r in rows]
+    return {"lin_seeds_rising_above_start": sum(r["lin_peak_shows"] for r in rows),
+            "lin_seeds_with_peak": int(np.isfinite(ratio).sum()),
+            "lin_seeds_rho_rises": sum(r["lin_rho_rises"] for r in rows),
+            "lin_seeds_destabilized": sum(r["lin_destabilized"] for r in rows),
+            "lin_seeds_late_real": sum(r["late_real"] for r in rows),
+            "lin_seeds_longer_than_teacher": sum(
+                r["lin_teacher_stabilization"] is None
+                or r["lin_last_unstable"] >= r["lin_teacher_stabilization"] for r in rows),
+            "lin_ratio_min": _min(ratio), "lin_ratio_median": _median(ratio),
+            "lin_ratio_max": _max(ratio), "lin_rise_min": _min(rise),
+            "lin_rise_median": _median(rise), "lin_rise_max": _max(rise),
+            "lin_unstable_min": int(count.min()), "lin_unstable_max": int(count.max()),
+            "lin_last_unstable_min": int(last.min()), "lin_last_unstable_max": int(last.max()),
+            "lin_max_rho_min": float(rho.min()), "lin_max_rho_max": float(rho.max()),
+            "lin_teacher_stabilizations": listed(stab),
+            "lin_explained_min": _min(explained)}
+
+
+def _kind(ev) -> str:
+    """The kind of a leading eigenvalue, for the prose: complex or real."""
+    return "oscillatory (a complex pair)" if ev.imag != 0 else "real"
+
+
+def _min(a) -> float:
+    a = a[np.isfinite(a)]
+    return float(a.min()) if a.size else math.nan
+
+
+def _max(a) -> float:
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else math.nan
+
+
+def _median(a) -> float:
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else math.nan
+
+
+def _b(value, spec: str = "") -> str:
+    """A number in a phrase, formatted and bold, as the book shows every glued number."""
+    return f"**{value:{spec}}**"

@@ -292,9 +292,19 @@ def open_loop_inputs(source: str, batch: int, T: int, stream, teacher, env) -> t
     stream = streams.stream(stream, name="stream")
     if source == "teacher":
         coupled.check_pair(teacher, env, "teacher")
+        _noise_free_teacher(env)
     else:
         coupled.check_env(env)
     return _open_loop_inputs(source, batch, T, stream, teacher, env)
+
+
+def _noise_free_teacher(env):
+    """The teacher's rollouts of ``inputs='teacher'`` are noise-free: refuse a noisy plant
+    rather than drop its noise."""
+    if coupled.noise_level(env) > 0:
+        raise ValueError(f"inputs='teacher' rolls the teacher out without process noise, and "
+                         f"the plant has noise={coupled.noise_level(env)}: use "
+                         f"env.with_noise(0.0) or inputs='white_noise'")
 
 
 def _open_loop_inputs(source, batch, T, stream, teacher, env):
@@ -330,6 +340,8 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("inputs", inputs, INPUTS)
     coupled.check_pair(teacher, env, "teacher")  # so dtype and device are the student's
+    if inputs == "teacher":
+        _noise_free_teacher(env)
     _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
                         f"{student.batch_shape} (the states of one batch)",
                         _episode_size(student, T, batch) + _episode_size(teacher, T, batch))

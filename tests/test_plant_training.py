@@ -290,3 +290,15 @@ def test_bad_input_is_named():
             call()
     # the noise-free copy of a noisy plant is explicit, and then measured
     assert gains.probe(OSC.with_noise(0.0), gains.fixed_starts(OSC, 5), 10) is not None
+
+
+def test_open_loop_teacher_inputs_refuse_a_noisy_plant():
+    from closedloop.training import open_loop_inputs, train_open_loop
+
+    a, b = RNNAgent(N=5, seed=0), RNNAgent(N=5, seed=1)
+    with pytest.raises(ValueError, match="noise"):
+        open_loop_inputs("teacher", 4, 5, 0, b, OSC)
+    with pytest.raises(ValueError, match="noise"):
+        train_open_loop(a, b, OSC, epochs=1, T=5, batch=4, inputs="teacher")
+    y = open_loop_inputs("teacher", 4, 5, 0, b, OSC.with_noise(0.0))
+    assert y.shape == (5, 4)

@@ -30,15 +30,8 @@ The result is one History whose per-member arrays have the grid's points on axis
 order, and whose ``coord/<setting>`` arrays (P,) give each point's settings; ``select`` picks
 points by their settings. Introduced in Chapter 5.
 
-The plant (models ``rank_one`` and ``tanh``): the setting ``plant`` names a family of
-``plants.FAMILIES`` ('double_integrator', the default, 'integrator', 'damped_oscillator',
-'unstable') whose parameters are the settings ``order``, ``omega``, ``zeta``, ``dt``, ``a``
-(None where the family does not take them) and ``noise`` (the process noise sigma, 0 by
-default), or holds a ``plants.LinearPlant`` (kept in the point as its ``spec()``, plain
-numbers; its x0 box and noise must agree with the point's ``x0_half_width`` and ``noise``).
-E.g. ``run({"plant": ["damped_oscillator"], "omega": [0.5], "dt": [1.0], "zeta": zetas,
-"seed": range(10)})``. The members of a chunk share one plant (an ensemble trains in one
-environment), so a grid over zeta is at least one chunk per value. Introduced in Chapter 6.
+The models ``rank_one`` and ``tanh`` train on any linear plant: its settings (``plant``, a
+family's parameters, ``noise``) are ``plant_settings``'s. Introduced for plants in Chapter 6.
 """
 
 from __future__ import annotations
@@ -55,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, plant_settings
 from ._threads import single_thread
 from .history import History
 
@@ -396,65 +389,6 @@ _COMMON_CHECKS = {
 }
 
 
-# the plant: a family of ``plants.FAMILIES`` and its parameters, or one plant's matrices -------
-PLANT_DEFAULTS = dict(plant="double_integrator", order=None, omega=None, zeta=None, dt=None,
-                      a=None, noise=0.0)
-PLANT_SETTINGS = tuple(PLANT_DEFAULTS)
-
-
-def _check_plant_name(name, value):
-    """A family name, or a LinearPlant (or its ``spec()``) as its plain-number spec, so that a
-    point stays JSON (its hash, ``grid.json``) and travels to any worker."""
-    from .plants import FAMILIES, LinearPlant
-
-    if isinstance(value, LinearPlant):
-        return value.spec()
-    if isinstance(value, Mapping):
-        return LinearPlant.from_spec(dict(value)).spec()  # checked (shapes, finite entries)
-    return _checks.choice(name, value, tuple(FAMILIES))
-
-
-def _check_plant_point(point):
-    """The plant settings together: a family's parameters (others None), or a LinearPlant
-    whose own x0 box and noise agree with the point's ``x0_half_width`` and ``noise`` (one
-    plant, never two half-read); the plant is built once, so a bad one fails here."""
-    from .plants import FAMILY_PARAMETERS
-
-    if isinstance(point["plant"], dict):
-        spec, w = point["plant"], point["x0_half_width"]
-        given = [k for k in FAMILY_PARAMETERS if point[k] is not None]
-        if given:
-            raise ValueError(f"plant is a LinearPlant: the family parameters {given} do not "
-                             f"apply")
-        if any(h != w for h in spec["x0"]) or spec["noise"] != point["noise"]:
-            raise ValueError(f"plant is a LinearPlant with x0 half-widths {spec['x0']} and "
-                             f"noise={spec['noise']}, the point has x0_half_width={w} and "
-                             f"noise={point['noise']}: set them to agree")
-    _plant_of(point)
-    return point
-
-
-def _plant_of(p):
-    """The environment of a point: the double integrator of ``envs`` (the chapters' own
-    object, bitwise the numbers it always gave) unless another plant or noise is set."""
-    from .envs import DoubleIntegrator, UniformBox
-    from .plants import FAMILY_PARAMETERS, LinearPlant, from_family
-
-    if isinstance(p["plant"], dict):
-        return LinearPlant.from_spec(p["plant"])
-    if p["plant"] == "double_integrator" and not p["noise"]:
-        from_family("double_integrator", **{k: p[k] for k in FAMILY_PARAMETERS})  # no params
-        return DoubleIntegrator(UniformBox(p["x0_half_width"]))
-    return from_family(p["plant"], x0=p["x0_half_width"], noise=p["noise"],
-                       **{k: p[k] for k in FAMILY_PARAMETERS})
-
-
-_PLANT_CHECKS = {"plant": _check_plant_name, "order": _number(1, 50, none_ok=True, integer=True),
-                 "omega": _number(0.0, none_ok=True), "zeta": _number(0.0, 1.0, none_ok=True),
-                 "dt": _number(0.0, none_ok=True), "a": _number(none_ok=True),
-                 "noise": _number(0.0)}
-
-
 def _train_rank_one(points):
     from . import conventions
     from .agents import RankOneAgent
@@ -463,7 +397,7 @@ def _train_rank_one(points):
     p0 = points[0]
     members = [RankOneAgent(N=p["N"], seed=p["seed"], s_zm0=p["s_zm0"], init=p["init"])
                for p in points]
-    env = _plant_of(p0)
+    env = plant_settings.env_of(p0)
     col = lambda k: _column(points, k)
     return train_closed_loop(
         RankOneAgent.stack(members), env, epochs=p0["epochs"], T=col("T"), beta=col("beta"),
@@ -476,26 +410,25 @@ MODELS["rank_one"] = Model(
     "rank_one",
     defaults=dict(N=100, seed=0, s_zm0=None, init="paper", T=50, beta=0.0, lr=1e-2,
                   epochs=1000, batch=100, clip=1.0, x0_half_width=2.0, mode="sampled",
-                  convention="paper_rank_one", eig_every=1, **PLANT_DEFAULTS),
+                  convention="paper_rank_one", eig_every=1, **plant_settings.DEFAULTS),
     shared=("N", "epochs", "batch", "clip", "x0_half_width", "mode", "convention",
-            "eig_every", *PLANT_SETTINGS),
+            "eig_every", *plant_settings.DEFAULTS),
     check={**_COMMON_CHECKS, "s_zm0": _number(-1.0, 1.0, none_ok=True),
            "mode": _one_of("sampled", "exact"),
-           "convention": _one_of("paper_rank_one", "book"), **_PLANT_CHECKS},
-    train=_train_rank_one, check_point=_check_plant_point)
+           "convention": _one_of("paper_rank_one", "book"), **plant_settings.CHECKS},
+    train=_train_rank_one, check_point=plant_settings.check_point)
 
 
 def _train_tanh(points):
-    """A tanh ensemble on the point's plant; its test loss (``gains.probe``) is measured on
-    noise-free rollouts from fixed starts (a noisy plant's noise-free copy: the noise is in
-    the training loss, not in the test)."""
+    """A tanh ensemble on the point's plant; its test loss (``gains.probe``): noise-free
+    rollouts from fixed starts (the noise is in the training loss, not in the test)."""
     from . import conventions, gains
     from .agents import RNNAgent
     from .training import train_closed_loop
 
     p0 = points[0]
     members = [RNNAgent(N=p["N"], g=p["g"], seed=p["seed"], init=p["init"]) for p in points]
-    env = _plant_of(p0)
+    env = plant_settings.env_of(p0)
     quiet = env.with_noise(0.0) if p0["noise"] else env
     col = lambda k: _column(points, k)
     probe = gains.probe(quiet, gains.fixed_starts(quiet, p0["n_test"]), p0["test_T"])
@@ -511,14 +444,15 @@ MODELS["tanh"] = Model(
     "tanh",
     defaults=dict(N=100, g=0.1, seed=0, init="paper", T=50, beta=0.005, lr=1e-2, epochs=1000,
                   batch=100, clip=1.0, x0_half_width=1.0, convention="paper_tanh",
-                  eig_every=1, n_test=100, test_T=50, monitor_every=1, **PLANT_DEFAULTS),
+                  eig_every=1, n_test=100, test_T=50, monitor_every=1,
+                  **plant_settings.DEFAULTS),
     shared=("N", "epochs", "batch", "clip", "x0_half_width", "convention", "eig_every",
-            "n_test", "test_T", "monitor_every", *PLANT_SETTINGS),
+            "n_test", "test_T", "monitor_every", *plant_settings.DEFAULTS),
     check={**_COMMON_CHECKS, "g": _number(0.0, 1e6),
            "convention": _one_of("paper_tanh", "book"), "n_test": _number(2, integer=True),
            "test_T": _number(1, integer=True), "monitor_every": _number(0, integer=True),
-           **_PLANT_CHECKS},
-    train=_train_tanh, check_point=_check_plant_point)
+           **plant_settings.CHECKS},
+    train=_train_tanh, check_point=plant_settings.check_point)
 
 
 def _train_open_loop(points):

@@ -23,11 +23,13 @@ from .agents import OverlapAgent, RankOneAgent, RNNAgent, make_generator
 from .conventions import BOOK, PAPER_OPEN_LOOP, PAPER_RANK_ONE, PAPER_TANH, Convention
 from .envs import DoubleIntegrator, UniformBox
 from .history import History
+from .plants import Box, LinearPlant
 from .stages import Stages, detect_stages
 from .training import train_closed_loop, train_open_loop
 
-__all__ = ["BOOK", "PAPER_OPEN_LOOP", "PAPER_RANK_ONE", "PAPER_TANH", "Convention",
-           "DoubleIntegrator", "History", "OverlapAgent", "RNNAgent", "RankOneAgent", "Stages",
+__all__ = ["BOOK", "PAPER_OPEN_LOOP", "PAPER_RANK_ONE", "PAPER_TANH", "Box", "Convention",
+           "DoubleIntegrator", "History", "LinearPlant", "OverlapAgent", "RNNAgent",
+           "RankOneAgent", "Stages",
            "UniformBox", "detect_stages", "make_generator", "train_closed_loop",
            "train_open_loop"]
 __version__ = "0.1.0"

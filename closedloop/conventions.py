@@ -7,9 +7,9 @@ were made with particular ones. Each chapter's default is the authors' setup
 available by name, so that a chapter can show what a convention changes.
 
 One episode of T steps from x_0 costs, per start (t counts steps, the state term averages the
-two coordinates)::
+n state coordinates: 2 for the double integrator, n for a ``plants.LinearPlant``)::
 
-    c = 1/(2T) sum_{t in window} ||x_t||^2  +  beta_eff * sum_{t=0..T-1} u_t^2
+    c = 1/(n T) sum_{t in window} ||x_t||^2  +  beta_eff * sum_{t=0..T-1} u_t^2
 
 with window t = 0..T-1 (``window='from_x0'``, the authors': x_0 included, x_T not) or
 t = 1..T (``window='after_x0'``). A batch's loss is ``time_factor * mean_b c_b``:

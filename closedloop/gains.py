@@ -5,7 +5,9 @@ feedback u_t = k . x_t on the full state. Regressing u_t on x_t gives its *effec
 k = (k1, k2) (with R^2 saying how fair that summary is), which places every epoch of every
 training in one plane. Over that plane sit two maps of the linear feedback itself: the
 episode cost from a fixed start, and whether the closed loop x_{t+1} = (A + B k^T) x_t is
-stable. Shapes: gains k (..., 2); rollouts as in ``coupled.rollout`` (time first).
+stable. Shapes: gains k (..., 2); rollouts as in ``coupled.rollout`` (time first). The
+regression and the probe take any linear plant (gains k (..., n) for n states); the maps of
+the feedback (``feedback_loss``, ``stability_region``) are the double integrator's plane.
 """
 
 from __future__ import annotations
@@ -23,21 +25,21 @@ REGIONS = ("stable", "unstable oscillatory", "unstable real")  # codes 0, 1, 2
 def effective_gains(x: torch.Tensor, u: torch.Tensor):
     """Least-squares gains k with u_t ~ k . x_t over t = 1..T and every start, and R^2.
 
-    x (T+1, ..., B, 2) and u (T+1, ..., B) for t = 0..T (``coupled.rollout``); t = 0 is left
+    x (T+1, ..., B, n) and u (T+1, ..., B) for t = 0..T (``coupled.rollout``); t = 0 is left
     out because u_0 = 0 is imposed, not chosen. Axes ``...`` (ensemble members) are kept.
     R^2 = 1 - sum (u - k.x)^2 / sum u^2, uncentred because the feedback has no offset.
-    Returns (k (..., 2), r2 (...)). Introduced in Chapter 1, section "Gain space".
+    Returns (k (..., n), r2 (...)). Introduced in Chapter 1, section "Gain space".
     """
     _checks.finite_tensor("x", x)
     _checks.finite_tensor("u", u, x.dtype)
-    if x.dim() < 3 or x.shape[-1:] != (2,) or x.shape[:-1] != u.shape or x.shape[0] < 2:
-        raise ValueError(f"x must have shape (T+1, ..., B, 2) with T >= 1 and u (T+1, ..., B), "
+    if x.dim() < 3 or x.shape[-1] < 1 or x.shape[:-1] != u.shape or x.shape[0] < 2:
+        raise ValueError(f"x must have shape (T+1, ..., B, n) with T >= 1 and u (T+1, ..., B), "
                          f"got {tuple(x.shape)} and {tuple(u.shape)}")
     X, U = x[1:].movedim(0, -2).flatten(-3, -2), u[1:].movedim(0, -1).flatten(-2)  # (..., TB, *)
     gram = X.transpose(-1, -2) @ X
     k, info = torch.linalg.solve_ex(gram, (X * U[..., None]).sum(-2))
     if (info != 0).any():
-        raise ValueError("x: the states x_1..x_T span fewer than two directions (e.g. every "
+        raise ValueError("x: the states x_1..x_T span fewer than n directions (e.g. every "
                          "start at 0), so the gains are not identifiable")
     resid = U - (X * k[..., None, :]).sum(-1)
     r2 = 1 - (resid**2).sum(-1) / (U**2).sum(-1).clamp_min(1e-300)
@@ -45,7 +47,8 @@ def effective_gains(x: torch.Tensor, u: torch.Tensor):
 
 
 def fixed_starts(env, n: int = 100, seed: int = 12345) -> torch.Tensor:
-    """A fixed set of ``n`` initial states drawn from ``env.x0`` with their own seed: (n, 2).
+    """A fixed set of ``n`` initial states drawn from ``env.x0`` with their own seed:
+    (n, number of states).
 
     The same set serves every epoch of every training, so test losses are comparable.
     """
@@ -61,10 +64,12 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost", dtype=None):
     """A training monitor: agent -> {'test_loss', 'gains' (*K, 2), 'gain_r2', 'instant_gain',
     'lag_gain'}.
 
-    test_loss (*K,) is the closed-loop state cost from the fixed starts ``x0`` (B, 2),
+    test_loss (*K,) is the closed-loop state cost from the fixed starts ``x0`` (B, n),
     averaged over the starts: with ``units='cost'`` the per-start cost of ``coupled``
-    (1/(2T) sum_{t=0..T-1} ||x_t||^2, beta = 0), with ``units='summed'`` the authors' test
-    loss sum_{t=0..T-1} ||x_t||^2 (2T times the former). The gains and their R^2 are
+    (1/(n T) sum_{t=0..T-1} ||x_t||^2, beta = 0), with ``units='summed'`` the authors' test
+    loss sum_{t=0..T-1} ||x_t||^2 (n T times the former). The rollouts are noise-free: a
+    plant with process noise is an error naming ``noise`` (pass ``plant.with_noise(0.0)``
+    to measure its noise-free test loss). The gains (k (*K, n)) and their R^2 are
     regressed on the same rollouts; instant_gain = z.m is du_t/dy_t at h = 0, the sign of the
     feedback (the overlap s_zm of a rank-one network); lag_gain = z.W m is du_t/dy_{t-1} at
     h = 0, the first weight that needs the recurrence (the linearized response to the
@@ -76,12 +81,17 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost", dtype=None):
     Chapter 1, section "Two trainings".
     """
     T = _checks.integer("T", T, low=1)
-    factor = 2 * T if _checks.choice("units", units, UNITS) == "summed" else 1
     coupled.check_env(env)
+    n = kernels.state_size(env)
+    factor = n * T if _checks.choice("units", units, UNITS) == "summed" else 1
+    if coupled.noise_level(env) > 0:
+        raise ValueError(f"env has process noise (noise={coupled.noise_level(env)}): the probe "
+                         f"measures noise-free rollouts from fixed starts; pass "
+                         f"env.with_noise(0.0) to measure those")
     _checks.finite_tensor("x0", x0, env.dtype)
-    _checks.shape("x0", x0, (None, 2))
-    if torch.linalg.matrix_rank(x0) < 2:  # then every x_t = A^t x_0 + ... is degenerate too
-        raise ValueError(f"x0 must hold two linearly independent starts (the gains are "
+    _checks.shape("x0", x0, (None, n))
+    if torch.linalg.matrix_rank(x0) < n:  # then every x_t = A^t x_0 + ... is degenerate too
+        raise ValueError(f"x0 must hold {n} linearly independent starts (the gains are "
                          f"regressed on the states), got {_checks.short(x0)}")
     if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
         dtype = _checks.float_dtype("dtype", dtype)
@@ -116,11 +126,12 @@ class Probe:
 
 
 def feedback_matrix(k, env) -> torch.Tensor:
-    """A + B k^T, the closed loop of the feedback u = k . x: k (..., 2) -> (..., 2, 2)."""
+    """A + B k^T, the closed loop of the feedback u = k . x: k (..., n) -> (..., n, n)."""
     coupled.check_env(env)
+    n = kernels.state_size(env)
     k = _checks.real_tensor("k", k, env.dtype)
-    if k.shape[-1:] != (2,):
-        raise ValueError(f"k must have shape (..., 2), got {tuple(k.shape)}")
+    if k.shape[-1:] != (n,):
+        raise ValueError(f"k must have shape (..., {n}) (n = {n} states), got {tuple(k.shape)}")
     return env.A + env.B[:, None] * k[..., None, :]
 
 

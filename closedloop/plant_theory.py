@@ -230,8 +230,9 @@ def expected_loss(agent: Agent, plant: LinearPlant, T: int, beta: float = 0.0,
     Cost of one episode: 1/(n T) sum_{t in window} ||x_t||^2 + beta sum_{t<T} u_t^2, window
     t = 0..T-1 ('from_x0') or 1..T ('after_x0'). With s_t = P^t s_0 + sum_{j<t} P^{t-1-j} G
     w_j, the x_0 part is tr(S_xx F^T F) with S = sum_{t<T} (P^t)^T M P^t (``coupled``'s cost
-    matrix) and the noise part ``noise_loss``. Differentiable in the agent's tensors. For a
-    noise-free 2-state plant it is ``coupled.expected_loss`` (same operations).
+    matrix) and the noise part ``noise_loss``. Differentiable in the agent's tensors. The
+    same number as ``coupled.expected_loss`` (what training records), computed here on its
+    own from this module's P, P_eff and G.
     """
     T = _checks.integer("T", T, low=1)
     beta = _checks.real("beta", beta, low=0.0)

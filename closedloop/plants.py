@@ -8,11 +8,12 @@ constructor is the sampling interval of the continuous-time system it discretize
 continuous system's time units). Shapes as in ``envs``: states are row vectors x (..., B, n),
 controls u (..., B), outputs y (..., B); A (n, n), B (n,), C (n,).
 
-``LinearPlant.double_integrator()`` has the matrices of ``envs.DoubleIntegrator`` (paper s.1),
-and with a noise-free plant of n = 2 the functions of ``coupled`` accept it unchanged. The
-theory for any plant (the coupled matrix P, the rank-one reduction P_eff, its characteristic
-polynomial, the stage-1 and stage-2 closed forms, the exact expected loss with process noise)
-is ``plant_theory``.
+``LinearPlant.double_integrator()`` has the matrices of ``envs.DoubleIntegrator`` (paper s.1)
+and trains to the same bits. ``coupled`` and ``training.train_closed_loop`` take any plant
+(n states, process noise included; the state cost is the mean over the n coordinates), and
+``sweep.run`` trains grids over a plant family's parameters. The theory for any plant (the
+coupled matrix P, the rank-one reduction P_eff, its characteristic polynomial, the stage-1
+and stage-2 closed forms, the exact expected loss with process noise) is ``plant_theory``.
 """
 
 from __future__ import annotations
@@ -247,14 +248,71 @@ class LinearPlant:
     def x0_factor(self) -> torch.Tensor:
         return self.x0.factor(self.dtype, self.device)
 
+    def with_noise(self, noise: float) -> "LinearPlant":
+        """The same plant (matrices, x0 box, dtype, device) with process noise ``noise``."""
+        return LinearPlant(self.A, self.B, self.C, self.x0, noise, minimal=False,
+                           dtype=self.dtype, device=self.device)
+
+    def spec(self) -> dict:
+        """The plant as plain numbers (JSON, a sweep's point): {'A', 'B', 'C' (nested lists,
+        float64, exact), 'x0' (the box's half-widths), 'noise'}; ``from_spec`` rebuilds it."""
+        A, B, C = self.numpy()
+        return {"A": A.tolist(), "B": B.tolist(), "C": C.tolist(),
+                "x0": list(self.x0.half_width), "noise": self.noise}
+
+    @classmethod
+    def from_spec(cls, spec: dict, **kw) -> "LinearPlant":
+        """The plant of ``spec()`` (not checked for minimality again unless ``minimal=True``)."""
+        if not isinstance(spec, dict) or set(spec) != {"A", "B", "C", "x0", "noise"}:
+            raise ValueError(f"spec must be a dict with keys A, B, C, x0, noise (as "
+                             f"LinearPlant.spec() gives), got {_checks.short(spec)}")
+        return cls(spec["A"], spec["B"], spec["C"], spec["x0"], spec["noise"],
+                   **{"minimal": False, **kw})
+
     def numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(A, B, C) as float64 numpy arrays: (n, n), (n,), (n,)."""
         return tuple(t.detach().cpu().to(torch.float64).numpy() for t in (self.A, self.B,
                                                                           self.C))
 
     def __repr__(self):
-        return (f"LinearPlant(n={self.n_state}, noise={self.noise}, x0={self.x0}, "
-                f"A={self.numpy()[0].tolist()})")
+        A, B, C = (v.tolist() for v in self.numpy())
+        return (f"LinearPlant(n={self.n_state}, noise={self.noise}, x0={self.x0}, A={A}, "
+                f"B={B}, C={C})")
+
+
+#: The named plant families and their parameters: the required ones, then the optional ones
+#: with their defaults (``from_family``; the plant settings of ``sweep``).
+FAMILIES = {
+    "double_integrator": ((), {}),
+    "integrator": (("order",), {"dt": 1.0}),
+    "damped_oscillator": (("omega", "zeta", "dt"), {}),
+    "unstable": (("a",), {}),
+}
+FAMILY_PARAMETERS = ("order", "omega", "zeta", "dt", "a")
+
+
+def from_family(family: str, x0=None, noise: float = 0.0, **params) -> LinearPlant:
+    """The plant of a named family (``FAMILIES``) from its parameters, e.g.
+    ``from_family('damped_oscillator', omega=0.5, zeta=0.1, dt=1.0, noise=0.05)``.
+
+    ``order`` is the integrator chain's k (``LinearPlant.integrator``). A parameter given
+    as None counts as not given; a required one missing, or one that the family does not
+    take, is a ValueError naming it.
+    """
+    family = _checks.choice("plant", family, tuple(FAMILIES))
+    required, optional = FAMILIES[family]
+    given = {k: v for k, v in params.items() if v is not None}
+    unknown = set(given) - set(required) - set(optional)
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} are not parameters of the {family} plant (it "
+                         f"takes {list(required) + list(optional) or 'none'})")
+    missing = [k for k in required if k not in given]
+    if missing:
+        raise ValueError(f"the {family} plant needs {missing}")
+    kw = {**optional, **given}
+    if family == "integrator":
+        kw["k"] = kw.pop("order")
+    return getattr(LinearPlant, family)(**kw, x0=x0, noise=noise)
 
 
 def continuous_oscillator(omega: float, zeta: float) -> tuple[np.ndarray, np.ndarray]:

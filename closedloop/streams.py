@@ -176,6 +176,11 @@ class Stream:
         a tanh batch without the noise (T = 0)."""
         if not self.authors:
             return box.sample(batch, self._gen(), dtype, device)
+        if len(box.half_width) != 2:
+            raise ValueError(f"seed: the authors' stream draws the batches of their 2-state "
+                             f"double integrator, not of a plant with n = "
+                             f"{len(box.half_width)} states: use an integer seed (the package "
+                             f"stream)")
         (w1, w2) = box.half_width
         if not nonlinear:
             x = self._np.uniform(-w1, w1, size=(1, batch))
@@ -186,6 +191,19 @@ class Stream:
             torch.randn(2, batch, generator=self._torch, dtype=F32)
         w = torch.tensor([w1, w2], dtype=dtype)
         return (torch.stack([x, v], -1).to(dtype) * w).to(device)
+
+    def process_noise(self, sigma: float, T: int, batch: int, n: int, dtype, device):
+        """A plant's process noise w_0..w_{T-1} ~ N(0, sigma^2 I_n): (T, batch, n) on ``device``.
+
+        package: ``sigma * randn(T, batch, n)`` from the batch generator, drawn after the
+        epoch's initial states (so a noise-free plant's draws are those it always had).
+        authors: refused (their code has no process noise; its zero-noise draws are part of
+        the tanh batches, ``initial_states``)."""
+        if self.authors:
+            raise ValueError(f"noise={sigma}: the authors' stream has no process noise (their "
+                             f"plant is noise-free); use an integer seed (the package stream)")
+        w = torch.randn(T, batch, n, generator=self._gen(), dtype=dtype)
+        return (sigma * w).to(device)
 
     def white_noise(self, T: int, batch: int, dtype, device):
         """An open-loop input sequence y_1..y_T ~ N(0, 1) i.i.d.: (T, batch) on ``device``.
@@ -269,7 +287,8 @@ def members(seed, batch_shape: tuple, kind: str = "package"):
 
 def drawer(stream, draw):
     """``f(e, last)``: epoch e's draw of a training, ``draw(s, k)`` for its one stream, or
-    stacked over a list of streams (member k's draws are those of its run alone). Starts
+    stacked over a list of streams (member k's draws are those of its run alone; a draw that
+    is a tuple of tensors is stacked part by part). Starts
     each stream's training (``Stream.start``). The final network's row (e == last) is scored
     on the draws that would come next, made without moving the streams: the authors' loops
     draw nothing for it."""
@@ -282,7 +301,11 @@ def drawer(stream, draw):
                 for s in runs:
                     ahead.enter_context(s.lookahead())
             out = [draw(s, k) for k, s in enumerate(runs)]
-        return out[0] if one else torch.stack(out)
+        if one:
+            return out[0]
+        if isinstance(out[0], tuple):
+            return tuple(torch.stack(part) for part in zip(*out))
+        return torch.stack(out)
     return f
 
 

@@ -29,6 +29,9 @@ saved (``SweepError``, whose ``history`` holds the rest). Dask is the optional e
 The result is one History whose per-member arrays have the grid's points on axis 1, in grid
 order, and whose ``coord/<setting>`` arrays (P,) give each point's settings; ``select`` picks
 points by their settings. Introduced in Chapter 5.
+
+The models ``rank_one`` and ``tanh`` train on any linear plant: its settings (``plant``, a
+family's parameters, ``noise``) are ``plant_settings``'s. Introduced for plants in Chapter 6.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, plant_settings
 from ._threads import single_thread
 from .history import History
 
@@ -63,6 +66,7 @@ class Model:
     shared: tuple
     check: dict
     train: Callable
+    check_point: Callable | None = None  # point -> point, for rules across settings
 
 
 MODELS: dict[str, Model] = {}
@@ -102,11 +106,13 @@ def points_of(grid, model: str = "rank_one") -> list[dict]:
             raise ValueError(f"grid point {i}: unknown setting(s) {sorted(unknown)} for model "
                              f"{model!r}; known: {sorted(spec.defaults)}")
         point = {**spec.defaults, **p}
-        for k, v in point.items():
-            try:
+        try:
+            for k, v in point.items():
                 point[k] = spec.check[k](k, v)
-            except (TypeError, ValueError) as e:
-                raise type(e)(f"grid point {i} ({_short_point(p)}): {e}") from None
+            if spec.check_point is not None:
+                point = spec.check_point(point)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"grid point {i} ({_short_point(p)}): {e}") from None
         out.append(point)
     return out
 
@@ -386,13 +392,12 @@ _COMMON_CHECKS = {
 def _train_rank_one(points):
     from . import conventions
     from .agents import RankOneAgent
-    from .envs import DoubleIntegrator, UniformBox
     from .training import train_closed_loop
 
     p0 = points[0]
     members = [RankOneAgent(N=p["N"], seed=p["seed"], s_zm0=p["s_zm0"], init=p["init"])
                for p in points]
-    env = DoubleIntegrator(UniformBox(p0["x0_half_width"]))
+    env = plant_settings.env_of(p0)
     col = lambda k: _column(points, k)
     return train_closed_loop(
         RankOneAgent.stack(members), env, epochs=p0["epochs"], T=col("T"), beta=col("beta"),
@@ -405,26 +410,28 @@ MODELS["rank_one"] = Model(
     "rank_one",
     defaults=dict(N=100, seed=0, s_zm0=None, init="paper", T=50, beta=0.0, lr=1e-2,
                   epochs=1000, batch=100, clip=1.0, x0_half_width=2.0, mode="sampled",
-                  convention="paper_rank_one", eig_every=1),
+                  convention="paper_rank_one", eig_every=1, **plant_settings.DEFAULTS),
     shared=("N", "epochs", "batch", "clip", "x0_half_width", "mode", "convention",
-            "eig_every"),
+            "eig_every", *plant_settings.DEFAULTS),
     check={**_COMMON_CHECKS, "s_zm0": _number(-1.0, 1.0, none_ok=True),
            "mode": _one_of("sampled", "exact"),
-           "convention": _one_of("paper_rank_one", "book")},
-    train=_train_rank_one)
+           "convention": _one_of("paper_rank_one", "book"), **plant_settings.CHECKS},
+    train=_train_rank_one, check_point=plant_settings.check_point)
 
 
 def _train_tanh(points):
+    """A tanh ensemble on the point's plant; its test loss (``gains.probe``): noise-free
+    rollouts from fixed starts (the noise is in the training loss, not in the test)."""
     from . import conventions, gains
     from .agents import RNNAgent
-    from .envs import DoubleIntegrator, UniformBox
     from .training import train_closed_loop
 
     p0 = points[0]
     members = [RNNAgent(N=p["N"], g=p["g"], seed=p["seed"], init=p["init"]) for p in points]
-    env = DoubleIntegrator(UniformBox(p0["x0_half_width"]))
+    env = plant_settings.env_of(p0)
+    quiet = env.with_noise(0.0) if p0["noise"] else env
     col = lambda k: _column(points, k)
-    probe = gains.probe(env, gains.fixed_starts(env, p0["n_test"]), p0["test_T"])
+    probe = gains.probe(quiet, gains.fixed_starts(quiet, p0["n_test"]), p0["test_T"])
     return train_closed_loop(
         RNNAgent.stack(members), env, epochs=p0["epochs"], T=col("T"), beta=col("beta"),
         lr=col("lr"), batch=p0["batch"], clip=p0["clip"], seed=col("seed"),
@@ -437,13 +444,15 @@ MODELS["tanh"] = Model(
     "tanh",
     defaults=dict(N=100, g=0.1, seed=0, init="paper", T=50, beta=0.005, lr=1e-2, epochs=1000,
                   batch=100, clip=1.0, x0_half_width=1.0, convention="paper_tanh",
-                  eig_every=1, n_test=100, test_T=50, monitor_every=1),
+                  eig_every=1, n_test=100, test_T=50, monitor_every=1,
+                  **plant_settings.DEFAULTS),
     shared=("N", "epochs", "batch", "clip", "x0_half_width", "convention", "eig_every",
-            "n_test", "test_T", "monitor_every"),
+            "n_test", "test_T", "monitor_every", *plant_settings.DEFAULTS),
     check={**_COMMON_CHECKS, "g": _number(0.0, 1e6),
            "convention": _one_of("paper_tanh", "book"), "n_test": _number(2, integer=True),
-           "test_T": _number(1, integer=True), "monitor_every": _number(0, integer=True)},
-    train=_train_tanh)
+           "test_T": _number(1, integer=True), "monitor_every": _number(0, integer=True),
+           **plant_settings.CHECKS},
+    train=_train_tanh, check_point=plant_settings.check_point)
 
 
 def _train_open_loop(points):

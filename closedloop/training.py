@@ -26,7 +26,7 @@ from .envs import DoubleIntegrator
 MODES = ("sampled", "exact")
 
 
-def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epochs: int = 1000,
+def train_closed_loop(agent: Agent, env=None, *, epochs: int = 1000,
                       T: int = 50, lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                       beta: float = 0.0, mode: str = "sampled", seed: int = 0,
                       convention=None, eig_every: int = 1, eig_W: bool = True,
@@ -53,9 +53,22 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     eigendecomposition per record (eig(P) and the spectral radius are always recorded). A
     non-finite loss or gradient stops training with a warning; Ctrl-C stops it too; either way the
     history so far is returned. Introduced in Chapter 2, section "Training".
+
+    ``env``: the plant, ``DoubleIntegrator()`` by default, or any ``plants.LinearPlant`` with
+    n states (the agent reads its one output y = C x). The state cost is then the mean over the
+    n coordinates, 1/(n T) sum_t ||x_t||^2 (``coupled``'s episode cost; ``plant_theory``'s
+    expected loss), so the double integrator's numbers are unchanged. A plant with process
+    noise sigma > 0: the recorded ``expected_loss`` (and the ``'exact'`` loss) is exact over
+    x_0 and the noise; ``'sampled'`` draws each epoch's noise w_0..w_{T-1} (T, batch, n) from
+    the run's stream *after* its initial states (so a noise-free plant draws what it always
+    did) and rolls the loop out step by step (a linear rank-one agent through its
+    (n + 2)-dimensional P_eff). The authors' stream (``Stream(s, 'authors')``) draws only
+    what their noise-free 2-state code draws: another plant is an error naming ``seed`` or
+    ``noise``.
     """
     env = DoubleIntegrator() if env is None else env
     coupled.check_pair(agent, env)
+    noisy = coupled.noise_level(env) > 0
     T, T_max = coupled.per_member("T", T, agent, integer=True, low=1)
     beta, _ = coupled.per_member("beta", beta, agent, low=0.0)
     lr = _per_member_lr(lr, agent)
@@ -63,7 +76,7 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("mode", mode, MODES)
     linear = agent.activation == "identity"
-    if not linear:  # else a cost matrix per epoch, never the states
+    if not linear or (noisy and mode == "sampled"):  # else a cost matrix per epoch, no states
         _checks.fits_memory(f"T={T_max}, batch={batch}, N={agent.N}, batch_shape="
                             f"{agent.batch_shape} (the states of one batch)",
                             _episode_size(agent, T_max, batch + 2))
@@ -73,7 +86,8 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
     conv = conventions.resolve(convention, conventions.paper_for(agent))
     epochs = _checks.integer("epochs", epochs, low=0)
     last = final_row(epochs, conv.update_at_epoch0)
-    draw = _initial_states(stream, env, batch, T, nonlinear=not linear)
+    draw = _initial_states(stream, env, batch, T, nonlinear=not linear,
+                           noise=noisy and mode == "sampled")
     F = env.x0_factor()
     # the convention read once: the window's first state, the per-start control weight and
     # the factor of a time sum, numbers or per-member tensors (*K,)
@@ -82,7 +96,8 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
 
     # validated above: every epoch calls the unchecked core (the expected loss over x_0 is
     # the cost summed over the rows of F, as in ``coupled.expected_loss``)
-    costs = lambda x0: kernels.start_costs(agent, env, x0, T, T_max, beta_eff, first)
+    costs = lambda x0, w=None: kernels.start_costs(agent, env, x0, T, T_max, beta_eff, first,
+                                                   _time_first(w))
     ones = F.new_ones(F.shape[0])
 
     def objective(e):
@@ -90,9 +105,17 @@ def train_closed_loop(agent: Agent, env: DoubleIntegrator | None = None, *, epoc
             S = kernels.cost_matrix(agent, env, T, beta_eff, first)
             S = S * (scale[..., None, None] if torch.is_tensor(scale) else scale)
             expected = kernels.quadratic_loss(S, F, ones)
-            loss = expected if mode == "exact" else kernels.quadratic_loss(S, draw(e, last))
+            if noisy:
+                expected = expected + scale * kernels.noise_cost(agent, env, T, T_max,
+                                                                 beta_eff, first)
+            if mode == "exact":
+                loss = expected
+            elif noisy:  # the states under this epoch's noise draws
+                loss = scale * costs(*draw(e, last)).mean(-1)
+            else:
+                loss = kernels.quadratic_loss(S, draw(e, last))
             return loss, {"expected_loss": expected.detach()}
-        return scale * costs(draw(e, last)).mean(-1), {}
+        return scale * costs(*_pair(draw(e, last))).mean(-1), {}
 
     config = dict(kind="closed_loop", agent=repr(agent), env=repr(env), epochs=epochs,
                   T=_plain(T), lr=_plain(lr), batch=batch, clip=clip, beta=_plain(beta),
@@ -269,9 +292,19 @@ def open_loop_inputs(source: str, batch: int, T: int, stream, teacher, env) -> t
     stream = streams.stream(stream, name="stream")
     if source == "teacher":
         coupled.check_pair(teacher, env, "teacher")
+        _noise_free_teacher(env)
     else:
         coupled.check_env(env)
     return _open_loop_inputs(source, batch, T, stream, teacher, env)
+
+
+def _noise_free_teacher(env):
+    """The teacher's rollouts of ``inputs='teacher'`` are noise-free: refuse a noisy plant
+    rather than drop its noise."""
+    if coupled.noise_level(env) > 0:
+        raise ValueError(f"inputs='teacher' rolls the teacher out without process noise, and "
+                         f"the plant has noise={coupled.noise_level(env)}: use "
+                         f"env.with_noise(0.0) or inputs='white_noise'")
 
 
 def _open_loop_inputs(source, batch, T, stream, teacher, env):
@@ -307,6 +340,8 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     batch = _checks.integer("batch", batch, low=1)
     _checks.choice("inputs", inputs, INPUTS)
     coupled.check_pair(teacher, env, "teacher")  # so dtype and device are the student's
+    if inputs == "teacher":
+        _noise_free_teacher(env)
     _checks.fits_memory(f"T={T}, batch={batch}, N={student.N}, batch_shape="
                         f"{student.batch_shape} (the states of one batch)",
                         _episode_size(student, T, batch) + _episode_size(teacher, T, batch))
@@ -343,16 +378,45 @@ def final_row(epochs: int, update_at_epoch0: bool) -> int:
     return epochs if update_at_epoch0 or not epochs else epochs + 1
 
 
-def _initial_states(stream, env, batch: int, T, nonlinear: bool):
-    """``draw(e, last)``: epoch e's initial states, (B, 2) for one stream or (K, B, 2) for
-    one per member (``streams.drawer``)."""
+def _initial_states(stream, env, batch: int, T, nonlinear: bool, noise: bool = False):
+    """``draw(e, last)``: epoch e's initial states, (B, n) for one stream or (K, B, n) for
+    one per member (``streams.drawer``); with ``noise``, the pair (x0, w) with the process
+    noise w drawn after x0, (T_max, B, n) or (K, T_max, B, n): a member of horizon T_k draws
+    its T_k steps, as it would alone, padded with zeros (steps its loss does not count)."""
     Ts = T.tolist() if torch.is_tensor(T) else None
+    runs = [stream] if isinstance(stream, streams.Stream) else stream
     if (nonlinear and Ts is not None and len(set(Ts)) > 1 and isinstance(stream, streams.Stream)
             and stream.authors):  # its batches draw T zero-noise steps: one T for all
         raise ValueError("one authors' Stream for members of different T: give one Stream per "
                          "member (seed=[Stream(s, 'authors'), ...])")
-    return streams.drawer(stream, lambda s, k: s.initial_states(
-        env.x0, batch, T if Ts is None else Ts[k], nonlinear, env.dtype, env.device))
+    n = kernels.state_size(env)
+    if any(s.authors for s in runs) and (n != 2 or noise):  # before anything trains
+        what = f"noise={coupled.noise_level(env)}" if noise else f"a plant with n = {n} states"
+        raise ValueError(f"seed: the authors' stream draws the batches of their noise-free "
+                         f"double integrator, not for {what}: use an integer seed (the "
+                         f"package stream)")
+    T_max = max(Ts) if Ts is not None else T
+    sigma = coupled.noise_level(env)
+
+    def one(s, k):
+        x0 = s.initial_states(env.x0, batch, T if Ts is None else Ts[k], nonlinear, env.dtype,
+                              env.device)
+        if not noise:
+            return x0
+        steps = T_max if Ts is None or isinstance(stream, streams.Stream) else Ts[k]
+        w = s.process_noise(sigma, steps, batch, n, env.dtype, env.device)
+        return x0, torch.cat([w, w.new_zeros(T_max - steps, *w.shape[1:])])
+    return streams.drawer(stream, one)
+
+
+def _pair(drawn):
+    """(x0, w) from a draw: w None where the plant has no noise."""
+    return drawn if isinstance(drawn, tuple) else (drawn, None)
+
+
+def _time_first(w):
+    """Noise as drawn per member, (K, T, B, n), to the rollout's time-first (T, K, B, n)."""
+    return w if w is None or w.dim() == 3 else w.movedim(-3, 0)
 
 
 def _episode_size(agent, T: int, batch: int) -> int:

@@ -159,3 +159,26 @@ def test_the_summed_test_loss_is_a_plain_sum_of_squares():
     assert got == pytest.approx(total / 4, rel=1e-12)
     with pytest.raises(ValueError, match="units"):
         gains.probe(env, x0, 7, units="halved")
+
+
+def test_a_float32_probe_measures_in_float32_what_float64_measures():
+    """Chapter 1's probe (dtype='float32', the authors' test loss) against the float64 one
+    and a plain float64 step loop of the summed state cost, on a trained-looking tanh net."""
+    env = DoubleIntegrator(UniformBox(1.0))
+    x0 = gains.fixed_starts(env, 50)
+    agent = RNNAgent(N=30, g=0.9, seed=3, dtype=torch.float32)
+    with torch.no_grad():
+        low = gains.probe(env, x0, 40, units="summed", dtype="float32")(agent)
+        high = gains.probe(env, x0, 40, units="summed")(agent)
+        a64 = agent.to(torch.float64)
+        W, m, z = a64.recurrent_matrix(), a64.tensors["m"], a64.tensors["z"]
+        x, h, u, cost = x0.clone(), torch.zeros(50, 30, dtype=torch.float64), 0.0, 0.0
+        for _ in range(40):
+            cost = cost + (x**2).sum(-1)
+            x = x @ env.A.T + u[..., None] * env.B if torch.is_tensor(u) else x @ env.A.T
+            h = torch.tanh(h @ W.T + x[:, :1] * m)
+            u = h @ z
+    assert low["test_loss"].dtype == torch.float32
+    assert float(high["test_loss"]) == pytest.approx(float(cost.mean()), rel=1e-12)
+    assert float(low["test_loss"]) == pytest.approx(float(cost.mean()), rel=1e-5)
+    np.testing.assert_allclose(low["gains"].double(), high["gains"], rtol=1e-3)

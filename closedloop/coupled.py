@@ -309,7 +309,8 @@ def check_env(env) -> None:
                     if name == "C" else " (one control input)")
             raise ValueError(f"env.{name} must have shape ({n},){more}, got "
                              f"{tuple(M.shape)}")
-        if not torch.isfinite(M).all():
+        # a meta tensor has no values to check (its device mismatch is named by check_pair)
+        if M.device.type != "meta" and not torch.isfinite(M).all():
             raise ValueError(f"env.{name} has non-finite entries")
     sigma = getattr(env, "noise", 0.0)
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):

@@ -130,12 +130,30 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "excursion_inits": Param(list, item=Param(str, choices=("paper", "gaussian"))),
         "excursion_seeds": COUNT,
     },
+    "ch6_plants": {
+        "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,
+        "N": Param(int, 2),  # z gets a part orthogonal to m
+        "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED, "stream": STREAM,
+        "osc_omega": POSITIVE, "osc_zeta": Param(float, 0.0, 1.0, high_open=True),
+        "osc_dt": POSITIVE,
+        "a": Param(float, 1.0, 1e6, low_open=True),  # an unstable pole; stage 1 prefers s_zm < 0
+        "student_seeds": Param(list, item=SEED),
+        # |a| > 1 (unstable); the atlas covers both signs
+        "atlas_values": Param(list, item=Param(float, -1e6, 1e6)),
+        "atlas_seeds": COUNT, "atlas_epochs": COUNT,
+        "engine": Param(str, choices=("local", "inprocess"), pattern=r"tcp://[^\s/]+:\d+"),
+        "n_workers": COUNT,
+    },
     "report": {"executed": Param(str, choices=(), pattern=r".+")},  # a folder
 }
 
 
 # constraints between a chapter's parameters: (test, the message when it fails)
 RELATIONS = {
+    "ch6_plants": [(lambda v: all(abs(x) > 1 for x in v["atlas_values"]),
+                    "atlas_values must be unstable poles, |a| > 1, got {atlas_values}"),
+                   (lambda v: len(set(v["atlas_values"])) == len(v["atlas_values"]),
+                    "atlas_values must be distinct, got {atlas_values}")],
     "ch4_tracking": [(lambda v: v["dt"] <= v["tau"],
                       "dt must be <= tau (alpha = dt/tau <= 1: an Euler step no longer than the "
                       "time constant), got dt={dt} and tau={tau}")],

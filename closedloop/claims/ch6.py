@@ -204,3 +204,132 @@ def _median(a) -> float:
 def _b(value, spec: str = "") -> str:
     """A number in a phrase, formatted and bold, as the book shows every glued number."""
     return f"**{value:{spec}}**"
+
+
+# -- sections "The closed loop of any plant" to "An atlas" (the plants; glue names by plant) --
+#: the chapter's plants, their glue prefixes
+PLANT_KEYS = {"double integrator": "di", "triple integrator": "tri",
+              "damped oscillator": "osc", "unstable plant": "unst"}
+
+
+def coupled_identity(runs) -> dict:
+    """Section "The closed loop of any plant": for each run's final network (``plant_stages.
+    train_plants``) the n + 1 roots of q against the nonzero eigenvalues of the full P
+    (n + N square): ``identity_max_error``, the largest distance between the two sorted lists
+    over the plants; ``identity_degrees`` (Words), n + 1 per plant."""
+    import torch
+
+    from .. import plant_theory as pt
+
+    errors, degrees = [], []
+    for name, run in runs.items():
+        with torch.no_grad():
+            eig = torch.linalg.eigvals(pt.coupled_matrix(run.agent, run.plant)).numpy()
+            roots = pt.roots(run.agent.overlaps(), run.plant)
+        n1 = run.plant.n_state + 1
+        big = eig[np.argsort(-np.abs(eig))][:n1]
+        errors.append(float(np.abs(np.sort_complex(big) - np.sort_complex(roots)).max()))
+        degrees.append(f"{n1} ({name})")
+    return {"identity_max_error": max(errors), "identity_degrees": Words(", ".join(degrees))}
+
+
+def plant_run(run, key: str, verdict) -> dict:
+    """Section "Four plants, one network": the numbers of one run (``plant_stages.PlantRun``)
+    under ``{key}_...``, beside the theory (``verdict``: ``stage_theory.allowed_stages``).
+
+    ``s_zm0``; ``sign`` (Words) that stage 1 prefers; ``stage1_end`` and ``stab`` (Words:
+    "epoch **e**" or "never"; ``stab_epoch`` the number, None: never); ``rho0``,
+    ``rho_min``, ``rho_final`` of P; ``loss0``, ``loss_final`` (exact expected loss);
+    ``unstable_epochs`` (records with rho >= 1); ``static_at_stab`` (rho(A + s_zm B C) at
+    stabilization, NaN: never); ``gap_stage1`` (largest distance of eig(A + s_zm B C) to
+    eig(P) over the first 10 records, where u, v are still small) and ``gap_final`` (at the
+    end); ``predicted`` (Words: ``clip_speed_epoch`` into the static interval nearest 0, or
+    "none: static feedback cannot stabilize") and ``stab_over_predicted`` (NaN where either
+    is missing); the LQR (``verdict.lqr``) loop's episode loss in the chapter's units
+    (``lqr_loss``), ``loss_over_lqr``, the network's effective gains ``gains`` and the
+    LQR's -K ``lqr_gains`` (Words); ``theory`` (Words, ``verdict.words()``)."""
+    from .. import plant_stages as ps
+
+    h, st, plant = run.history, run.stages, run.plant
+    rho = np.asarray(h.spectral_radius)
+    gap = ps.stage1_gap(h, plant)
+    ivs = verdict.static.intervals
+    interval = (min(ivs, key=lambda iv: 0 if iv[0] <= 0 <= iv[1]
+                    else min(abs(iv[0]), abs(iv[1]))) if ivs else None)
+    s0 = float(h.overlaps[0, 0])
+    pred = float(ps.clip_speed_epoch(s0, run.m_norm, run.lr, interval))
+    lqr_loss = ps.feedback_loss(plant, verdict.lqr.gain, run.T)
+    gains = ps.effective_gains(h.overlaps[-1], plant, run.T)
+    stab = st.stabilization
+    out = {"s_zm0": s0, "sign": Words("negative" if st.sign < 0 else "positive"),
+           "stage1_end": _epoch_words(st.stage1_end), "stab": _epoch_words(stab),
+           "stab_epoch": stab, "rho0": float(rho[0]), "rho_min": float(rho.min()),
+           "rho_final": float(rho[-1]), "loss0": float(h.expected_loss[0]),
+           "loss_final": float(h.expected_loss[-1]),
+           "unstable_epochs": int((rho >= 1).sum()),
+           "static_at_stab": st.static_rho_at_stabilization,
+           "gap_stage1": float(gap[:10].max()), "gap_final": float(gap[-1]),
+           "predicted": Words(f"epoch **{pred:.0f}**" if math.isfinite(pred) else
+                              "none: static feedback cannot stabilize"),
+           "stab_over_predicted": (stab / pred if stab is not None and math.isfinite(pred)
+                                   and pred > 0 else math.nan),
+           "lqr_loss": lqr_loss, "loss_over_lqr": float(h.expected_loss[-1]) / lqr_loss,
+           "gains": _vector(gains), "lqr_gains": _vector(-verdict.lqr.gain),
+           "theory": Words(verdict.words())}
+    return {f"{key}_{k}": v for k, v in out.items()}
+
+
+def breaks(runs, verdicts) -> dict:
+    """Section "Where the picture breaks", from the runs ({name: PlantRun}) and verdicts
+    ({name: AllowedStages}): the triple integrator's powers of mu with a structurally zero
+    coefficient (``tri_zero_powers``, Words), its best first-order radius (``tri_reach_rho``)
+    and measured minimum (``tri_rho_min``, also in ``plant_run``) with its loss's fall over
+    the last half of training (``tri_loss_fall_late``, first / last); the unstable plant's
+    static interval (``unst_static_lo``, ``_hi``); the oscillator's rho(A)
+    (``osc_open_rho``); the double integrator's best static radius (``di_best_static``)."""
+    from .. import plant_stages as ps
+
+    tri, unst = runs["triple integrator"], runs["unstable plant"]
+    zeros = ps.structural_zeros(tri.plant)
+    loss = np.asarray(tri.history.expected_loss)
+    lo, hi = verdicts["unstable plant"].static.intervals[0]
+    return {"tri_zero_powers": Words(", ".join(f"$\\mu^{j}$" for j in zeros) or "none"),
+            "tri_n_zero_powers": len(zeros),
+            "tri_reach_rho": verdicts["triple integrator"].reach.rho,
+            "tri_loss_fall_late": float(loss[len(loss) // 2] / loss[-1]),
+            "unst_static_lo": lo, "unst_static_hi": hi,
+            "unst_a": float(unst.plant.A[0, 0]),
+            "osc_open_rho": verdicts["damped oscillator"].open_rho,
+            "di_best_static": verdicts["double integrator"].static.best_rho,
+            "di_reach_rho": verdicts["double integrator"].reach.rho}
+
+
+def atlas(table) -> dict:
+    """Section "An atlas": from ``plant_stages.atlas_table`` over the unstable plant's pole a.
+    ``atlas_n`` runs, ``atlas_n_values`` values of a, ``atlas_epochs``; ``atlas_frac_stab``
+    and ``atlas_frac_pred`` (fraction of runs stabilized, and predicted to by the clip speed
+    within the epochs run); ``atlas_agree`` (fraction of runs where the two agree);
+    ``atlas_ratio_median``, ``_lo``, ``_hi`` (measured / predicted stabilization epoch over
+    runs with both, median, 5th and 95th percentile; NaN if none); ``atlas_static_max``
+    (largest rho(A + s_zm B C) at stabilization: how far from stable the static part was)."""
+    stab, pred = table["stabilization"], table["predicted"]
+    reached, predicted = np.isfinite(stab), pred <= table["epochs"]
+    both = reached & np.isfinite(pred) & (pred > 0)
+    ratio = stab[both] / pred[both]
+    q = np.percentile(ratio, [50, 5, 95]) if ratio.size else [math.nan] * 3
+    return {"atlas_n": int(stab.size), "atlas_n_values": int(np.unique(table["value"]).size),
+            "atlas_epochs": table["epochs"], "atlas_frac_stab": float(reached.mean()),
+            "atlas_frac_pred": float(predicted.mean()),
+            "atlas_agree": float((reached == predicted).mean()),
+            "atlas_ratio_median": float(q[0]), "atlas_ratio_lo": float(q[1]),
+            "atlas_ratio_hi": float(q[2]),
+            "atlas_static_max": float(np.nanmax(table["static_at_stab"]))
+            if reached.any() else math.nan}
+
+
+def _epoch_words(epoch) -> Words:
+    return Words("never" if epoch is None else f"epoch **{epoch}**")
+
+
+def _vector(v) -> Words:
+    return Words("(" + ", ".join(f"**{x:.2f}**" for x in np.asarray(v, float)) + ")")

@@ -240,9 +240,12 @@ def rows(claims, glued: dict) -> list[dict]:
     return out
 
 
-def html_table(table: list[dict]) -> str:
-    """The report as one HTML table, each claim linking to its chapter's section."""
-    head = ("<table class='report'><thead><tr><th>paper</th><th>claim</th><th>paper's number"
+def html_table(table: list[dict], beyond: bool = False) -> str:
+    """The report as one HTML table, each claim linking to its chapter's section. ``beyond``:
+    the table of ``BEYOND`` (the first column is the chapter's setting, the third the
+    theory's prediction, not the paper's number)."""
+    first, third = ("setting", "theory predicts") if beyond else ("paper", "paper's number")
+    head = (f"<table class='report'><thead><tr><th>{first}</th><th>claim</th><th>{third}"
             "</th><th>book's number</th><th>seed spread</th><th>rule</th><th>verdict</th>"
             "</tr></thead><tbody>")
     body = []
@@ -250,7 +253,7 @@ def html_table(table: list[dict]) -> str:
         c = r["claim"]
         link = f"{c.chapter}.html#{c.anchor.lower()}"  # Sphinx lowercases label ids
         body.append(
-            f"<tr><td>s.{c.section}, {_esc(c.figure)}</td>"
+            f"<tr><td>{'' if beyond else 's.'}{_esc(c.section)}, {_esc(c.figure)}</td>"
             f"<td><a href='{link}'>{_esc(c.what)}</a></td><td>{_esc(c.paper)}</td>"
             f"<td>{_esc(fmt(r['value']))} {_esc(c.units)}</td>"
             f"<td>{_esc(fmt(r['spread'])) if r['spread'] is not None else ''}</td>"

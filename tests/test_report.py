@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from closedloop import report
+from closedloop import report, report_beyond
 from closedloop.report import Claim, Rule, verdict
 
 
@@ -130,7 +130,7 @@ def test_every_claim_links_to_a_label_and_names_glue_its_chapter_makes():
     from pathlib import Path
 
     book = Path(__file__).resolve().parents[1] / "book"
-    for c in report.CLAIMS:
+    for c in report.CLAIMS + report_beyond.BEYOND:
         cells = json.loads((book / f"{c.chapter}.ipynb").read_text())["cells"]
         prose = "\n".join("".join(x["source"]) for x in cells if x["cell_type"] == "markdown")
         assert re.search(rf"^\({re.escape(c.anchor)}\)=", prose, re.M), \
@@ -170,3 +170,16 @@ def test_glued_texts_keep_both_text_forms_and_leave_figures_out(tmp_path):
     assert texts == {"words": {"text/markdown": "rises *above*", "text/plain": "<Markdown>"},
                      "x": {"text/plain": "1.5"}}
     assert report.glued(tmp_path / "ch9.ipynb") == {"words": "<Markdown>", "x": 1.5}
+
+
+def test_the_beyond_table_names_its_columns_for_predictions():
+    """Chapter 6's table: its third column is the theory's prediction, its first the
+    setting (no paper section), and every row is judged by its own rule."""
+    c = report_beyond.BEYOND[0]
+    table = report.rows([c], {"ch6_plants": {"tri_rho_min": 1.04}})
+    assert table[0]["verdict"] == "reproduced"
+    html = report.html_table(table, beyond=True)
+    assert "<th>theory predicts</th>" in html and "<th>setting</th>" in html
+    assert f"<td>Ch. 6, {c.figure}</td>" in html and "s.Ch. 6" not in html
+    assert report.rows([c], {"ch6_plants": {"tri_rho_min": 0.98}})[0]["verdict"] == "differs"
+    assert "<th>paper</th>" in report.html_table(table)

@@ -237,8 +237,8 @@ def plant_run(run, key: str, verdict) -> dict:
     """Section "Four plants, one network": the numbers of one run (``plant_stages.PlantRun``)
     under ``{key}_...``, beside the theory (``verdict``: ``stage_theory.allowed_stages``).
 
-    ``s_zm0``; ``sign`` (Words) that stage 1 prefers; ``stage1_end`` and ``stab`` (Words:
-    "epoch **e**" or "never"; ``stab_epoch`` the number, None: never); ``rho0``,
+    ``s_zm0`` and ``s_zm_final``; ``sign`` (Words) that stage 1 prefers; ``stage1_end`` and
+    ``stab`` (Words: "epoch **e**" or "never"; ``stab_epoch`` the number, None: never); ``rho0``,
     ``rho_min``, ``rho_final`` of P; ``loss0``, ``loss_final`` (exact expected loss);
     ``unstable_epochs`` (records with rho >= 1); ``static_at_stab`` (rho(A + s_zm B C) at
     stabilization, NaN: never); ``gap_stage1`` (largest distance of eig(A + s_zm B C) to
@@ -269,7 +269,8 @@ def plant_run(run, key: str, verdict) -> dict:
            "unstable_epochs": int((rho >= 1).sum()),
            "static_at_stab": st.static_rho_at_stabilization,
            "gap_stage1": float(gap[:10].max()), "gap_final": float(gap[-1]),
-           "predicted": Words(f"epoch **{pred:.0f}**" if math.isfinite(pred) else
+           "s_zm_final": float(h.overlaps[-1, 0]),
+           "predicted": Words(f"epoch **{int(pred)}**" if math.isfinite(pred) else
                               "none: static feedback cannot stabilize"),
            "stab_over_predicted": (stab / pred if stab is not None and math.isfinite(pred)
                                    and pred > 0 else math.nan),
@@ -286,14 +287,18 @@ def breaks(runs, verdicts) -> dict:
     and measured minimum (``tri_rho_min``, also in ``plant_run``) with its loss's fall over
     the last half of training (``tri_loss_fall_late``, first / last); the unstable plant's
     static interval (``unst_static_lo``, ``_hi``); the oscillator's rho(A)
-    (``osc_open_rho``); the double integrator's best static radius (``di_best_static``)."""
+    (``osc_open_rho``); the double integrator's best static radius (``di_best_static``) and
+    first-order reach (``di_reach_rho``); ``stage1_gap_max``, the largest of the plants'
+    stage-1 gaps over their first 10 records (``plant_stages.stage1_gap``)."""
     from .. import plant_stages as ps
 
     tri, unst = runs["triple integrator"], runs["unstable plant"]
     zeros = ps.structural_zeros(tri.plant)
     loss = np.asarray(tri.history.expected_loss)
     lo, hi = verdicts["unstable plant"].static.intervals[0]
-    return {"tri_zero_powers": Words(", ".join(f"$\\mu^{j}$" for j in zeros) or "none"),
+    gaps = [float(ps.stage1_gap(r.history, r.plant)[:10].max()) for r in runs.values()]
+    return {"stage1_gap_max": max(gaps),
+            "tri_zero_powers": Words(", ".join(f"$\\mu^{j}$" for j in zeros) or "none"),
             "tri_n_zero_powers": len(zeros),
             "tri_reach_rho": verdicts["triple integrator"].reach.rho,
             "tri_loss_fall_late": float(loss[len(loss) // 2] / loss[-1]),
@@ -308,7 +313,9 @@ def atlas(table) -> dict:
     """Section "An atlas": from ``plant_stages.atlas_table`` over the unstable plant's pole a.
     ``atlas_n`` runs, ``atlas_n_values`` values of a, ``atlas_epochs``; ``atlas_frac_stab``
     and ``atlas_frac_pred`` (fraction of runs stabilized, and predicted to by the clip speed
-    within the epochs run); ``atlas_agree`` (fraction of runs where the two agree);
+    within the epochs run); ``atlas_agree`` (fraction of runs where the two agree),
+    ``atlas_early`` (stabilized although not predicted to) and ``atlas_late`` (predicted,
+    not stabilized);
     ``atlas_ratio_median``, ``_lo``, ``_hi`` (measured / predicted stabilization epoch over
     runs with both, median, 5th and 95th percentile; NaN if none); ``atlas_static_max``
     (largest rho(A + s_zm B C) at stabilization: how far from stable the static part was)."""
@@ -321,6 +328,8 @@ def atlas(table) -> dict:
             "atlas_epochs": table["epochs"], "atlas_frac_stab": float(reached.mean()),
             "atlas_frac_pred": float(predicted.mean()),
             "atlas_agree": float((reached == predicted).mean()),
+            "atlas_early": float((reached & ~predicted).mean()),
+            "atlas_late": float((~reached & predicted).mean()),
             "atlas_ratio_median": float(q[0]), "atlas_ratio_lo": float(q[1]),
             "atlas_ratio_hi": float(q[2]),
             "atlas_static_max": float(np.nanmax(table["static_at_stab"]))

@@ -138,7 +138,8 @@ def stage1(plant: LinearPlant, s_zm_range=None, n_grid: int = 2001) -> StaticFee
 class Reach:
     """The most stable loop a rank-one network can give the plant: ``rho`` = min over
     (s_zm, s_vu, k) of max |root of q|, at ``s_zm``, ``s_vu``, ``k`` (``overlaps`` (4,): one
-    network with them); ``roots`` (n + 1,) there; ``deadbeat``: q = lambda^{n+1} is reachable
+    network with them); ``roots`` (n + 1,) there (a multiple root: split by ~1e-8 around
+    ``rho``, which is exact to ~1e-12); ``deadbeat``: q = lambda^{n+1} is reachable
     (rho = 0 exactly; its computed roots scatter by ~eps^{1/(n+1)}); ``dim``: the dimension
     of the reachable coefficients, rank[a, lambda b, b]."""
 
@@ -163,7 +164,8 @@ def first_order_reach(plant: LinearPlant, n_grid: int = 25, n_starts: int = 8) -
     minimizer has rho <= r0, the best of three known controllers (none, the best static one,
     the least-squares deadbeat), so it lies in the box ``coefficient_box`` gives for r0. A
     grid of ``n_grid`` points per dimension over that box, then Nelder-Mead from the
-    ``n_starts`` best grid points and the known controllers; the best found is returned.
+    ``n_starts`` best grid points and the known controllers, and the best three finished by
+    SLSQP on a smooth form of the problem (``_polish``); the best found is returned.
     """
     _checks.instance("plant", plant, LinearPlant)
     n_grid = _checks.integer("n_grid", n_grid, low=2, high=200)
@@ -189,24 +191,22 @@ def first_order_reach(plant: LinearPlant, n_grid: int = 25, n_starts: int = 8) -
     rho = rho_y(grid)
     starts = [grid[i] for i in np.argsort(rho)[:n_starts]] + known
     step = np.array([max(hi - lo, 1e-9) for lo, hi in box]) / (n_grid - 1)
-    best_y, best = None, np.inf
-    for y0 in starts:
-        y, value = _nelder_mead(rho_y, y0, step)
-        if value < best:
-            best_y, best = y, value
+    found = sorted((_nelder_mead(rho_y, y0, step) for y0 in starts), key=lambda f: f[1])
     # the minimum is typically a multiple root (the lag plant's: -0.85 and 0.85 thrice), a
     # cusp of rho that a derivative-free search approaches only to ~1e-4: finish smoothly
-    y, value, roots = _polish(base, U, best_y, rho_y)
-    if value >= best:
-        y, value, roots = best_y, best, None
-    return _reach(plant, y @ to_c.T, value, False, dim, roots)
+    best = (found[0][0], found[0][1], None)
+    for y0, _ in found[:3]:
+        polished = _polish(base, U, y0)
+        if polished[1] < best[1]:
+            best = polished
+    return _reach(plant, best[0] @ to_c.T, best[1], False, dim, best[2])
 
 
 def _nelder_mead(f, y0, step):
     simplex = np.vstack([y0, y0 + np.diag(step)])
     res = scipy.optimize.minimize(f, y0, method="Nelder-Mead",
-                                  options={"initial_simplex": simplex, "xatol": 1e-13,
-                                           "fatol": 1e-15, "maxiter": 4000 * len(y0)})
+                                  options={"initial_simplex": simplex, "xatol": 1e-7,
+                                           "fatol": 1e-9, "maxiter": 400 * len(y0)})
     return res.x, float(res.fun)
 
 
@@ -219,7 +219,7 @@ def _first_order_family(plant):
     return pad(a, False), M
 
 
-def _polish(base, U, y0, rho_y):
+def _polish(base, U, y0):
     """min r over real factorizations q = prod(lambda^2 + p_i lambda + s_i) [(lambda + t)] in
     the family (q - base orthogonal to the complement of U), subject to every factor's roots
     within r (Jury: |s| <= r^2, |p| r <= r^2 + s; |t| <= r): smooth, by SLSQP from the roots
@@ -257,8 +257,9 @@ def _polish(base, U, y0, rho_y):
     if not res.success or (comp.size and np.abs(comp @ (q[1:] - base[1:])).max() > 1e-9) or \
             jury(res.x).min() < -1e-9:
         return y0, np.inf, None
-    found = [np.roots(f) for f in quad(res.x)] + [[-res.x[-1]]] * (d % 2)
-    return U.T @ (q - base), float(res.x[0]), np.concatenate(found).astype(complex)
+    # r holds to the constraints' ~1e-15, the roots of a double factor split by ~sqrt of that
+    found = np.concatenate([np.roots(f) for f in quad(res.x)] + [[-res.x[-1]]] * (d % 2))
+    return U.T @ (q - base), float(res.x[0]), found.astype(complex)
 
 
 def _radius(coeffs) -> np.ndarray:

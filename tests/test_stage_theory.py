@@ -150,7 +150,7 @@ def test_triple_integrator_is_never_stabilized_schur_cohn():
     binom(4, j): c0 in [-3, 1], c1 + 3 c0 in [-5, 3], c2 + c0 in [-1, 1]. None is stable;
     the same test does find stable double-integrator loops."""
     p = LinearPlant.integrator(3)
-    g = np.linspace(0, 1, 64)
+    g = np.linspace(0, 1, 48)
     c0, t1, t2 = np.meshgrid(-3 + 4 * g, -5 + 8 * g, -1 + 2 * g, indexing="ij")
     s_vu, s_zm = c0, t1 - 3 * c0
     k = s_zm * s_vu - (t2 - c0)
@@ -257,3 +257,28 @@ def test_bad_arguments_are_named():
         st.allowed_stages("double integrator")
     with pytest.raises(ValueError, match="plants must be a non-empty dict"):
         st.survey({})
+
+
+# the explorer ------------------------------------------------------------------------------
+def test_plant_explorer_builds_follows_its_sliders_and_has_frames():
+    from test_widgets import check_static
+
+    from closedloop.explorers.ch6 import plant_explorer
+
+    ex = plant_explorer(horizon=20, frames={"integrator": (2, 3), "unstable": (1.5,)})
+    labels = check_static(ex)
+    assert labels == ["integrator, k = 2", "integrator, k = 3", "unstable, a = 1.5"]
+    assert ex.static_html().count('class="cl-frame"') == 3
+    values = dict(ex.values, family="integrator", order=2, s_vu=0.0, k=0.0)
+    ex.draw(**dict(values, s_zm=-0.2))  # (draw alone: ex.set renders once per control moved)
+    rings = ex.artists["stage1"].get_offsets()
+    assert np.allclose(np.sort(rings[:, 1]), [-np.sqrt(0.2), np.sqrt(0.2)])  # 1 +/- sqrt(s_zm)
+    ex.draw(**dict(values, s_zm=-3.0, s_vu=-2.0, k=8.0))  # the double integrator's deadbeat
+    assert np.abs(ex.artists["roots"].get_offsets()).max() < 1e-4
+    assert ex.artists["rollout"].get_ydata()[-1] < 1e-12
+    assert "deadbeat" in ex.artists["reach"].get_text()
+    png = ex.image.value
+    ex.set(order=3)
+    assert "stage 3 out of reach" in ex.artists["reach"].get_text() and ex.image.value != png
+    with pytest.raises(ValueError, match="frames has family"):
+        plant_explorer(frames={"pendulum": (1,)})

@@ -282,3 +282,22 @@ def test_plant_explorer_builds_follows_its_sliders_and_has_frames():
     assert "stage 3 out of reach" in ex.artists["reach"].get_text() and ex.image.value != png
     with pytest.raises(ValueError, match="frames has family"):
         plant_explorer(frames={"pendulum": (1,)})
+
+
+def test_figures(verdicts):
+    import matplotlib.pyplot as plt
+
+    from closedloop.figures import ch6_theory
+
+    plants = st.survey_plants()
+    fig = ch6_theory.stage1_radius(plants, np.linspace(-1, 1, 21))
+    lines = [ln for ln in fig.axes[0].lines if ln.get_label() in plants]
+    assert len(lines) == len(plants)
+    assert np.allclose(lines[1].get_ydata(), st.static_radius(plants["double integrator"],
+                                                              np.linspace(-1, 1, 21)))
+    fig2 = ch6_theory.reach(verdicts.values())
+    widths = [b.get_width() for b in fig2.axes[0].patches]
+    assert len(widths) == 2 * len(verdicts) and max(widths) == pytest.approx(1, abs=1e-6)
+    with pytest.raises(ValueError, match="plants must be"):
+        ch6_theory.stage1_radius({})
+    plt.close(fig), plt.close(fig2)

@@ -28,9 +28,11 @@ b = dt^k. In w = lambda - 1,
 so for k >= 3 the coefficients of w^2 .. w^{k-1} are 0 for every network. A root inside the
 unit circle has Re(lambda) < 1, i.e. Re(w) < 0: a q with every root inside would be a Hurwitz
 polynomial in w, whose coefficients are all positive. So no rank-one network stabilizes a
-chain of three or more integrators, at any dt; q = lambda (lambda - 1)^k (no controller) has
-rho = 1, the smallest possible. (The continuous-time analogue: s^4 + p s^3 + K s + K z lacks
-its s^2 term and fails Routh-Hurwitz.)
+chain of three or more integrators, at any dt. Even rho = 1 needs q = w^m r(w) with r Hurwitz
+(the closed disk meets Re(w) = 0 only at w = 0) and m >= k (else r's positive coefficients
+fill a vanishing power), so c1 = c2 = 0: s_zm = 0 and s_vm s_zu = 0, with |s_vu| <= 1. The
+best a rank-one network can do for the chain is nothing. (The continuous-time analogue:
+s^4 + p s^3 + K s + K z lacks its s^2 term and fails Routh-Hurwitz.)
 
 Cost convention (``plant_theory``): episode cost 1/(n T) sum_t ||x_t||^2 + beta sum_t u_t^2,
 i.e. per step ||x_t||^2 / n + beta T u_t^2, up to the overall 1/T. ``lqr`` is the optimal

@@ -280,11 +280,12 @@ def counts(table: list[dict]) -> dict:
     return {v: sum(r["verdict"] == v for r in table) for v in VERDICTS}
 
 
-def summary(table: list[dict]) -> dict:
+def summary(table: list[dict], prefix: str = "") -> dict:
     """The report page's numbers: ``n_claims`` and ``n_<verdict>`` (spaces as underscores),
-    e.g. ``n_reproduced_in_shape``."""
-    return {"n_claims": len(table),
-            **{f"n_{v.replace(' ', '_')}": n for v, n in counts(table).items()}}
+    e.g. ``n_reproduced_in_shape``, each name after ``prefix`` (the second table's
+    ``beyond_``)."""
+    return {f"{prefix}n_claims": len(table),
+            **{f"{prefix}n_{v.replace(' ', '_')}": n for v, n in counts(table).items()}}
 
 
 class _NotANumber(Exception):

@@ -91,6 +91,18 @@ def test_chapter_runs(name):
         for key in ("paper_model_gap_pct", "frozen_metric_gap_pct"):
             assert 0 <= float(values[key]) < 100
         assert 0 <= float(values["stage3_final_eig_gap"]) < 1
+    if name == "ch6_plants.ipynb":
+        keys = ("identity_max_error", "tri_rho_min", "tri_reach_rho", "unst_stab_over_predicted",
+                "osc_unstable_epochs", "stage1_gap_max", "atlas_n", "atlas_agree",
+                "lin_unstable_epochs", "lin_explained_min")
+        assert set(keys) <= set(values)
+        # P_eff is exact, and no first-order controller stabilizes the triple integrator
+        assert float(values["identity_max_error"]) < 1e-8
+        assert float(values["tri_reach_rho"]) >= 1 - 1e-6 and float(values["tri_rho_min"]) > 1
+        p = PARAMS[name]
+        assert int(values["atlas_n"]) == len(p["atlas_values"]) * p["atlas_seeds"]
+        assert 0 <= float(values["atlas_agree"]) <= 1
+        assert 0 <= int(values["osc_unstable_epochs"]) <= p["epochs"] + 1
 
 
 def test_chapter_3_runs_when_its_network_never_stabilizes(tmp_path):
@@ -109,7 +121,9 @@ BAD = {"ch1_open_closed.ipynb": ("epochs", -1, "epochs must be >= 1, got -1"),
        "ch2_stages.ipynb": ("N", 1, "N must be >= 2, got 1"),
        "ch3_tradeoff.ipynb": ("alpha_values", [0.5, 1.5],
                               "alpha_values[1] must be <= 1.0, got 1.5"),
-       "ch4_tracking.ipynb": ("dt", 2.0, "dt must be < 1.25, got 2.0")}
+       "ch4_tracking.ipynb": ("dt", 2.0, "dt must be < 1.25, got 2.0"),
+       "ch6_plants.ipynb": ("atlas_values", [1.5, 0.5],
+                            "atlas_values must be unstable poles, |a| > 1, got [1.5, 0.5]")}
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

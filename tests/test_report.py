@@ -182,4 +182,7 @@ def test_the_beyond_table_names_its_columns_for_predictions():
     assert "<th>theory predicts</th>" in html and "<th>setting</th>" in html
     assert f"<td>Ch. 6, {c.figure}</td>" in html and "s.Ch. 6" not in html
     assert report.rows([c], {"ch6_plants": {"tri_rho_min": 0.98}})[0]["verdict"] == "differs"
+    assert report.summary(table, prefix="beyond_") == {
+        "beyond_n_claims": 1, "beyond_n_reproduced": 1, "beyond_n_reproduced_in_shape": 0,
+        "beyond_n_differs": 0}
     assert "<th>paper</th>" in report.html_table(table)

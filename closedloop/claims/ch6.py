@@ -280,6 +280,15 @@ def plant_run(run, key: str, verdict) -> dict:
     return {f"{key}_{k}": v for k, v in out.items()}
 
 
+def plant_runs(runs, verdicts) -> dict:
+    """``plant_run`` of every run ({name: PlantRun}) with its verdict ({name: AllowedStages}),
+    under the prefixes of ``PLANT_KEYS``."""
+    out = {}
+    for name, run in runs.items():
+        out |= plant_run(run, PLANT_KEYS[name], verdicts[name])
+    return out
+
+
 def breaks(runs, verdicts) -> dict:
     """Section "Where the picture breaks", from the runs ({name: PlantRun}) and verdicts
     ({name: AllowedStages}): the triple integrator's powers of mu with a structurally zero

@@ -171,7 +171,7 @@ def feedback_loss(plant: LinearPlant, K, T: int) -> float:
     for _ in range(_checks.integer("T", T, low=1)):
         total += np.trace(S)
         S = M @ S @ M.T
-    return total / (plant.n_state * T)
+    return float(total / (plant.n_state * T))
 
 
 def effective_gains(overlaps, plant: LinearPlant, T: int) -> np.ndarray:

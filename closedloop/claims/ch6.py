@@ -293,8 +293,9 @@ def breaks(runs, verdicts) -> dict:
     """Section "Where the picture breaks", from the runs ({name: PlantRun}) and verdicts
     ({name: AllowedStages}): the triple integrator's powers of mu with a structurally zero
     coefficient (``tri_zero_powers``, Words), its best first-order radius (``tri_reach_rho``)
-    and measured minimum (``tri_rho_min``, also in ``plant_run``) with its loss's fall over
-    the last half of training (``tri_loss_fall_late``, first / last); the unstable plant's
+    and, over the second half of training (records from the middle on), the range of its
+    loss (``tri_late_loss_lo``, ``_hi``) and of rho(P) (``tri_late_rho_lo``, ``_hi``):
+    clipped SGD bouncing on a loop it cannot stabilize; the unstable plant's
     static interval (``unst_static_lo``, ``_hi``); the oscillator's rho(A)
     (``osc_open_rho``); the double integrator's best static radius (``di_best_static``) and
     first-order reach (``di_reach_rho``); ``stage1_gap_max``, the largest of the plants'
@@ -304,13 +305,17 @@ def breaks(runs, verdicts) -> dict:
     tri, unst = runs["triple integrator"], runs["unstable plant"]
     zeros = ps.structural_zeros(tri.plant)
     loss = np.asarray(tri.history.expected_loss)
+    late = loss[len(loss) // 2:]
+    rho = np.asarray(tri.history.spectral_radius)
+    rho_late = rho[len(rho) // 2:]
     lo, hi = verdicts["unstable plant"].static.intervals[0]
     gaps = [float(ps.stage1_gap(r.history, r.plant)[:10].max()) for r in runs.values()]
     return {"stage1_gap_max": max(gaps),
             "tri_zero_powers": Words(", ".join(f"$\\mu^{j}$" for j in zeros) or "none"),
             "tri_n_zero_powers": len(zeros),
             "tri_reach_rho": verdicts["triple integrator"].reach.rho,
-            "tri_loss_fall_late": float(loss[len(loss) // 2] / loss[-1]),
+            "tri_late_loss_lo": float(late.min()), "tri_late_loss_hi": float(late.max()),
+            "tri_late_rho_lo": float(rho_late.min()), "tri_late_rho_hi": float(rho_late.max()),
             "unst_static_lo": lo, "unst_static_hi": hi,
             "unst_a": float(unst.plant.A[0, 0]),
             "osc_open_rho": verdicts["damped oscillator"].open_rho,
@@ -327,7 +332,9 @@ def atlas(table) -> dict:
     not stabilized);
     ``atlas_ratio_median``, ``_lo``, ``_hi`` (measured / predicted stabilization epoch over
     runs with both, median, 5th and 95th percentile; NaN if none); ``atlas_static_max``
-    (largest rho(A + s_zm B C) at stabilization: how far from stable the static part was)."""
+    (largest rho(A + s_zm B C) at stabilization: how far from stable the static part was);
+    the value of the parameter where measured and predicted fractions differ most
+    (``_worst_value``)."""
     stab, pred = table["stabilization"], table["predicted"]
     reached, predicted = np.isfinite(stab), pred <= table["epochs"]
     both = reached & np.isfinite(pred) & (pred > 0)
@@ -342,7 +349,19 @@ def atlas(table) -> dict:
             "atlas_ratio_median": float(q[0]), "atlas_ratio_lo": float(q[1]),
             "atlas_ratio_hi": float(q[2]),
             "atlas_static_max": float(np.nanmax(table["static_at_stab"]))
-            if reached.any() else math.nan}
+            if reached.any() else math.nan, **_worst_value(table, reached, predicted)}
+
+
+def _worst_value(table, reached, predicted) -> dict:
+    """The parameter value at which the measured and predicted fractions stabilized differ
+    most (the first such in sorted order): ``atlas_worst_value``, ``atlas_worst_stab``,
+    ``atlas_worst_pred``."""
+    values = np.unique(table["value"])
+    frac = lambda flags: np.array([flags[table["value"] == v].mean() for v in values])  # noqa: E731
+    stab, pred = frac(reached), frac(predicted)
+    i = int(np.argmax(np.abs(stab - pred)))
+    return {"atlas_worst_value": float(values[i]), "atlas_worst_stab": float(stab[i]),
+            "atlas_worst_pred": float(pred[i])}
 
 
 def _epoch_words(epoch) -> Words:

@@ -151,6 +151,10 @@ def test_atlas_numbers_on_a_hand_table():
     assert out["atlas_early"] == 0.25 and out["atlas_late"] == 0.0  # run 2: 150 > 100 epochs
     assert out["atlas_ratio_median"] == pytest.approx(0.95)
     assert out["atlas_static_max"] == pytest.approx(1.01)
+    assert not [k for k, v in out.items() if isinstance(v, np.generic)]
+    # a = 1.5: 1/2 stabilized, 1/2 predicted; a = 2.0: 1/2 against 0
+    assert (out["atlas_worst_value"], out["atlas_worst_stab"], out["atlas_worst_pred"]) == \
+        (2.0, 0.5, 0.0)
 
 
 def test_atlas_numbers_when_nothing_stabilized():
@@ -197,6 +201,25 @@ def test_plant_run_numbers(small_runs):
     assert out["u_stab"] == "never" and out["u_stab_epoch"] is None  # 8 epochs: too few
     assert math.isnan(out["u_stab_over_predicted"]) and out["u_theory"] == "the words"
     assert out["u_unstable_epochs"] == int(np.sum(h.spectral_radius >= 1))
+    # plain Python numbers: the book formats their text form (np.float64(...) fails there)
+    assert not [k for k, v in out.items() if isinstance(v, np.generic)]
+    assert type(out["u_lqr_loss"]) is float and type(out["u_loss_over_lqr"]) is float
+
+
+def test_breaks_numbers(small_runs):
+    verdicts = {name: SimpleNamespace(
+        static=SimpleNamespace(intervals=((-2.5, -0.5),), best_rho=1.0),
+        reach=SimpleNamespace(rho=1.0 if name == "triple integrator" else 0.0),
+        open_rho=0.99) for name in small_runs}
+    out = claims.breaks(small_runs, verdicts)
+    h = small_runs["triple integrator"].history
+    assert out["tri_zero_powers"] == "$\\mu^2$" and out["tri_n_zero_powers"] == 1
+    late = np.asarray(h.expected_loss)[len(h.epoch) // 2:]
+    assert (out["tri_late_loss_lo"], out["tri_late_loss_hi"]) == (late.min(), late.max())
+    assert out["stage1_gap_max"] == max(
+        ps.stage1_gap(r.history, r.plant)[:10].max() for r in small_runs.values())
+    assert (out["unst_static_lo"], out["unst_static_hi"], out["unst_a"]) == (-2.5, -0.5, 1.5)
+    assert not [k for k, v in out.items() if isinstance(v, np.generic)]
 
 
 def test_train_plants_draws_one_network_for_every_plant(small_runs):

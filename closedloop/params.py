@@ -136,7 +136,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "x0_half_width": Param(float, 1e-150, 1e150), "seed": SEED, "stream": STREAM,
         "osc_omega": POSITIVE, "osc_zeta": Param(float, 0.0, 1.0, high_open=True),
         "osc_dt": POSITIVE,
-        "a": Param(float, 1.0, 1e6, low_open=True),  # an unstable pole; stage 1 prefers s_zm < 0
+        "a": Param(float, -1e6, 1e6),  # an unstable pole, |a| > 1 (RELATIONS)
         "student_seeds": Param(list, item=SEED),
         # |a| > 1 (unstable); the atlas covers both signs
         "atlas_values": Param(list, item=Param(float, -1e6, 1e6)),
@@ -150,7 +150,9 @@ CHAPTERS: dict[str, dict[str, Param]] = {
 
 # constraints between a chapter's parameters: (test, the message when it fails)
 RELATIONS = {
-    "ch6_plants": [(lambda v: all(abs(x) > 1 for x in v["atlas_values"]),
+    "ch6_plants": [(lambda v: abs(v["a"]) > 1,
+                    "a must be an unstable pole, |a| > 1, got a={a}"),
+                   (lambda v: all(abs(x) > 1 for x in v["atlas_values"]),
                     "atlas_values must be unstable poles, |a| > 1, got {atlas_values}"),
                    (lambda v: len(set(v["atlas_values"])) == len(v["atlas_values"]),
                     "atlas_values must be distinct, got {atlas_values}")],

@@ -61,6 +61,12 @@ def test_every_chapter_declares_and_checks_its_parameters(path):
     ("ch4_tracking", "n_seeds", -1, ValueError, "n_seeds must be >= 0"),
     ("ch4_tracking", "bound", "10", TypeError, "bound must be a real number"),
     ("ch4_tracking", "tau", 0.05, ValueError, "dt must be <= tau (alpha = dt/tau <= 1"),
+    ("ch6_plants", "a", 0.5, ValueError, "a must be an unstable pole, |a| > 1, got a=0.5"),
+    ("ch6_plants", "atlas_values", [1.5, -0.9], ValueError, "atlas_values must be unstable"),
+    ("ch6_plants", "atlas_values", [2.0, 2.0], ValueError, "atlas_values must be distinct"),
+    ("ch6_plants", "osc_zeta", 1.0, ValueError, "osc_zeta must be < 1.0, got 1.0"),
+    ("ch6_plants", "student_seeds", [], TypeError, "student_seeds must be a non-empty list"),
+    ("ch6_plants", "engine", "dask", ValueError, "engine must be one of"),
 ])
 def test_a_bad_value_names_parameter_value_and_range(chapter, name, value, error, message):
     values, _ = parameters_cell(ROOT / "book" / f"{chapter}.ipynb")

@@ -222,6 +222,17 @@ def test_breaks_numbers(small_runs):
     assert not [k for k, v in out.items() if isinstance(v, np.generic)]
 
 
+def test_on_the_double_integrator_stage1_is_chapter_2s_boundary(small_runs):
+    from closedloop.stages import detect_stages
+
+    for name in ("double integrator", "triple integrator", "unstable plant"):
+        h = small_runs[name].history
+        st, base = small_runs[name].stages, detect_stages(h)
+        assert st.sign == -1 and st.stabilization == base.stabilization
+        if name == "double integrator":
+            assert st.stage1_end == base.stage1_end
+
+
 def test_train_plants_draws_one_network_for_every_plant(small_runs):
     s0 = {run.history.overlaps[0, 0] for run in small_runs.values()}
     norms = {run.m_norm for run in small_runs.values()}

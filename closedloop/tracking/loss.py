@@ -28,7 +28,7 @@ import torch
 
 from .. import _checks
 from .._threads import single_thread
-from ..linsys import abs2, causal_conv, impulse_response
+from ..linsys import abs2, causal_conv, impulse_response, sinusoid_conv
 from .engine import closed_loop_matrix, step_loop
 from .network import TrackingRNN
 from .task import POS, PointMass, Scoring, Sinusoids, check_refs, read_convention, scored_losses
@@ -155,7 +155,9 @@ def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids,
                    torch.cat([z(2, 4), agent.W_out], -1)], -2)   # (*E, 6, d): q, u = W_out h
     G = torch.cat([z(4, 2), agent.alpha * agent.W_in[..., 2:]], -2)  # (*E, d, 2): r enters h
     H = impulse_response(C, M, G, refs.T + 1)                        # (T+1, *E, 6, 2)
-    return Response(causal_conv(H, scoring.inputs_fft), scoring)
+    if scoring.taps is None:
+        return Response(causal_conv(H, scoring.inputs_fft), scoring)
+    return Response(sinusoid_conv(H, scoring.cols, scoring.rot, *scoring.taps), scoring)
 
 
 def sampled_losses(agent, plant, refs, phases, which=None, response=None, convention=None

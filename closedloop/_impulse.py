@@ -1,0 +1,150 @@
+"""The impulse response H_s = C M^s G by baby and giant steps, with its gradient written out
+(``linsys.impulse_response`` calls it; the house model is ``_loop._ClosedLoop``).
+
+Baby steps B_i = M^i G, i < n (n a power of two), by doubling: B(2m) = [B(m), M^m B(m)],
+M^{2m} = M^m M^m. Giant steps C_j = C M^{j n}, j < J, one small product each. Then
+H_{j n + i} = C_j B_i: one product of the stacked giants with the stacked babies.
+
+The adjoint runs the same steps backwards. What autograd would build one small product at a
+time is formed here as one product of stacked factors: the gradient of M^n from the giant
+chain, sum_j C_{j-1}^T A_j (A_j: the adjoint of C_j), and the gradients of the stacked
+giants and babies from dH.
+
+Shapes: C (Kf?, o, d), M (Kf?, d, d), G (Kf?, d, c) with at most one (flattened) ensemble
+axis Kf; H (T, Kf?, o, c).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class ImpulseResponse(torch.autograd.Function):
+    """H = (C M^s G)_{s < T} for C, M, G of one network (2-D) or of an ensemble (3-D, the
+    same leading axis on all three); ``baby`` (a power of two) caps the baby steps."""
+
+    @staticmethod
+    def forward(ctx, C, M, G, T, baby):
+        babies, powers, n = G, [M], 1
+        while n < min(baby, T):
+            babies = torch.cat([babies, powers[-1] @ babies], -1)    # (Kf?, d, 2 n c)
+            powers.append(powers[-1] @ powers[-1])
+            n *= 2
+        J = -(-T // n)
+        giants = C.new_empty(J, *C.shape)                              # (J, Kf?, o, d)
+        giants[0] = C
+        Mb = powers[-1]
+        for j in range(1, J):
+            torch.matmul(giants[j - 1], Mb, out=giants[j])
+        H = _stacked(giants) @ babies                                  # (Kf?, J o, n c)
+        ctx.save_for_backward(giants, babies, *powers)
+        ctx.n = n
+        return _unstack(H, J, C.shape[-2], n, G.shape[-1])[:T]
+
+    @staticmethod
+    def backward(ctx, dH):
+        giants, babies, *powers = ctx.saved_tensors
+        n, J, c = ctx.n, giants.shape[0], babies.shape[-1] // ctx.n
+        dHs = _stack_grad(dH, J, n)                                    # (Kf?, J o, n c)
+        # A_j, the adjoint of C_j: what dH gives it directly, then what flows back from
+        # C_{j+1} = C_j M^n
+        A = _unstacked_like(dHs @ babies.transpose(-1, -2), giants)   # (J, Kf?, o, d)
+        MbT = powers[-1].transpose(-1, -2).contiguous()
+        accumulate = [a.addmm_ if a.dim() == 2 else a.baddbmm_ for a in A.unbind(0)]
+        for j in range(J - 1, 0, -1):
+            accumulate[j - 1](A[j], MbT)
+        dP = None
+        if J > 1:  # the gradient of M^n: sum_j C_{j-1}^T A_j, one product
+            dP = _stacked(giants[:-1]).transpose(-1, -2) @ _stacked(A[1:])
+        dB = _stacked(giants).transpose(-1, -2) @ dHs                  # (Kf?, d, n c)
+        m = n
+        for P in reversed(powers[:-1]):  # undo B(2m) = [B(m), P B(m)], M^{2m} = P P, P = M^m
+            m //= 2
+            PT = P.transpose(-1, -2)
+            dnew = dB[..., m * c:2 * m * c]
+            dP_m = dnew @ babies[..., :m * c].transpose(-1, -2)
+            if dP is not None:
+                dP_m = dP_m + dP @ PT + PT @ dP
+            dB[..., :m * c] += PT @ dnew
+            dP = dP_m
+        dM = dP if dP is not None else torch.zeros_like(powers[0])
+        return A[0], dM, dB[..., :c], None, None
+
+
+def _stacked(X):
+    """(J, Kf?, o, d) -> (Kf?, J o, d): the giants as the rows of one matrix."""
+    if X.dim() == 3:
+        return X.reshape(-1, X.shape[-1])
+    return X.transpose(0, 1).reshape(X.shape[1], -1, X.shape[-1])
+
+
+def _unstacked_like(X, like):
+    """(Kf?, J o, d) -> (J, Kf?, o, d), contiguous: ``_stacked`` undone."""
+    J, o, d = like.shape[0], like.shape[-2], like.shape[-1]
+    if like.dim() == 3:
+        return X.reshape(J, o, d)
+    return X.reshape(X.shape[0], J, o, d).transpose(0, 1).contiguous()
+
+
+def _unstack(H, J, o, n, c):
+    """The product of stacked giants and babies (Kf?, J o, n c) -> H (J n, Kf?, o, c)."""
+    lead = H.shape[:-2]
+    H = H.reshape(*lead, J, o, n, c)
+    H = H.permute(1, 3, 0, 2, 4) if lead else H.permute(0, 2, 1, 3)   # (J, n, Kf?, o, c)
+    return H.reshape(J * n, *lead, o, c)
+
+
+def _stack_grad(dH, J, n):
+    """dH (T, Kf?, o, c), zero-padded to J n steps -> (Kf?, J o, n c): ``_unstack`` undone."""
+    T, (o, c), lead = dH.shape[0], dH.shape[-2:], dH.shape[1:-2]
+    full = dH.new_zeros(J * n, *dH.shape[1:])
+    full[:T] = dH
+    full = full.reshape(J, n, *lead, o, c)
+    full = full.permute(2, 0, 3, 1, 4) if lead else full.permute(0, 2, 1, 3)
+    return full.reshape(*lead, J * o, n * c)
+
+
+class SinusoidConv(torch.autograd.Function):
+    """Y_k(t) = sum_{s <= t} H_s[:, cols_k] w(t - s) e^{i omega_k (t - s)}, the response to a
+    weighted sinusoid on input ``cols_k``, without an FFT: with rot_k(s) = e^{-i omega_k s}
+    and w(m) = tail for m >= R,
+
+        Y_k(t) = conj(rot_k(t)) [tail sum_{s <= t} X_k(s) + sum_{j < R} (w(j) - tail) X_k(t - j)],
+        X_k(s) = rot_k(s) H_s[:, cols_k],
+
+    a cumulative sum and R shifted adds (``taps``: the (j, w(j) - tail) that are not zero).
+    The adjoint runs the same steps transposed: a reversed cumulative sum and the shifts the
+    other way. H (L, *E, o, c) real, cols (K,) int64, rot (K, L) complex -> (*E, K, L, o).
+    """
+
+    @staticmethod
+    def forward(ctx, H, cols, rot, tail, taps):
+        n = H.dim()
+        X = H.index_select(-1, cols).permute(*range(1, n - 2), n - 1, 0, n - 2)
+        X = X * rot[:, :, None]                                        # (*E, K, L, o)
+        Y = torch.cumsum(X, -2)
+        if tail != 1:
+            Y.mul_(tail)
+        L = H.shape[0]
+        for j, dw in taps:
+            Y[..., j:, :].add_(X[..., :L - j, :], alpha=dw)
+        Y.mul_(rot.conj()[:, :, None])
+        ctx.save_for_backward(cols, rot)
+        ctx.shape, ctx.tail, ctx.taps = H.shape, tail, taps
+        return Y
+
+    @staticmethod
+    def backward(ctx, dY):
+        cols, rot = ctx.saved_tensors
+        shape, L, n = ctx.shape, ctx.shape[0], len(ctx.shape)
+        dY = dY * rot[:, :, None]
+        dX = dY.flip(-2).cumsum(-2).flip(-2)
+        if ctx.tail != 1:
+            dX.mul_(ctx.tail)
+        for j, dw in ctx.taps:
+            dX[..., :L - j, :].add_(dY[..., j:, :], alpha=dw)
+        dX = (dX * rot.conj()[:, :, None]).real                       # (*E, K, L, o)
+        dH = dX.new_zeros(shape)
+        # (*E, K, L, o) -> (L, *E, o, K); sinusoids on the same input add up
+        dH.index_add_(n - 1, cols, dX.permute(n - 2, *range(n - 3), n - 1, n - 3))
+        return dH, None, None, None, None

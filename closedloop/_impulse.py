@@ -25,49 +25,54 @@ class ImpulseResponse(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, C, M, G, T, baby):
-        babies, powers, n = G, [M], 1
+        d, babies, P, n, pairs = M.shape[-1], G, M, 1, []
         while n < min(baby, T):
-            babies = torch.cat([babies, powers[-1] @ babies], -1)    # (Kf?, d, 2 n c)
-            powers.append(powers[-1] @ powers[-1])
-            n *= 2
+            # M^m [M^m, B(m)] = [M^{2m}, M^m B(m)]: both in one product
+            pairs.append(torch.cat([P, babies], -1))                    # (Kf?, d, d + m c)
+            both = P @ pairs[-1]
+            babies = torch.cat([babies, both[..., d:]], -1)           # (Kf?, d, 2 m c)
+            P, n = both[..., :d], 2 * n
         J = -(-T // n)
         giants = C.new_empty(J, *C.shape)                              # (J, Kf?, o, d)
-        giants[0] = C
-        Mb = powers[-1]
+        steps = giants.unbind(0)
+        steps[0].copy_(C)
+        P = P.contiguous()  # a column slice sends matmul(out=) to a slow path
         for j in range(1, J):
-            torch.matmul(giants[j - 1], Mb, out=giants[j])
+            torch.matmul(steps[j - 1], P, out=steps[j])
         H = _stacked(giants) @ babies                                  # (Kf?, J o, n c)
-        ctx.save_for_backward(giants, babies, *powers)
+        ctx.save_for_backward(giants, babies, P, *pairs)
         ctx.n = n
         return _unstack(H, J, C.shape[-2], n, G.shape[-1])[:T]
 
     @staticmethod
     def backward(ctx, dH):
-        giants, babies, *powers = ctx.saved_tensors
-        n, J, c = ctx.n, giants.shape[0], babies.shape[-1] // ctx.n
+        giants, babies, Mn, *pairs = ctx.saved_tensors
+        n, J, c, d = ctx.n, giants.shape[0], babies.shape[-1] // ctx.n, Mn.shape[-1]
         dHs = _stack_grad(dH, J, n)                                    # (Kf?, J o, n c)
         # A_j, the adjoint of C_j: what dH gives it directly, then what flows back from
         # C_{j+1} = C_j M^n
         A = _unstacked_like(dHs @ babies.transpose(-1, -2), giants)   # (J, Kf?, o, d)
-        MbT = powers[-1].transpose(-1, -2).contiguous()
-        accumulate = [a.addmm_ if a.dim() == 2 else a.baddbmm_ for a in A.unbind(0)]
+        MnT = Mn.transpose(-1, -2).contiguous()
+        adjoints = A.unbind(0)
+        add = torch.Tensor.addmm_ if A.dim() == 3 else torch.Tensor.baddbmm_
         for j in range(J - 1, 0, -1):
-            accumulate[j - 1](A[j], MbT)
+            add(adjoints[j - 1], adjoints[j], MnT)
         dP = None
         if J > 1:  # the gradient of M^n: sum_j C_{j-1}^T A_j, one product
             dP = _stacked(giants[:-1]).transpose(-1, -2) @ _stacked(A[1:])
         dB = _stacked(giants).transpose(-1, -2) @ dHs                  # (Kf?, d, n c)
-        m = n
-        for P in reversed(powers[:-1]):  # undo B(2m) = [B(m), P B(m)], M^{2m} = P P, P = M^m
-            m //= 2
-            PT = P.transpose(-1, -2)
-            dnew = dB[..., m * c:2 * m * c]
-            dP_m = dnew @ babies[..., :m * c].transpose(-1, -2)
-            if dP is not None:
-                dP_m = dP_m + dP @ PT + PT @ dP
-            dB[..., :m * c] += PT @ dnew
-            dP = dP_m
-        dM = dP if dP is not None else torch.zeros_like(powers[0])
+        for pair in reversed(pairs):  # undo [M^{2m}, B(2m) = [B(m), P B(m)]] = P [P, B(m)]
+            mc = pair.shape[-1] - d
+            # the gradient of P [P, B(m)] is [dP, dnew] [P, B(m)]^T + P^T [dP, dnew]
+            dnew = dB[..., mc:2 * mc]
+            X = dnew if dP is None else torch.cat([dP, dnew], -1)
+            PX = pair[..., :d].transpose(-1, -2) @ X
+            right = pair[..., d:] if dP is None else pair
+            dP = X @ right.transpose(-1, -2)
+            if X is not dnew:
+                dP += PX[..., :d]
+            dB[..., :mc] += PX[..., -mc:]
+        dM = dP if dP is not None else torch.zeros_like(Mn)  # T = 1: H_0 = C G
         return A[0], dM, dB[..., :c], None, None
 
 

@@ -173,36 +173,62 @@ class SinusoidConv(torch.autograd.Function):
     a cumulative sum and R shifted adds (``taps``: the (j, w(j) - tail) that are not zero).
     The adjoint runs the same steps transposed: a reversed cumulative sum and the shifts the
     other way. H (L, *E, o, c) real, cols (K,) int64, rot (K, L) complex -> (*E, K, L, o).
+
+    With ``targets`` (K, L - 1, r) complex, also the Gram matrix (*E, 2K, 2K) of the errors
+    E = Y[..., 1:, rows] - targets (``tracking.loss.gram``): V V^T / (L - 1), V = (Re E;
+    -Im E) flattened. Its gradient reaches only the r ``rows``, so its adjoint runs on r of
+    the o outputs, and the loss's chain of small operations is one step here.
     """
 
     @staticmethod
-    def forward(ctx, H, cols, rot, tail, taps):
-        n = H.dim()
+    def forward(ctx, H, cols, rot, tail, taps, rows=None, targets=None):
+        ctx.set_materialize_grads(False)  # Y unused in the loss: no adjoint of all o rows
+        n, L = H.dim(), H.shape[0]
         X = H.index_select(-1, cols).permute(*range(1, n - 2), n - 1, 0, n - 2)
         X = X * rot[:, :, None]                                        # (*E, K, L, o)
         Y = torch.cumsum(X, -2)
         if tail != 1:
             Y.mul_(tail)
-        L = H.shape[0]
         for j, dw in taps:
             Y[..., j:, :].add_(X[..., :L - j, :], alpha=dw)
         Y.mul_(rot.conj()[:, :, None])
         ctx.save_for_backward(cols, rot)
-        ctx.shape, ctx.tail, ctx.taps = H.shape, tail, taps
-        return Y
+        ctx.shape, ctx.tail, ctx.taps, ctx.rows = H.shape, tail, taps, rows
+        if targets is None:
+            return Y
+        E = Y[..., 1:, rows] - targets
+        V = torch.cat([E.real.flatten(-2), -E.imag.flatten(-2)], -2)   # (*E, 2K, (L-1) r)
+        ctx.V = V
+        return Y, V @ V.mT / (L - 1)
 
     @staticmethod
-    def backward(ctx, dY):
+    def backward(ctx, dY, dgram=None):
         cols, rot = ctx.saved_tensors
-        shape, L, n = ctx.shape, ctx.shape[0], len(ctx.shape)
-        dY = dY * rot[:, :, None]
-        dX = dY.flip(-2).cumsum(-2).flip(-2)
-        if ctx.tail != 1:
-            dX.mul_(ctx.tail)
-        for j, dw in ctx.taps:
-            dX[..., :L - j, :].add_(dY[..., j:, :], alpha=dw)
-        dX = (dX * rot.conj()[:, :, None]).real                       # (*E, K, L, o)
-        dH = dX.new_zeros(shape)
-        # (*E, K, L, o) -> (L, *E, o, K); sinusoids on the same input add up
-        dH.index_add_(n - 1, cols, dX.permute(n - 2, *range(n - 3), n - 1, n - 3))
-        return dH, None, None, None, None
+        shape = ctx.shape
+        dH = rot.real.new_zeros(shape)
+        if dY is not None:
+            _add_adjoint(ctx, dH, dY, slice(None))
+        if dgram is not None:
+            V, K = ctx.V, rot.shape[0]
+            dV = (dgram + dgram.mT) @ V / (shape[0] - 1)                # (*E, 2K, (L-1) r)
+            dE = torch.complex(dV[..., :K, :], -dV[..., K:, :]).unflatten(-1, (-1, 2))
+            dYr = dE.new_zeros(*dE.shape[:-2], shape[0], dE.shape[-1])  # (*E, K, L, r)
+            dYr[..., 1:, :] = dE
+            _add_adjoint(ctx, dH, dYr, ctx.rows)
+        return dH, None, None, None, None, None, None
+
+
+def _add_adjoint(ctx, dH, dY, rows):
+    """dH[..., rows, :] += the adjoint of ``SinusoidConv``'s Y (its outputs ``rows``) applied
+    to dY (*E, K, L, r)."""
+    cols, rot = ctx.saved_tensors
+    L, n = dH.shape[0], dH.dim()
+    dY = dY * rot[:, :, None]
+    dX = dY.flip(-2).cumsum(-2).flip(-2)
+    if ctx.tail != 1:
+        dX.mul_(ctx.tail)
+    for j, dw in ctx.taps:
+        dX[..., :L - j, :].add_(dY[..., j:, :], alpha=dw)
+    dX = (dX * rot.conj()[:, :, None]).real                           # (*E, K, L, r)
+    # (*E, K, L, r) -> (L, *E, r, K); sinusoids on the same input add up
+    dH[..., rows, :].index_add_(n - 1, cols, dX.permute(n - 2, *range(n - 3), n - 1, n - 3))

@@ -201,6 +201,15 @@ def sinusoid_conv(H: torch.Tensor, cols: torch.Tensor, rot: torch.Tensor, taps, 
     return SinusoidConv.apply(H, cols, rot, tail, taps)
 
 
+def sinusoid_conv_gram(H: torch.Tensor, cols: torch.Tensor, rot: torch.Tensor, taps, tail,
+                       rows: slice, targets: torch.Tensor):
+    """``sinusoid_conv``'s y (*E, K, L, o) and the Gram matrix (*E, 2K, 2K) of the errors
+    y[..., 1:, rows] - targets (K, L - 1, r) complex: V V^T / (L - 1) with V = (Re; -Im) of
+    the errors flattened over (L - 1, r). Differentiable in H through both; the Gram
+    matrix's gradient is formed inside (``_impulse.SinusoidConv``)."""
+    return SinusoidConv.apply(H, cols, rot, tail, taps, rows, targets)
+
+
 def abs2(z: torch.Tensor) -> torch.Tensor:
     """|z|^2 elementwise, real (no square root: the losses are sums of squares)."""
     return z.real ** 2 + z.imag ** 2

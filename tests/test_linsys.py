@@ -123,3 +123,27 @@ def test_sinusoid_conv_is_the_fft_convolution(reads_first, ramp, E):
     dgot, = torch.autograd.grad((got * w).real.sum(), H)
     dwant, = torch.autograd.grad((want * w).real.sum(), H)
     torch.testing.assert_close(dgot, dwant, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_y", [False, True])
+def test_sinusoid_conv_gram_is_the_errors_gram(use_y):
+    """The Gram matrix of the errors formed with the convolution (``sinusoid_conv_gram``)
+    against ``tracking.loss.gram`` of the FFT convolution's errors: values and gradients of
+    a loss that reads the Gram matrix alone or y as well, to 1e-10 relative."""
+    from closedloop import tracking
+    from closedloop.tracking.loss import ERR_ROWS, gram
+    refs = tracking.Sinusoids(T=60)
+    sc = refs.scoring()
+    g = torch.Generator().manual_seed(2)
+    H = torch.randn(refs.T + 1, 2, 6, 2, generator=g, dtype=torch.float64,
+                    requires_grad=True)
+    w = torch.randn(2, 2 * refs.K, 2 * refs.K, generator=g, dtype=torch.float64)
+    wy = torch.randn(2, refs.K, refs.T + 1, 6, generator=g, dtype=torch.complex128)
+    y, got = linsys.sinusoid_conv_gram(H, sc.cols, sc.rot, *sc.taps, ERR_ROWS, sc.targets)
+    y_fft = linsys.causal_conv(H, sc.inputs_fft)
+    want = gram(y_fft[..., 1:, ERR_ROWS] - sc.targets)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    losses = [(G * w).sum() + ((Y * wy).real.sum() if use_y else 0)
+              for Y, G in ((y, got), (y_fft, want))]
+    dgot, dwant = (torch.autograd.grad(loss, H)[0] for loss in losses)
+    torch.testing.assert_close(dgot, dwant, rtol=1e-10, atol=1e-12 * dwant.abs().max().item())

@@ -29,12 +29,13 @@ from torch.nn.functional import pad
 
 from .. import _checks
 from .._threads import single_thread
-from ..linsys import abs2, causal_conv, impulse_response, sinusoid_conv
+from ..linsys import abs2, causal_conv, impulse_response, sinusoid_conv_gram
 from .engine import closed_loop_matrix, step_loop
 from .network import TrackingRNN
 from .task import PointMass, Scoring, Sinusoids, check_refs, read_convention, scored_losses
 
 OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
+ERR_ROWS = slice(0, 3, 2)  # x and y (``task.POS``) as a slice: views, not gathers
 
 
 def tracking_loss(q: torch.Tensor, r: torch.Tensor, convention=None, dt: float = 0.1
@@ -66,10 +67,11 @@ class Response:
     (like ``Scoring.inputs``), each reduced over its own time axis; the trajectories of a
     batch it makes (``combine``) come out time first, as ``rollout``'s."""
 
-    def __init__(self, Y: torch.Tensor, scoring: Scoring):
+    def __init__(self, Y: torch.Tensor, scoring: Scoring, gram=None):
         self.Y, self.scoring, self.refs = Y, scoring, scoring.refs
-        self.err = Y[..., 1:, 0:3:2] - scoring.targets  # POS = [0, 2]: a view, not a gather
-        self._worst = self._probe = self._gram = None
+        self.err = Y[..., 1:, ERR_ROWS] - scoring.targets
+        self._worst = self._probe = None
+        self._gram = gram  # made with Y (``linsys.sinusoid_conv_gram``), or here on demand
 
     def gram(self) -> torch.Tensor:
         """The Gram matrix (*E, 2K, 2K) of the errors (``gram``): every loss of the unclamped
@@ -178,7 +180,9 @@ def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids,
     H = impulse_response(C, M, G, refs.T + 1)                        # (T+1, *E, 6, 2)
     if scoring.taps is None:
         return Response(causal_conv(H, scoring.inputs_fft), scoring)
-    return Response(sinusoid_conv(H, scoring.cols, scoring.rot, *scoring.taps), scoring)
+    Y, gram = sinusoid_conv_gram(H, scoring.cols, scoring.rot, *scoring.taps, ERR_ROWS,
+                                 scoring.targets)
+    return Response(Y, scoring, gram)
 
 
 def sampled_losses(agent, plant, refs, phases, which=None, response=None, convention=None

@@ -11,9 +11,11 @@ uniform phases, the cross terms vanish and
 
 one term per sinusoid: the k-th is the probe loss of sinusoid k alone. Four complex
 trajectories give the exact loss, the probe losses and (recombined with the phases) the
-sampled loss of any batch. They are convolutions (one FFT each) with the loop's impulse
-response C M^s G, s = 0..T (``linsys``): no per-step Python loop. The pairing only shifts
-the targets against the responses.
+sampled loss of any batch. They are convolutions with the loop's impulse response C M^s G,
+s = 0..T (``linsys``): for a ramped sinusoid a cumulative sum and the ramp's few taps
+(``linsys.sinusoid_conv_gram``, which also forms the errors' Gram matrix), an FFT for a
+ramp too long for that; no per-step Python loop. The pairing only shifts the targets
+against the responses.
 
 The clamp. sum_k A_k |Y_k(t)| is the largest |state| over all phases; while it stays within the
 bound the clamp never acts and the linear computation is exact. Otherwise the sampled losses

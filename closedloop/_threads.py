@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 
 import torch
 
@@ -20,15 +22,55 @@ def single_thread():
     Used whole by tracking (``train_tracking``, its step loops); the tanh step loop decides
     by product size (``loop_threads``).
     """
-    n = torch.get_num_threads()
-    if n == 1:
+    n, blas = torch.get_num_threads(), numpy_blas_threads()
+    if n == 1 and blas in (None, 1):
         yield
         return
     torch.set_num_threads(1)
+    if blas not in (None, 1):
+        _openblas()[1](1)
     try:
         yield
     finally:
         torch.set_num_threads(n)
+        if blas not in (None, 1):
+            _openblas()[1](blas)
+
+
+def numpy_blas_threads():
+    """The thread count of numpy's OpenBLAS (which ``single_thread`` also sets to one: the
+    tracking engine's products run in numpy on the CPU, ``_impulse``), None where numpy
+    links another BLAS or its library is not found."""
+    lib = _openblas()
+    return None if lib is None else lib[0]()
+
+
+@functools.cache
+def _openblas():
+    """(get_num_threads, set_num_threads) of the OpenBLAS numpy has loaded, through ctypes,
+    or None. Only a library already mapped into the process (Linux) is opened, never a
+    second copy."""
+    import numpy  # noqa: F401 (loads its BLAS)
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
+                            and line.split()[-1].startswith("/")})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", "64_"), ("openblas", "")):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None
 
 
 # Multiply-adds per product from which a step loop keeps torch's threads. Measured on 2 cores

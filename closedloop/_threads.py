@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 
 import torch
@@ -28,49 +27,32 @@ def single_thread():
         return
     torch.set_num_threads(1)
     if blas not in (None, 1):
-        _openblas()[1](1)
+        _openblas().limit(limits=1)
     try:
         yield
     finally:
         torch.set_num_threads(n)
         if blas not in (None, 1):
-            _openblas()[1](blas)
+            _openblas().limit(limits=blas)
 
 
 def numpy_blas_threads():
     """The thread count of numpy's OpenBLAS (which ``single_thread`` also sets to one: the
     tracking engine's products run in numpy on the CPU, ``_impulse``), None where numpy
-    links another BLAS or its library is not found."""
-    lib = _openblas()
-    return None if lib is None else lib[0]()
+    links another BLAS."""
+    blas = _openblas()
+    return None if blas is None else max(c.num_threads for c in blas.lib_controllers)
 
 
 @functools.cache
 def _openblas():
-    """(get_num_threads, set_num_threads) of the OpenBLAS numpy has loaded, through ctypes,
-    or None. Only a library already mapped into the process (Linux) is opened, never a
-    second copy."""
+    """threadpoolctl's handle on the OpenBLAS that numpy loaded (not torch's MKL, which
+    ``torch.set_num_threads`` sets), or None."""
     import numpy  # noqa: F401 (loads its BLAS)
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
-                            and line.split()[-1].startswith("/")})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
-                               ("openblas", "64_"), ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                return get, put
-    return None
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(internal_api="openblas")
+    return blas if blas.lib_controllers else None
 
 
 # Multiply-adds per product from which a step loop keeps torch's threads. Measured on 2 cores

@@ -3,6 +3,7 @@ value fails with the parameter's name and allowed range, not deep inside torch."
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -159,6 +160,7 @@ def fits_memory(what: str, n_elements: int, itemsize: int = 8) -> None:
                          f"machine's {total / 2**30:.3g} GiB of memory")
 
 
+@functools.cache  # read once: a training's every draw checks its size against it
 def _physical_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

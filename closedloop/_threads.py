@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -20,15 +21,38 @@ def single_thread():
     Used whole by tracking (``train_tracking``, its step loops); the tanh step loop decides
     by product size (``loop_threads``).
     """
-    n = torch.get_num_threads()
-    if n == 1:
+    n, blas = torch.get_num_threads(), numpy_blas_threads()
+    if n == 1 and blas in (None, 1):
         yield
         return
     torch.set_num_threads(1)
+    if blas not in (None, 1):
+        _openblas().limit(limits=1)
     try:
         yield
     finally:
         torch.set_num_threads(n)
+        if blas not in (None, 1):
+            _openblas().limit(limits=blas)
+
+
+def numpy_blas_threads():
+    """The thread count of numpy's OpenBLAS (which ``single_thread`` also sets to one: the
+    tracking engine's products run in numpy on the CPU, ``_impulse``), None where numpy
+    links another BLAS."""
+    blas = _openblas()
+    return None if blas is None else max(c.num_threads for c in blas.lib_controllers)
+
+
+@functools.cache
+def _openblas():
+    """threadpoolctl's handle on the OpenBLAS that numpy loaded (not torch's MKL, which
+    ``torch.set_num_threads`` sets), or None."""
+    import numpy  # noqa: F401 (loads its BLAS)
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(internal_api="openblas")
+    return blas if blas.lib_controllers else None
 
 
 # Multiply-adds per product from which a step loop keeps torch's threads. Measured on 2 cores

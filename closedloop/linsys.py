@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import _checks
+from ._impulse import ImpulseResponse, SinusoidConv
 
 
 def linear_states(P: torch.Tensor, s0: torch.Tensor, T: int) -> torch.Tensor:
@@ -142,39 +143,17 @@ def impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
 
     Baby steps M^i G (i < baby, a power of two) by doubling, then giant steps C M^{j baby}:
     log2(baby) products of d x d matrices and T/baby small ones, instead of T sequential steps
-    or log2(T) products of a T-long stack with d x d matrices.
+    or log2(T) products of a T-long stack with d x d matrices. The gradient is written out
+    (``_impulse``): the adjoint of the same steps, with the giant chain's gradient of
+    M^baby formed as one product of stacked factors.
     """
-    if C.dim() > 2 or M.dim() > 2 or G.dim() > 2:
-        return _impulse_response_batched(C, M, G, T, baby)
-    babies, Mb = G[None], M
-    while babies.shape[0] < min(baby, T):
-        babies = torch.cat([babies, Mb @ babies], 0)
-        Mb = Mb @ Mb
-    b = babies.shape[0]
-    giants = [C]
-    for _ in range(-(-T // b) - 1):
-        giants.append(giants[-1] @ Mb)
-    H = torch.einsum("jod,idc->jioc", torch.stack(giants), babies)
-    return H.reshape(-1, *H.shape[2:])[:T]
-
-
-def _impulse_response_batched(C, M, G, T, baby):
-    """``impulse_response`` with ensemble axes: the baby steps side by side in the columns,
-    (*K, d, n c), so each doubling is one batched product with M^n (stacking them on a new
-    leading axis, as the single-network path does, would broadcast-copy M^n to every baby
-    step), and giants x babies one batched product. Same numbers up to rounding."""
-    o, c = C.shape[-2], G.shape[-1]
-    babies, Mb, n = G, M, 1
-    while n < min(baby, T):
-        babies = torch.cat([babies, Mb @ babies], -1)
-        Mb, n = Mb @ Mb, 2 * n
-    giants = [C]
-    for _ in range(-(-T // n) - 1):
-        giants.append(giants[-1] @ Mb)
-    H = torch.cat(giants, -2) @ babies                                 # (*K, J o, n c)
-    K = H.shape[:-2]
-    H = H.reshape(*K, len(giants), o, n, c).movedim((-4, -2), (0, 1))  # (J, n, *K, o, c)
-    return H.reshape(len(giants) * n, *K, o, c)[:T]
+    if C.dim() == 2 and M.dim() == 2 and G.dim() == 2:
+        return ImpulseResponse.apply(C, M, G, T, baby)
+    K = torch.broadcast_shapes(C.shape[:-2], M.shape[:-2], G.shape[:-2])
+    # one flattened ensemble axis: the products become batched (b)mm on contiguous blocks
+    flat = [X.expand(*K, *X.shape[-2:]).reshape(-1, *X.shape[-2:]) for X in (C, M, G)]
+    H = ImpulseResponse.apply(*flat, T, baby)                          # (T, Kf, o, c)
+    return H.reshape(T, *K, *H.shape[-2:])
 
 
 def fft_length(L: int) -> int:
@@ -199,6 +178,36 @@ def causal_conv(H: torch.Tensor, seq_fft: torch.Tensor) -> torch.Tensor:
     Hf = torch.fft.fft(H, n=seq_fft.shape[1], dim=0)
     y = torch.fft.ifft(torch.einsum("l...oc,klc->...klo", Hf, seq_fft), dim=-2)
     return y[..., :L, :]
+
+
+def ramp_taps(w: torch.Tensor, most: int = 64):
+    """(taps, tail) for ``sinusoid_conv``: an input weight w (L,) (real) that ends in a constant
+    ``tail`` after R steps, as the (lag j, w(j) - tail) of its first R steps that are not zero;
+    None where R > ``most`` (a long ramp: the FFT's ``causal_conv`` is then cheaper)."""
+    w = w.tolist()
+    tail = w[-1]
+    R = max((j + 1 for j, v in enumerate(w) if v != tail), default=0)
+    if R > most:
+        return None
+    return tuple((j, w[j] - tail) for j in range(R) if w[j] != tail), tail
+
+
+def sinusoid_conv(H: torch.Tensor, cols: torch.Tensor, rot: torch.Tensor, taps, tail
+                  ) -> torch.Tensor:
+    """``causal_conv`` for inputs that are weighted sinusoids, one per row of ``rot``: input k
+    is w(t) e^{i omega_k t} on input column cols[k] (rot (K, L) = e^{-i omega_k t}, w given by
+    ``ramp_taps``), by a cumulative sum instead of an FFT (``_impulse.SinusoidConv``; the
+    same numbers up to rounding). H (L, *E, o, c) real -> y (*E, K, L, o) complex."""
+    return SinusoidConv.apply(H, cols, rot, tail, taps)
+
+
+def sinusoid_conv_gram(H: torch.Tensor, cols: torch.Tensor, rot: torch.Tensor, taps, tail,
+                       rows: slice, targets: torch.Tensor):
+    """``sinusoid_conv``'s y (*E, K, L, o) and the Gram matrix (*E, 2K, 2K) of the errors
+    y[..., 1:, rows] - targets (K, L - 1, r) complex: V V^T / (L - 1) with V = (Re; -Im) of
+    the errors flattened over (L - 1, r). Differentiable in H through both; the Gram
+    matrix's gradient is formed inside (``_impulse.SinusoidConv``)."""
+    return SinusoidConv.apply(H, cols, rot, tail, taps, rows, targets)
 
 
 def abs2(z: torch.Tensor) -> torch.Tensor:

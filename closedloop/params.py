@@ -115,7 +115,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "stream": STREAM, "convention": Param(str, choices=tuple(TRACKING_NAMED)),
         "acq_fraction": Param(float, 0.0, 1.0, low_open=True),
         "acq_window": Param(int, 1, odd=True), "n_seeds": Param(int, 0),
-        "n_batches": Param(int, 2),
+        "n_batches": Param(int, 2), "dtype": DTYPE,
     },
     "ch5_atlas": {
         "engine": Param(str, choices=("local", "inprocess"), pattern=r"tcp://[^\s/]+:\d+"),

@@ -131,13 +131,15 @@ def closed_loop_matrix(agent: TrackingRNN, plant: PointMass) -> torch.Tensor:
     """M (*batch_shape, 4+N, 4+N) with s_{t+1} = M s_t + G r_{t+1}, s = (q, h), away from the
     clamp (G: the reference's input weights (dt/tau) W_in[:, 2:] into h)."""
     check_pair(agent, plant)
-    a, N, K = agent.alpha, agent.N, agent.batch_shape
-    W_pos = agent.W_in[..., :2]
-    top = torch.cat([plant.F.expand(*K, 4, 4), plant.B @ agent.W_out], -1)
-    A_h = (1 - a) * torch.eye(N, dtype=agent.W.dtype, device=agent.W.device) + a * agent.W
-    bottom = torch.cat([a * W_pos @ plant.C @ plant.F,
-                        A_h + a * W_pos @ plant.C @ plant.B @ agent.W_out], -1)
-    return torch.cat([top, bottom], -2)
+    a, K = agent.alpha, agent.batch_shape
+    Pq = a * agent.W_in[..., :2] @ plant.C                  # (*K, N, 4): positions enter h
+    left = torch.cat([plant.F.expand(*K, 4, 4), Pq @ plant.F], -2)      # (*K, d, 4): q_t
+    # (*K, d, N): h_t moves q through u = W_out h, and h through A_h and the position reached
+    right = torch.cat([plant.B.expand(*K, 4, 2), Pq @ plant.B], -2) @ agent.W_out
+    A_h = a * agent.W                                       # (1 - a) I + a W, a few passes
+    A_h.diagonal(dim1=-2, dim2=-1).add_(1 - a)              # fewer than with an identity
+    right[..., 4:, :] += A_h
+    return torch.cat([left, right], -1)
 
 
 def closed_loop_rates(agent: TrackingRNN, plant: PointMass) -> np.ndarray:

@@ -11,9 +11,11 @@ uniform phases, the cross terms vanish and
 
 one term per sinusoid: the k-th is the probe loss of sinusoid k alone. Four complex
 trajectories give the exact loss, the probe losses and (recombined with the phases) the
-sampled loss of any batch. They are convolutions (one FFT each) with the loop's impulse
-response C M^s G, s = 0..T (``linsys``): no per-step Python loop. The pairing only shifts
-the targets against the responses.
+sampled loss of any batch. They are convolutions with the loop's impulse response C M^s G,
+s = 0..T (``linsys``): for a ramped sinusoid a cumulative sum and the ramp's few taps
+(``linsys.sinusoid_conv_gram``, which also forms the errors' Gram matrix), an FFT for a
+ramp too long for that; no per-step Python loop. The pairing only shifts the targets
+against the responses.
 
 The clamp. sum_k A_k |Y_k(t)| is the largest |state| over all phases; while it stays within the
 bound the clamp never acts and the linear computation is exact. Otherwise the sampled losses
@@ -25,15 +27,17 @@ of the unclamped linear loop. Introduced in Chapter 4.
 from __future__ import annotations
 
 import torch
+from torch.nn.functional import pad
 
 from .. import _checks
 from .._threads import single_thread
-from ..linsys import abs2, causal_conv, impulse_response
+from ..linsys import abs2, causal_conv, impulse_response, sinusoid_conv_gram
 from .engine import closed_loop_matrix, step_loop
 from .network import TrackingRNN
-from .task import POS, PointMass, Scoring, Sinusoids, check_refs, read_convention, scored_losses
+from .task import PointMass, Scoring, Sinusoids, check_refs, read_convention, scored_losses
 
 OUTPUTS = ("x", "vx", "y", "vy", "ux", "uy")  # the columns of a linear response
+ERR_ROWS = slice(0, 3, 2)  # x and y (``task.POS``) as a slice: views, not gathers
 
 
 def tracking_loss(q: torch.Tensor, r: torch.Tensor, convention=None, dt: float = 0.1
@@ -65,16 +69,27 @@ class Response:
     (like ``Scoring.inputs``), each reduced over its own time axis; the trajectories of a
     batch it makes (``combine``) come out time first, as ``rollout``'s."""
 
-    def __init__(self, Y: torch.Tensor, scoring: Scoring):
+    def __init__(self, Y: torch.Tensor, scoring: Scoring, gram=None):
         self.Y, self.scoring, self.refs = Y, scoring, scoring.refs
-        self.err = Y[..., 1:, POS] - scoring.targets
+        self.err = Y[..., 1:, ERR_ROWS] - scoring.targets
         self._worst = self._probe = None
+        self._gram = gram  # made with Y (``linsys.sinusoid_conv_gram``), or here on demand
+
+    def gram(self) -> torch.Tensor:
+        """The Gram matrix (*E, 2K, 2K) of the errors (``gram``): every loss of the unclamped
+        loop is a quadratic form in it; computed once (an epoch reads it for its train and
+        test losses and its probe losses)."""
+        if self._gram is None:
+            self._gram = gram(self.err)
+        return self._gram
 
     def probe_losses(self) -> torch.Tensor:
         """Exact per-sinusoid losses power_k (1/T) sum_t ||E_k(t)||^2, (*E, K) (power_k =
-        scale A_k^2/2); computed once (training reads them for the loss and the record)."""
+        scale A_k^2/2): the Gram matrix's diagonal, Re and Im parts; computed once (training
+        reads them for the loss and the record)."""
         if self._probe is None:
-            self._probe = self.scoring.power * abs2(self.err).sum(-1).mean(-1)
+            diag, K = self.gram().diagonal(dim1=-2, dim2=-1), self.refs.K
+            self._probe = self.scoring.power * (diag[..., :K] + diag[..., K:])
         return self._probe
 
     def expected_loss(self) -> torch.Tensor:
@@ -90,8 +105,8 @@ class Response:
 
     def sampled_losses(self, phases, which=None) -> torch.Tensor:
         """Per-reference losses (*E, B) of the unclamped loop."""
-        return self.scoring.scale * quadratic_losses(self.refs.coefficients(phases, which),
-                                                      self.err)
+        return self.scoring.scale * quadratic_form(self.refs.coefficients(phases, which),
+                                                    self.gram())
 
     def transient_share(self, seconds: float) -> torch.Tensor:
         """The fraction of each probe loss incurred at times t dt <= ``seconds``, (*E, K)."""
@@ -129,10 +144,22 @@ def quadratic_losses(c: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
     With z_b = (Re c_b, Im c_b) and V = (Re E; -Im E) flattened to (2K, T o), the loss is the
     quadratic form z_b (V V^T / T) z_b^T: one 2K x 2K Gram matrix instead of B trajectories.
     """
+    return quadratic_form(c, gram(E))
+
+
+def gram(E: torch.Tensor) -> torch.Tensor:
+    """V V^T / T (..., 2K, 2K) for E (..., K, T, o) complex, V = (Re E; -Im E) flattened to
+    (2K, T o)."""
     T = E.shape[-2]
     V = torch.cat([E.real.flatten(-2), -E.imag.flatten(-2)], -2)
+    return V @ V.transpose(-1, -2) / T
+
+
+def quadratic_form(c: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """z_b gram z_b^T with z_b = (Re c_b, Im c_b), for c (..., B, K) complex and a ``gram``
+    (..., 2K, 2K) (leading axes broadcast) -> (..., B)."""
     z = torch.cat([c.real, c.imag], -1)
-    return ((z @ (V @ V.transpose(-1, -2) / T)) * z).sum(-1)
+    return ((z @ gram) * z).sum(-1)
 
 
 @single_thread()
@@ -149,13 +176,15 @@ def linear_response(agent: TrackingRNN, plant: PointMass, refs: Sinusoids,
     scoring = refs.scoring(convention)
     M = closed_loop_matrix(agent, plant)
     N, E = agent.N, agent.batch_shape
-    z = lambda *shape: M.new_zeros(*E, *shape)
-    C = torch.cat([torch.cat([torch.eye(4, dtype=M.dtype, device=M.device).expand(*E, 4, 4),
-                              z(4, N)], -1),
-                   torch.cat([z(2, 4), agent.W_out], -1)], -2)   # (*E, 6, d): q, u = W_out h
-    G = torch.cat([z(4, 2), agent.alpha * agent.W_in[..., 2:]], -2)  # (*E, d, 2): r enters h
+    C = torch.cat([torch.eye(4, N + 4, dtype=M.dtype, device=M.device).expand(*E, 4, N + 4),
+                   pad(agent.W_out, (4, 0))], -2)                # (*E, 6, d): q, u = W_out h
+    G = pad(agent.alpha * agent.W_in[..., 2:], (0, 0, 4, 0))      # (*E, d, 2): r enters h
     H = impulse_response(C, M, G, refs.T + 1)                        # (T+1, *E, 6, 2)
-    return Response(causal_conv(H, scoring.inputs_fft), scoring)
+    if scoring.taps is None:
+        return Response(causal_conv(H, scoring.inputs_fft), scoring)
+    Y, gram = sinusoid_conv_gram(H, scoring.cols, scoring.rot, *scoring.taps, ERR_ROWS,
+                                 scoring.targets)
+    return Response(Y, scoring, gram)
 
 
 def sampled_losses(agent, plant, refs, phases, which=None, response=None, convention=None

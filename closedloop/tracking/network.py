@@ -56,7 +56,9 @@ class TrackingRNN:
     @classmethod
     def from_tensors(cls, W, W_in, W_out, dt: float = 0.1, tau: float = 1.0) -> "TrackingRNN":
         obj = cls.__new__(cls)
-        obj._set(*(torch.as_tensor(x, dtype=DTYPE) for x in (W, W_in, W_out)), dt, tau)
+        # tensors keep their floating format (a float32 network copies as float32)
+        dtype = W.dtype if torch.is_tensor(W) and W.is_floating_point() else DTYPE
+        obj._set(*(torch.as_tensor(x, dtype=dtype) for x in (W, W_in, W_out)), dt, tau)
         return obj
 
     def copy(self) -> "TrackingRNN":
@@ -134,15 +136,15 @@ class TrackingRNN:
 
 
 def draw_networks(seeds, N: int = 100, g: float = 0.2, dt: float = 0.1, tau: float = 1.0,
-                  stream: str = "package") -> tuple[list[TrackingRNN], list]:
+                  stream: str = "package", dtype=DTYPE) -> tuple[list[TrackingRNN], list]:
     """One freshly drawn ``TrackingRNN`` per seed of ``seeds`` (in order; none for an empty
     list), for ``TrackingRNN.stack``, and the streams they were drawn from (``stream``, a
-    kind of ``streams.KINDS``), to train them on. Introduced in Chapter 4, section "Compared
-    with people"."""
+    kind of ``streams.KINDS``), to train them on; ``dtype`` their number format.
+    Introduced in Chapter 4, section "Compared with people"."""
     if isinstance(seeds, (list, tuple, range)) and not len(seeds):
         return [], []
     runs = [streams.Stream(s, stream) for s in _checks.seeds("seeds", seeds)]
-    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s) for s in runs], runs
+    return [TrackingRNN(N=N, g=g, dt=dt, tau=tau, seed=s, dtype=dtype) for s in runs], runs
 
 
 def other_seeds(seed: int, n: int) -> list[int]:
@@ -173,6 +175,9 @@ def check_pair(agent, plant, name="agent") -> None:
     _checks.instance(name, agent, TrackingRNN)
     _checks.instance("plant", plant, PointMass)
     check_same_grid(name, agent.dt, agent.W.device, plant)
+    if agent.W.dtype != plant.dtype:
+        raise ValueError(f"{name} is {agent.W.dtype} and the plant {plant.dtype}: build both "
+                         f"(and the references) with the same dtype")
 
 
 def check_single(agent, name="agent") -> None:

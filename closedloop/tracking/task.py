@@ -23,7 +23,7 @@ import torch
 from .. import _checks, conventions
 from ..envs import DTYPE
 from ..history import History
-from ..linsys import abs2, fft_length
+from ..linsys import abs2, fft_length, ramp_taps
 
 POS = [0, 2]  # x, y among the plant coordinates
 
@@ -104,8 +104,9 @@ class Sinusoids:
         self.omega = torch.tensor([2 * math.pi * f for f in self.freqs], **kw)  # rad/s
         self.A = torch.tensor(self.amplitude, **kw)
         t = torch.arange(self.T + 1, **kw) * self.dt
-        env = (t / self.ramp).clamp(max=1.0) if self.ramp > 0 else torch.ones_like(t)
-        self.rho = env * torch.exp(1j * self.omega[:, None] * t)      # (K, T+1) complex
+        self.env = (t / self.ramp).clamp(max=1.0) if self.ramp > 0 else torch.ones_like(t)
+        self.carrier = torch.exp(1j * self.omega[:, None] * t)       # (K, T+1) complex
+        self.rho = self.env * self.carrier                            # (K, T+1) complex
         self._power = self.A ** 2 / 2
         self._scorings = {}
 
@@ -193,7 +194,9 @@ class Scoring:
       ``twin_scale``: 1/2 where the imitation loss averages over the two axes.
     - ``inputs`` (K, T+1, 2) complex: rho_k(t) e_{a_k} for t = 0..T, what sinusoid k feeds the
       network (t = 0 zeroed unless ``reads_first``); ``inputs_fft``: its FFT over time with
-      2 (T+1) points; ``targets`` (K, T, 2): rho_k(t - offset) e_{a_k} for t = 1..T.
+      2 (T+1) points; ``taps``, ``cols``, ``rot``: the same inputs as weighted sinusoids
+      (``linsys.sinusoid_conv``; ``taps`` None for a ramp too long for it); ``targets``
+      (K, T, 2): rho_k(t - offset) e_{a_k} for t = 1..T.
     - ``power`` (K,): scale A_k^2/2, the loss of a probe when the network does nothing (after
       the ramp): the unit of the acquisition thresholds.
     """
@@ -213,6 +216,13 @@ class Scoring:
             seq[:, 0] = 0
         self.inputs = seq
         self.inputs_fft = torch.fft.fft(seq, n=fft_length(T + 1), dim=1)
+        # the same inputs as weighted sinusoids, for ``linsys.sinusoid_conv``
+        weight = refs.env.clone()
+        if not self.reads_first:
+            weight[0] = 0
+        self.taps = ramp_taps(weight)
+        self.cols = torch.tensor(refs.axes, device=seq.device)
+        self.rot = refs.carrier.conj()
         self.power = self.scale * refs.reference_power()
 
     def silent_losses(self) -> torch.Tensor:

@@ -69,3 +69,12 @@ def test_other_seeds_never_repeat_the_chapters_run():
     assert tr.other_seeds(5, 0) == [] and tr.draw_networks([]) == ([], [])
     with pytest.raises(ValueError, match="n must be >= 0"):
         tr.other_seeds(0, -1)
+
+
+def test_a_float32_network_copies_as_float32_and_a_mixed_pair_is_named():
+    net = tr.TrackingRNN(N=8, seed=0, dtype=torch.float32)
+    for other in (net.copy(), tr.TrackingRNN.stack([net, net]).member(1)):
+        assert other.W.dtype == other.W_in.dtype == other.W_out.dtype == torch.float32
+        assert torch.equal(other.W, net.W)
+    with pytest.raises(ValueError, match="agent is torch.float32 and the plant torch.float64"):
+        tr.train_tracking(net, tr.PointMass(), epochs=1)

@@ -193,9 +193,13 @@ def test_tanh_pair_in_float32_is_the_authors(s):
     assert ho.test_loss[-1] < 1e-3 * ho.test_loss[k]  # the excursion is over by epoch 400
 
 
-def test_tracking_run_is_the_authors():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tracking_run_is_the_authors(dtype):
+    """In float64 and in float32 (Chapter 4's default, the authors' format)."""
     stream = Stream(0, "authors")
-    h = tracking.train_tracking(tracking.TrackingRNN(seed=stream), epochs=5, seed=stream)
+    plant, refs = tracking.PointMass(dtype=dtype), tracking.Sinusoids(dtype=dtype)
+    h = tracking.train_tracking(tracking.TrackingRNN(seed=stream, dtype=dtype), plant, refs,
+                                epochs=5, seed=stream)
     np.testing.assert_allclose(h.loss[:6], TRACKING_LOSSES, rtol=1e-4)
 
 

@@ -185,7 +185,7 @@ def against_authors(args, results: Results):
              authors.tanh_open_pair, None),
             ("rank-one training: the authors' loop (float32) vs the package (float64)",
              authors.rank_one_pair, None),
-            ("tracking training: the authors' loop (float32) vs the package (float64)",
+            ("tracking training, float32: the authors' loop vs the package",
              authors.tracking_pair, 40)):
         theirs, ours = pair()
         with single_thread():

@@ -35,18 +35,22 @@ class ImpulseResponse(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, C, M, G, T, baby):
-        # a loop that blew up overflows as torch's products do, without numpy's warnings
-        with np.errstate(over="ignore", invalid="ignore"):
+        # a loop that blew up overflows as torch's products do, without numpy's warnings;
+        # one thread for torch and numpy's OpenBLAS, whoever calls
+        with np.errstate(over="ignore", invalid="ignore"), _threads.single_thread():
             return ImpulseResponse._forward(ctx, C, M, G, T, baby)
 
     @staticmethod
     def backward(ctx, dH):
-        with np.errstate(over="ignore", invalid="ignore"):
+        # the autograd engine may call this outside the forward's thread setting (a caller's
+        # own backward): hold the threads again, and keep the forward's kind of arrays
+        with np.errstate(over="ignore", invalid="ignore"), _threads.single_thread():
             return ImpulseResponse._backward(ctx, dH)
 
     @staticmethod
     def _forward(ctx, C, M, G, T, baby):
         ops = _Ops(M)
+        ctx.numpy = ops.numpy  # the backward works on the same kind of arrays
         C, M, G = (ops.array(X) for X in (C, M, G))
         d, babies, P, n, pairs = M.shape[-1], G, M, 1, []
         while n < min(baby, T):
@@ -67,7 +71,7 @@ class ImpulseResponse(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, dH):
-        ops = _Ops(dH)
+        ops = _Ops(dH, ctx.numpy)
         (giants, babies, Mn, pairs), n = ctx.steps, ctx.n
         J, c, d = giants.shape[0], babies.shape[-1] // n, Mn.shape[-1]
         dHs = _stack_grad(ops, ops.array(dH), J, n)                   # (Kf?, J o, n c)
@@ -100,9 +104,11 @@ class _Ops:
     """The few array functions the steps need, on numpy arrays sharing the tensors' memory
     (CPU, OpenBLAS held to one thread) or on the tensors themselves."""
 
-    def __init__(self, like: torch.Tensor):
+    def __init__(self, like: torch.Tensor, numpy: bool | None = None):
+        # numpy where its BLAS is an OpenBLAS that single_thread holds to one thread
         self.numpy = (like.device.type == "cpu" and _threads.numpy_blas_threads() == 1
-                      and like.dtype in (torch.float32, torch.float64))
+                      and like.dtype in (torch.float32, torch.float64)) if numpy is None \
+            else numpy
 
     def array(self, X):
         return X.detach().numpy() if self.numpy else X

@@ -381,7 +381,7 @@ class AllowedStages:
                     f"{s.best_rho:.3f} at s_zm = {s.best_s_zm:.3f})")
         r = self.reach
         best = (f"\u03c1 = {r.rho:.3f}{' (deadbeat)' if r.deadbeat else ''} at s_zm = "
-                f"{r.s_zm:.3g}, s_vu = {r.s_vu:.3g}, s_vm s_zu = {r.k:.3g}")
+                f"{_shown(r.s_zm)}, s_vu = {_shown(r.s_vu)}, s_vm s_zu = {_shown(r.k)}")
         if self.needs_memory:
             return out + (f", but a rank-one network can ({best}): memory is needed, and all "
                           f"three of the paper's stages are possible.")
@@ -461,3 +461,8 @@ def _range(name, value) -> tuple[float, float]:
     if not lo < hi:
         raise ValueError(f"{name} must have lo < hi, got ({lo!r}, {hi!r})")
     return lo, hi
+
+
+def _shown(x: float) -> str:
+    """x to 3 digits, a value within rounding of 0 (a search's 1e-15) as 0."""
+    return "0" if abs(x) < 1e-9 else f"{x:.3g}"

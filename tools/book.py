@@ -35,11 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REPORT = "report.ipynb"
-# the order chapters start in, so that the slots finish together (paper scale, measured alone
-# on 2 cores: Chapter 1 125 s on two workers, 230 CPU-s; Chapter 4 141 s; Chapter 5 100
-# CPU-s; Chapter 2 34 s; Chapter 3 29 s; Chapter 6 about 35 s, in process): Chapter 1 first
-# on every slot, then Chapter 4 on one slot beside Chapter 5 and then 6 on the other, then the
-# short ones
+# the order chapters start in, so that the slots finish together (paper scale, measured in
+# the build on 2 cores, December 2026: Chapter 1 113 s on two workers; Chapter 4 108 s;
+# Chapter 5 105 s on one worker; Chapter 2 44 s; Chapter 6 36 s; Chapter 3 33 s): Chapter 1
+# first on every slot, then Chapter 4 on one slot beside Chapter 5 and then 6 on the other,
+# then the short ones
 ORDER = ["ch1_open_closed.ipynb", "ch4_tracking.ipynb", "ch5_atlas.ipynb",
          "ch6_plants.ipynb", "ch2_stages.ipynb", "ch3_tradeoff.ipynb"]
 # chapters that can spread their work over processes, and the parameter that says over how

@@ -3,6 +3,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 from scipy.optimize import linear_sum_assignment
 
@@ -50,3 +51,15 @@ def match(a, b):
 def paper_P_eff(s_zm, s_zu, s_vm, s_vu):
     """The paper's effective matrix P_eff, written out from its overlaps (paper.md s.4)."""
     return np.array([[1, 1, 0, 0], [0, 1, s_zm, s_zu], [1, 1, 0, 0], [0, 0, s_vm, s_vu]], float)
+
+
+def central_difference(agent, loss, name: str, i: int, h: float = 1e-6) -> float:
+    """(loss(agent + h e_i) - loss(agent - h e_i)) / 2h for entry i of the tensor ``name``:
+    ``loss(agent) -> scalar tensor``, evaluated on detached copies."""
+    vals = []
+    for sign in (1, -1):
+        b = agent.detached()
+        with torch.no_grad():
+            b.tensors[name][i] += sign * h
+        vals.append(loss(b).item())
+    return (vals[0] - vals[1]) / (2 * h)

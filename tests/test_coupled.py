@@ -6,7 +6,7 @@ import torch
 
 from benchmarks.cases import plain_closed_loop_loss
 from closedloop import RankOneAgent, RNNAgent, _loop, coupled
-from conftest import match, paper_P_eff
+from conftest import central_difference, match, paper_P_eff
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -99,13 +99,8 @@ def test_gradient_matches_finite_differences(env):
     rng = np.random.default_rng(0)
     for name, g in zip(a.trainable, grads):
         for i in rng.choice(a.N, 4, replace=False):
-            vals = []
-            for sign in (1, -1):
-                b = a.detached()
-                with torch.no_grad():
-                    b.tensors[name][i] += sign * h
-                vals.append(coupled.expected_loss(b, env, T, beta).item())
-            fd = (vals[0] - vals[1]) / (2 * h)
+            fd = central_difference(a, lambda b: coupled.expected_loss(b, env, T, beta), name, i,
+                                    h)
             assert g[i].item() == pytest.approx(fd, rel=1e-5, abs=1e-7)
 
 

@@ -141,9 +141,8 @@ def _check_x0(agent, env, x0):
     check_broadcast("the agent's batch_shape", agent.batch_shape, "x0", x0.shape[:-2])
 
 
-def noise_level(env) -> float:
-    """sigma, the standard deviation of the plant's process noise (0 for a plant without)."""
-    return float(getattr(env, "noise", 0.0))
+# sigma of a plant's process noise: the kernels' reading, under the name callers know
+noise_level = kernels.noise_level
 
 
 def check_noise(env, w, T: int, x0, what: str):
@@ -344,7 +343,8 @@ def effective_rollout(overlaps, env, x0: torch.Tensor, T: int, w=None) -> dict:
         if w is None:
             s = states_by_doubling(P, s0, T)
         else:  # the step loop takes the noise as an input; G_eff = [[I_n], [C], [0]]
-            G = torch.cat([torch.eye(n, dtype=P.dtype), env.C[None], env.C.new_zeros(1, n)])
+            G = torch.cat([torch.eye(n, dtype=P.dtype, device=P.device), env.C[None],
+                           env.C.new_zeros(1, n)])
             K = torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2])
             x, h, _ = closed_loop(P.transpose(-1, -2), s0.expand(*K, *s0.shape[-2:]),
                                   q[..., :2], T, False, lo=n, inputs=w @ G.T)

@@ -29,6 +29,11 @@ def state_size(env) -> int:
     return env.A.shape[-1]
 
 
+def noise_level(env) -> float:
+    """sigma, the standard deviation of the plant's process noise (0 for a plant without)."""
+    return float(getattr(env, "noise", 0.0))
+
+
 def stacked_matrix(agent, env):
     """P for any activation: the linear map from (x_t, h_t) to (x_{t+1}, W h_t + m y_{t+1})."""
     W, m, z = agent.recurrent_matrix(), agent.tensors["m"], agent.tensors["z"]
@@ -222,7 +227,7 @@ def noise_cost(agent, env, T, T_max, beta, first):
     counted state x_{t+1} directly, T steps of sigma^2 n / (n T). ``T`` one horizon or one per
     member (each member sums its own S_t, t < T_k). T_max - 1 products of d x d matrices.
     """
-    sigma = float(getattr(env, "noise", 0.0))
+    sigma = noise_level(env)
     P, r = linear_system(agent, env)
     n = state_size(env)
     G = noise_matrix(agent, env, has_overlaps(agent))

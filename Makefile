@@ -49,15 +49,25 @@ test: lint unit notebooks browser
 lint: $(STAMP)
 	$(BIN)/ruff check closedloop tests benchmarks tools
 
+# the tests run in two processes at a time (pytest-xdist), each on one thread: two processes
+# with default threads on two cores oversubscribe OpenMP. Every path that picks its own threads
+# is also run at two threads inside a test (tests/test_threads.py)
+PAR := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+JOBS ?= 2
+
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(PAR) $(BIN)/python -m pytest -q -n $(JOBS) tests
 
 # every chapter through papermill at the small parameters of tests/notebook_params.json,
 # then nbval re-executes those outputs and compares the cells marked NBVAL_CHECK_OUTPUT
+# (the chapters two at a time, then the report, which reads their glue; nbval keeps each
+# notebook's cells in one process, in order: --dist loadfile)
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q tests/notebook_runs.py
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_NB)/*.ipynb
+	$(PAR) $(BIN)/python -m pytest -q -n $(JOBS) tests/notebook_runs.py -k "not report"
+	$(PAR) $(BIN)/python -m pytest -q tests/notebook_runs.py -k report
+	$(PAR) $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval-lax \
+		--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider \
+		$(CI_NB)/*.ipynb
 
 # the book built from the notebooks of `make notebooks` (no re-execution), opened in headless
 # Chromium from _build/browser/ without network; screenshots in _build/browser/screenshots/.

@@ -28,6 +28,16 @@ def counted(test):
     return wrapper
 
 
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker hands its counts to the controller (``pytest_testnodedown``)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["hypothesis_cases"] = dict(CASES)
+
+
+def pytest_testnodedown(node, error):
+    CASES.update(getattr(node, "workeroutput", {}).get("hypothesis_cases", {}))
+
+
 def pytest_terminal_summary(terminalreporter):
     if CASES:
         terminalreporter.write_line(f"hypothesis: {sum(CASES.values())} cases in {len(CASES)} "

@@ -46,3 +46,73 @@ def test_backward_runs_under_the_policy_of_its_forward(two_threads, monkeypatch,
     torch.autograd.grad(loss.sum(), agent.parameters())
     assert backward and set(backward) == {want}
     assert torch.get_num_threads() == 2  # restored after each
+
+
+@pytest.fixture
+def two_threads_everywhere():
+    """torch and numpy's OpenBLAS at two threads, whatever the environment set (make test
+    runs each test process on one): what a reader's session has on two cores."""
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        yield
+    torch.set_num_threads(n)
+
+
+def _paths():
+    """Every training path with a thread policy of its own, small: name -> () -> losses."""
+    from closedloop import LinearPlant, RankOneAgent, tracking
+    from closedloop.training import train_closed_loop, train_open_loop
+
+    env = DoubleIntegrator(UniformBox(1.0))
+
+    def tanh_closed():
+        return train_closed_loop(RNNAgent(N=12, seed=0), env, epochs=3, T=8, batch=5).loss
+
+    def tanh_open():
+        return train_open_loop(RNNAgent(N=12, seed=0), RNNAgent(N=12, seed=1), env, epochs=3,
+                               T=8, batch=5).loss
+
+    def rank_one_ensemble():
+        agent = RankOneAgent(N=12, seed=0, batch_shape=(3,))
+        return train_closed_loop(agent, env, epochs=3, T=8, batch=5).loss
+
+    def noisy_plant():
+        plant = LinearPlant.damped_oscillator(0.5, 0.4, 1.0, noise=0.1)
+        return train_closed_loop(RankOneAgent(N=12, seed=0), plant, epochs=3, T=8,
+                                 batch=5).loss
+
+    def tracking_closed():
+        agent, refs = tracking.TrackingRNN(N=8, seed=0), tracking.Sinusoids(T=30)
+        return tracking.train_tracking(agent, tracking.PointMass(), refs, epochs=3, batch=3,
+                                       n_test=2).loss
+
+    def tracking_twin():
+        refs = tracking.Sinusoids(T=30)
+        teacher, agent = tracking.TrackingRNN(N=8, seed=1), tracking.TrackingRNN(N=8, seed=0)
+        return tracking.train_tracking(agent, tracking.PointMass(), refs, epochs=3, batch=3,
+                                       n_test=2, teacher=teacher).loss
+
+    return {f.__name__: f for f in (tanh_closed, tanh_open, rank_one_ensemble, noisy_plant,
+                                    tracking_closed, tracking_twin)}
+
+
+@pytest.mark.parametrize("path", sorted(_paths()))
+def test_every_training_path_runs_at_two_threads_as_at_one(path, two_threads_everywhere):
+    """Each path at two torch and two OpenBLAS threads gives the losses it gives at one (a
+    path that mixed numpy and torch arrays under one thread count and not the other failed
+    here, issue 27), and leaves both thread counts as it found them."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    run = _paths()[path]
+    at_two = run()
+    assert torch.get_num_threads() == 2
+    assert all(i["num_threads"] == 2 for i in threadpool_info() if i["user_api"] == "blas")
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1, user_api="blas"):
+        at_one = run()
+    torch.set_num_threads(2)
+    assert at_two.shape == at_one.shape and at_two.size > 0
+    assert abs(at_two - at_one).max() <= 1e-9 * abs(at_one).max()

@@ -71,20 +71,31 @@ class _ClosedLoop(torch.autograd.Function):
         S = s0.new_empty(T + 1, *s0.shape)
         S[0] = s0
         PT = PT.contiguous()  # a transposed operand sends matmul(out=) to a slow path
-        batched = PT.dim() == 3
+        ctx.numpy = _numpy_steps(S)  # the backward takes the same kind of arrays
         # the per-step views made in one call each (indexing S[t] inside the loop costs a few
         # microseconds per step, a tenth of a product)
-        states = S.unbind(0)
-        phi = _inplace_tanh(S[..., lo:]) if tanh else None
-        steps = (None,) * T if inputs is None else inputs.unbind(0)
-        mm, addmm = (torch.bmm, torch.baddbmm) if batched else (torch.mm, torch.addmm)
-        for t in range(T):
-            if steps[t] is None:
-                mm(states[t], PT, out=states[t + 1])
-            else:
-                addmm(steps[t], states[t], PT, out=states[t + 1])
-            if phi is not None:
-                phi(t + 1)
+        states = _steps(S, ctx.numpy)
+        phi = _inplace_tanh(S[..., lo:], ctx.numpy) if tanh else None
+        steps = (None,) * T if inputs is None else _steps(inputs.detach(), ctx.numpy)
+        if ctx.numpy:
+            P_ = PT.detach().numpy()
+            mm = lambda a, out: np.matmul(a, P_, out=out)
+            addmm = lambda c, a, out: np.add(np.matmul(a, P_, out=out), c, out=out)
+        else:
+            batched = PT.dim() == 3
+            mm = lambda a, out: (torch.bmm if batched else torch.mm)(a, PT, out=out)
+            addmm = lambda c, a, out: (torch.baddbmm if batched else torch.addmm)(c, a, PT,
+                                                                                 out=out)
+        # a diverging loop overflows to inf and nan, as torch's steps do (silently: the
+        # training checks its loss and gradient every epoch and stops with a message)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(T):
+                if steps[t] is None:
+                    mm(states[t], states[t + 1])
+                else:
+                    addmm(steps[t], states[t], states[t + 1])
+                if phi is not None:
+                    phi(t + 1)
         H = S[..., lo:]
         U = (H @ z.unsqueeze(-1)).squeeze(-1)
         ctx.save_for_backward(PT, S, z)
@@ -99,6 +110,7 @@ class _ClosedLoop(torch.autograd.Function):
         # G[t-1] = dL/dpre_t for t = 1..T: first what reaches s_t directly, from x_t, h_t and
         # u_t = z.h_t, then (below) what reaches it through later steps, and phi'
         G = S.new_empty(T, *S.shape[1:])
+        G0 = G[0]  # dL/dpre_1, the step before s_0's gradient (G is regrouped below)
         Gx, Gh = G[..., :lo], G[..., lo:]
         if dU is not None:
             torch.mul(dU[1:, ..., None], z.unsqueeze(-2), out=Gh)
@@ -108,14 +120,21 @@ class _ClosedLoop(torch.autograd.Function):
             Gh.add_(dH[1:])
         if lo:
             Gx.copy_(dX[1:]) if dX is not None else Gx.zero_()
-        grads, grads_h = G.unbind(0), Gh.unbind(0)
-        if ctx.tanh:  # phi' = 1 - h^2 for all steps at once (three passes, not 2T calls)
-            slopes = S[1:, ..., lo:].square().neg_().add_(1).unbind(0)
-        for t in range(T, 0, -1):
-            if ctx.tanh:
-                grads_h[t - 1].mul_(slopes[t - 1])
-            if t > 1:
-                (grads[t - 2].baddbmm_ if batched else grads[t - 2].addmm_)(grads[t - 1], P)
+        grads, grads_h = _steps(G, ctx.numpy), _steps(Gh, ctx.numpy)
+        slopes = _slopes(S[1:, ..., lo:], ctx.numpy) if ctx.tanh else None
+        if ctx.numpy:  # grads[t - 2] += grads[t - 1] P, through a spare block
+            P_, spare = P.numpy(), np.empty_like(grads[0])
+            addmm = lambda c, a: np.add(c, np.matmul(a, P_, out=spare), out=c)
+            scale = lambda g, s: np.multiply(g, s, out=g)
+        else:
+            addmm = lambda c, a: (c.baddbmm_ if batched else c.addmm_)(a, P)
+            scale = lambda g, s: g.mul_(s)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(T, 0, -1):
+                if slopes is not None:
+                    scale(grads_h[t - 1], slopes[t - 1])
+                if t > 1:
+                    addmm(grads[t - 2], grads[t - 1])
         prev = S[:-1]
         if batched:  # (T, Kf, B, d) -> (Kf, T B, d)
             prev, G = prev.transpose(0, 1), G.transpose(0, 1)
@@ -123,7 +142,7 @@ class _ClosedLoop(torch.autograd.Function):
                @ G.reshape(*G.shape[:-3], -1, d))
         ds0 = dz = None
         if ctx.needs_input_grad[1]:
-            ds0 = grads[0] @ P
+            ds0 = G0 @ P
             if dX is not None and lo:
                 ds0[..., :lo] += dX[0]
             if dH is not None:
@@ -140,18 +159,39 @@ class _ClosedLoop(torch.autograd.Function):
         return dPT, ds0, dz, dinputs, None, None, None
 
 
-def _inplace_tanh(H):
+def _numpy_steps(S) -> bool:
+    """Whether the steps run on numpy views of the CPU tensors: numpy's matmul (OpenBLAS)
+    takes 24 us for a 100 x 102 by 102 x 102 float32 product where torch's takes 28 us, its
+    tanh 8 us where torch 2.13's takes 36-45 us (one thread, AVX-512; 48 against 55 us and
+    31 against 67-85 us in float64)."""
+    return S.device.type == "cpu" and S.dtype in (torch.float32, torch.float64)
+
+
+def _slopes(H, numpy: bool) -> list:
+    """phi' = 1 - h^2 of every step at once, two passes over H (T, ..., N), as per-step
+    views (``_steps``)."""
+    if numpy:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.square(H.numpy())
+        return list(np.subtract(1, out, out=out))
+    return H.square().neg_().add_(1).unbind(0)
+
+
+def _steps(X, numpy: bool) -> list:
+    """The views X[0], X[1], ... along the first axis: numpy arrays sharing X's memory, or
+    tensors. X is made inside the forward or backward, or detached, so it has no grad."""
+    return list(X.numpy()) if numpy else X.unbind(0)
+
+
+def _inplace_tanh(H, numpy: bool):
     """A function t -> None that applies tanh in place to H[t] (H: (T+1, ..., N), a view).
 
-    On the CPU numpy's tanh, not torch's: torch 2.13 evaluates tanh one element at a time
-    (measured on AVX-512, one thread, a 100 x 100 block: 36-45 us in float32, 67-85 us in
-    float64, as long as the step's product), numpy's vectorized tanh takes 8 and 31 us at
-    the same accuracy (within 1.1e-7 and 2.3e-16 relative of the float64 / exact value,
-    torch's 5.8e-8 and 0). Its last bits depend on the CPU's vector extensions, as the
-    products' do (book: How it works, "Reproducibility").
+    numpy's vectorized tanh, on the CPU (``_numpy_steps``): within 1.1e-7 and 2.3e-16
+    relative of the exact value in float32 and float64 (torch's 5.8e-8 and 0). Its last bits
+    depend on the CPU's vector extensions, as the products' do (book: How it works,
+    "Reproducibility").
     """
-    if H.device.type != "cpu" or H.dtype not in (torch.float32, torch.float64):
-        views = H.unbind(0)
+    views = _steps(H, numpy)
+    if not numpy:
         return lambda t: views[t].tanh_()
-    views = list(H.numpy())  # shares H's memory; H is made inside the forward, without grad
     return lambda t: np.tanh(views[t], out=views[t])

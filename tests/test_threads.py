@@ -17,15 +17,16 @@ def two_threads():
     torch.set_num_threads(n)
 
 
-def spy_threads(monkeypatch, name):
-    """Record torch.get_num_threads() at every call of torch.<name> made by the loop."""
-    seen, real = [], getattr(torch, name)
+def spy_threads(monkeypatch, module, name):
+    """Record the threads (torch's, numpy's OpenBLAS's) at every call of module.<name> made by
+    the loop (torch.mul, or numpy.matmul: the CPU steps run in numpy, ``_loop``)."""
+    seen, real = [], getattr(module, name)
 
     def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
+        seen.append((torch.get_num_threads(), _threads.numpy_blas_threads()))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_loop.torch, name, spy)
+    monkeypatch.setattr(module, name, spy)
     return seen
 
 
@@ -33,18 +34,24 @@ def spy_threads(monkeypatch, name):
 def test_backward_runs_under_the_policy_of_its_forward(two_threads, monkeypatch, N,
                                                        batch_shape, want):
     """A small network's loop (products below PARALLEL_WORK) runs on one thread forward and
-    backward; a large one keeps the default (two here)."""
+    backward, torch's and numpy's; a large one keeps the default (two here)."""
+    from threadpoolctl import threadpool_limits
+
     env = DoubleIntegrator(UniformBox(1.0))
     agent = RNNAgent(N=N, g=0.5, seed=0, batch_shape=batch_shape)
     x0 = env.sample_x0(8, torch.Generator().manual_seed(0))
     work = 8 * (N + 2) ** 2 * math.prod(batch_shape)
     assert (work < _threads.PARALLEL_WORK) == (want == 1)
-    forward = spy_threads(monkeypatch, "mm" if not batch_shape else "bmm")
-    backward = spy_threads(monkeypatch, "mul")  # the backward's first operation
-    loss = coupled.closed_loop_loss(agent, env, x0, 6)
-    assert forward and set(forward) == {want}
-    torch.autograd.grad(loss.sum(), agent.parameters())
-    assert backward and set(backward) == {want}
+    with threadpool_limits(limits=2, user_api="blas"):
+        steps = spy_threads(monkeypatch, _loop.np, "matmul")
+        loss = coupled.closed_loop_loss(agent, env, x0, 6)
+        forward = list(steps)
+        backward = spy_threads(monkeypatch, _loop.torch, "mul")  # the backward's first op
+        torch.autograd.grad(loss.sum(), agent.parameters())
+        backward_steps = steps[len(forward):]
+    assert forward and set(forward) == {(want, want)}
+    assert backward and {b[0] for b in backward} == {want}
+    assert backward_steps and set(backward_steps) == {(want, want)}
     assert torch.get_num_threads() == 2  # restored after each
 
 

@@ -198,3 +198,9 @@ def _range(name, value, low, high, low_open=False, high_open=False):
 
 def _hi(high, high_open):
     return "" if high is None else f" and {'<' if high_open else '<='} {high}"
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """The broadcast of ``shapes`` (as numpy's; ValueError if they do not broadcast).
+    torch.broadcast_shapes imports sympy on its first call, 0.3-0.8 s of every process."""
+    return tuple(np.broadcast_shapes(*(tuple(s) for s in shapes)))

@@ -6,9 +6,12 @@ Shapes: states are row vectors (..., B, d), time first in trajectories (T+1, ...
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
+from . import _checks
 from ._threads import loop_threads
 
 
@@ -21,19 +24,24 @@ def closed_loop(PT, s0, z, T, tanh, lo, inputs=None):
     linear (the environment's), the others pass through tanh if ``tanh``. Returns
     (S[..., :lo], S[..., lo:], U) with S (T+1, *K, B, d) and U (T+1, *K, B).
     """
-    K = torch.broadcast_shapes(PT.shape[:-2], s0.shape[:-2], z.shape[:-1],
+    K = _checks.broadcast_shapes(PT.shape[:-2], s0.shape[:-2], z.shape[:-1],
                                () if inputs is None else inputs.shape[1:-2])
     d, B = PT.shape[-1], s0.shape[-2]
     PT, s0, z = PT.expand(*K, d, d), s0.expand(*K, B, d), z.expand(*K, d - lo)
     if inputs is not None:
         inputs = inputs.expand(T, *K, B, d)
-    if K:  # one ensemble axis: products become batched (b)mm on contiguous blocks
+    if K and math.prod(K) > 1:  # one ensemble axis: products become batched on blocks
         flat = lambda t, lead: t.reshape(*t.shape[:lead], -1, *t.shape[lead + len(K):])
         PT, s0, z = flat(PT, 0), flat(s0, 0), flat(z, 0)
         inputs = None if inputs is None else flat(inputs, 1)
+    elif K:  # a one-member ensemble runs as a single network (2-d products are cheaper)
+        one = (0,) * len(K)
+        PT, s0, z = PT[one], s0[one], z[one]
+        inputs = None if inputs is None else inputs[(slice(None),) + one]
     X, H, U = _ClosedLoop.apply(PT, s0, z, inputs, T, tanh, lo)
     if K:
-        X, H, U = (v.unflatten(1, K) for v in (X, H, U))
+        X, H, U = (v.reshape(v.shape[0], *K, *v.shape[1:]) if math.prod(K) == 1
+                   else v.unflatten(1, K) for v in (X, H, U))
     return X, H, U
 
 
@@ -97,7 +105,9 @@ class _ClosedLoop(torch.autograd.Function):
                 if phi is not None:
                     phi(t + 1)
         H = S[..., lo:]
-        U = (H @ z.unsqueeze(-1)).squeeze(-1)
+        # an ensemble's readout as a product and a sum: a broadcast batched matmul over the
+        # T + 1 steps takes several times longer
+        U = (H * z.unsqueeze(-2)).sum(-1) if S.dim() == 4 else H @ z
         ctx.save_for_backward(PT, S, z)
         ctx.tanh, ctx.lo = tanh, lo
         return S[..., :lo], H, U
@@ -135,11 +145,12 @@ class _ClosedLoop(torch.autograd.Function):
                     scale(grads_h[t - 1], slopes[t - 1])
                 if t > 1:
                     addmm(grads[t - 2], grads[t - 1])
+        # sum_t s_t^T g_{t+1}: one product over all steps (per member: a batched product of
+        # transposed (Kf, d, T B) blocks takes half as long again)
         prev = S[:-1]
-        if batched:  # (T, Kf, B, d) -> (Kf, T B, d)
-            prev, G = prev.transpose(0, 1), G.transpose(0, 1)
-        dPT = (prev.reshape(*prev.shape[:-3], -1, d).transpose(-1, -2)
-               @ G.reshape(*G.shape[:-3], -1, d))
+        sums = lambda a, b: a.reshape(-1, d).transpose(0, 1) @ b.reshape(-1, d)
+        dPT = (torch.stack([sums(prev[:, k], G[:, k]) for k in range(G.shape[1])]) if batched
+               else sums(prev, G))
         ds0 = dz = None
         if ctx.needs_input_grad[1]:
             ds0 = G0 @ P
@@ -151,11 +162,12 @@ class _ClosedLoop(torch.autograd.Function):
                 ds0[..., lo:] += dU[0, ..., None] * z.unsqueeze(-2)
         if ctx.needs_input_grad[2] and dU is not None:
             H = S[..., lo:]
-            if batched:
-                dz = torch.einsum("tkbn,tkb->kn", H, dU)
+            if batched:  # a product per member (einsum takes 6 times as long here)
+                dz = torch.bmm(dU.transpose(0, 1).reshape(z.shape[0], 1, -1),
+                               H.transpose(0, 1).reshape(z.shape[0], -1, N)).squeeze(1)
             else:
                 dz = H.reshape(-1, N).transpose(0, 1) @ dU.reshape(-1)
-        dinputs = (G.transpose(0, 1) if batched else G) if ctx.needs_input_grad[3] else None
+        dinputs = G if ctx.needs_input_grad[3] else None
         return dPT, ds0, dz, dinputs, None, None, None
 
 

@@ -345,7 +345,7 @@ def effective_rollout(overlaps, env, x0: torch.Tensor, T: int, w=None) -> dict:
         else:  # the step loop takes the noise as an input; G_eff = [[I_n], [C], [0]]
             G = torch.cat([torch.eye(n, dtype=P.dtype, device=P.device), env.C[None],
                            env.C.new_zeros(1, n)])
-            K = torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2])
+            K = _checks.broadcast_shapes(P.shape[:-2], s0.shape[:-2])
             x, h, _ = closed_loop(P.transpose(-1, -2), s0.expand(*K, *s0.shape[-2:]),
                                   q[..., :2], T, False, lo=n, inputs=w @ G.T)
             s = torch.cat([x, h], -1)

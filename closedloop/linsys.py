@@ -50,7 +50,7 @@ def no_overflow(states, what):
 def states_by_doubling(P, s0, T):
     """``linear_states`` unchecked (for callers whose P may legitimately have overflowed),
     except for the memory its T + 1 states need."""
-    s0 = s0.expand(*torch.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
+    s0 = s0.expand(*_checks.broadcast_shapes(P.shape[:-2], s0.shape[:-2]), *s0.shape[-2:])
     _checks.fits_memory(f"T={T} steps of {s0.numel()} numbers", (T + 1) * s0.numel())
     states, PkT, n = s0[None], P.transpose(-1, -2), 1
     while n < T + 1:
@@ -86,7 +86,7 @@ def lyapunov_sum(P: torch.Tensor, M: torch.Tensor, T: int) -> torch.Tensor:
                          f"{tuple(M.shape)} {M.dtype}")
     check_broadcast("P", P.shape[:-2], "M", M.shape[:-2])
     if torch.is_tensor(T):
-        K = torch.broadcast_shapes(P.shape[:-2], M.shape[:-2])
+        K = _checks.broadcast_shapes(P.shape[:-2], M.shape[:-2])
         if tuple(T.shape) != tuple(K):
             raise ValueError(f"T with one horizon per member must have shape {tuple(K)}, got "
                              f"{tuple(T.shape)}")
@@ -149,7 +149,7 @@ def impulse_response(C: torch.Tensor, M: torch.Tensor, G: torch.Tensor, T: int,
     """
     if C.dim() == 2 and M.dim() == 2 and G.dim() == 2:
         return ImpulseResponse.apply(C, M, G, T, baby)
-    K = torch.broadcast_shapes(C.shape[:-2], M.shape[:-2], G.shape[:-2])
+    K = _checks.broadcast_shapes(C.shape[:-2], M.shape[:-2], G.shape[:-2])
     # one flattened ensemble axis: the products become batched (b)mm on contiguous blocks
     flat = [X.expand(*K, *X.shape[-2:]).reshape(-1, *X.shape[-2:]) for X in (C, M, G)]
     H = ImpulseResponse.apply(*flat, T, baby)                          # (T, Kf, o, c)
@@ -218,7 +218,7 @@ def abs2(z: torch.Tensor) -> torch.Tensor:
 def check_broadcast(name_a, a, name_b, b) -> None:
     """ValueError naming ``name_b`` unless leading axes ``b`` broadcast against ``a``."""
     try:
-        torch.broadcast_shapes(tuple(a), tuple(b))
-    except RuntimeError:
+        _checks.broadcast_shapes(a, b)
+    except ValueError:
         raise ValueError(f"{name_b} has leading axes {tuple(b)} that do not broadcast "
                          f"against {name_a} {tuple(a)}") from None

@@ -128,7 +128,7 @@ CHAPTERS: dict[str, dict[str, Param]] = {
         "excursion_N": COUNT, "excursion_epochs": COUNT,
         "excursion_lrs": Param(list, item=Param(float, 0.0, low_open=True)),
         "excursion_inits": Param(list, item=Param(str, choices=("paper", "gaussian"))),
-        "excursion_seeds": COUNT,
+        "excursion_seeds": COUNT, "excursion_dtype": DTYPE,
     },
     "ch6_plants": {
         "epochs": COUNT, "batch": COUNT, "T": COUNT, "lr": POSITIVE, "clip": CLIP,

@@ -38,9 +38,11 @@ def check_name(name, value):
     return _checks.choice(name, value, tuple(FAMILIES))
 
 
-def _number(low=None, high=None, integer=False):
+def number(low=None, high=None, integer=False, none_ok=True):
+    """A check (name, value) -> value of a number in [low, high] (an integer if ``integer``;
+    None passes if ``none_ok``): the settings' checks here and in ``sweep``."""
     def check(name, value):
-        if value is None:
+        if value is None and none_ok:
             return None
         if integer:
             return _checks.integer(name, value, low=low, high=high)
@@ -49,8 +51,8 @@ def _number(low=None, high=None, integer=False):
 
 
 #: Each plant setting's own check (the family's parameters are checked together, below).
-CHECKS = {"plant": check_name, "order": _number(1, 50, integer=True), "omega": _number(0.0),
-          "zeta": _number(0.0, 1.0), "dt": _number(0.0), "a": _number(),
+CHECKS = {"plant": check_name, "order": number(1, 50, integer=True), "omega": number(0.0),
+          "zeta": number(0.0, 1.0), "dt": number(0.0), "a": number(),
           "noise": lambda name, v: _checks.real(name, v, low=0.0)}
 
 

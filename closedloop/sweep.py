@@ -359,13 +359,7 @@ def _column(points, k):
 
 
 def _number(low=None, high=None, none_ok=False, integer=False):
-    def check(name, value):
-        if value is None and none_ok:
-            return None
-        if integer:
-            return _checks.integer(name, value, low=low, high=high)
-        return _checks.real(name, value, low=low, high=high)
-    return check
+    return plant_settings.number(low, high, integer=integer, none_ok=none_ok)
 
 
 def _positive(name, value):
@@ -458,18 +452,22 @@ MODELS["tanh"] = Model(
 def _train_open_loop(points):
     """Per point: a tanh network trained closed loop (the teacher, the paper's setup) and a
     student from the same initial weights trained open loop to imitate it, with the point's
-    ``lr``; the student's closed-loop test loss is recorded every ``monitor_every`` epochs.
-    Points that share a network (seed, init, g) share one teacher training."""
+    ``lr``; the student's closed-loop test loss is recorded every ``monitor_every`` epochs,
+    in the trainings' ``dtype`` (float32: the authors'). Points that share a network (seed,
+    init, g) share one teacher training."""
     from . import conventions, gains
     from .agents import RNNAgent
     from .envs import DoubleIntegrator, UniformBox
     from .training import train_closed_loop, train_open_loop
 
-    p0 = points[0]
-    env = DoubleIntegrator(UniformBox(p0["x0_half_width"]))
+    import torch
+
+    p0, dtype = points[0], getattr(torch, points[0]["dtype"])
+    env = DoubleIntegrator(UniformBox(p0["x0_half_width"]), dtype=dtype)
     net = lambda p: (p["seed"], p["init"], p["g"])
     nets = list(dict.fromkeys(net(p) for p in points))
-    initial = [RNNAgent(N=p0["N"], g=g, seed=seed, init=init) for seed, init, g in nets]
+    initial = [RNNAgent(N=p0["N"], g=g, seed=seed, init=init, dtype=dtype)
+               for seed, init, g in nets]
     teachers = RNNAgent.stack([a.detached() for a in initial])
     train_closed_loop(teachers, env, epochs=p0["teacher_epochs"], T=p0["T"], beta=p0["beta"],
                       lr=p0["teacher_lr"], batch=p0["batch"], clip=p0["clip"],
@@ -490,11 +488,13 @@ MODELS["open_loop"] = Model(
     "open_loop",
     defaults=dict(N=100, g=0.1, seed=0, init="paper", lr=1e-2, teacher_lr=1e-2, epochs=1000,
                   teacher_epochs=1000, T=50, beta=0.005, batch=100, clip=1.0,
-                  x0_half_width=1.0, data_seed=0, n_test=100, test_T=50, monitor_every=1),
+                  x0_half_width=1.0, data_seed=0, n_test=100, test_T=50, monitor_every=1,
+                  dtype="float64"),
     shared=("N", "teacher_lr", "epochs", "teacher_epochs", "T", "beta", "batch", "clip",
-            "x0_half_width", "data_seed", "n_test", "test_T", "monitor_every"),
+            "x0_half_width", "data_seed", "n_test", "test_T", "monitor_every", "dtype"),
     check={**_COMMON_CHECKS, "g": _number(0.0, 1e6), "teacher_lr": _positive,
            "teacher_epochs": _number(0, 10**7, integer=True),
            "data_seed": _number(0, 2**63 - 1, integer=True), "n_test": _number(2, integer=True),
-           "test_T": _number(1, integer=True), "monitor_every": _number(1, integer=True)},
+           "test_T": _number(1, integer=True), "monitor_every": _number(1, integer=True),
+           "dtype": _one_of("float32", "float64")},
     train=_train_open_loop)

@@ -1,10 +1,15 @@
 """The explorers of closedloop.widgets, built from tiny trainings and driven as a reader would."""
 
+import io
 import re
 import threading
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
+from PIL import Image
 
 from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, gains, tracking
 from closedloop import widgets
@@ -51,6 +56,67 @@ def test_static_html_rejects_mismatched_labels():
         widgets.static_html([b"png"], ["a", "b"], name="x")
     html = widgets.static_html([b"a", b"b", b"c"], ["1", "2", "3"], name="x", start=7)
     assert 'value="2"' in html  # start is clipped to the last frame
+
+
+def _titled_figure(layout="constrained"):
+    # 3.33 x 2.07 in: not a whole number of pixels at 80 dpi (Agg truncates)
+    fig = Figure(figsize=(3.33, 2.07), layout=layout)
+    ax = fig.subplots()
+    ax.plot([0, 1, 2], [0, 1, 4], "o-")
+    ax.set(title="a title", xlabel="x", ylabel="y")
+    draws = []
+    fig.canvas.mpl_connect("draw_event", lambda event: draws.append(1))
+    return fig, draws
+
+
+def test_render_png_draws_a_frozen_figure_once_and_keeps_its_engine():
+    fig, draws = _titled_figure()
+    live = fig.get_layout_engine()
+    widgets.render_png(fig)
+    assert len(draws) == 2, "a live engine: savefig lays out, then draws"
+    assert fig.get_layout_engine() is live
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # frozen, as an Explorer's figure
+    frozen = fig.get_layout_engine()
+    assert isinstance(frozen, PlaceHolderLayoutEngine)
+    for colors in (None, 96):
+        draws.clear()
+        widgets.render_png(fig, 80, colors)
+        assert len(draws) == 1 and fig.get_layout_engine() is frozen
+    with pytest.raises(KeyError), widgets.single_draw(fig):
+        assert fig.get_layout_engine() is None
+        raise KeyError("a draw that fails")
+    assert fig.get_layout_engine() is frozen
+
+
+def test_render_png_palette_frame_is_the_quantized_png():
+    fig, _ = _titled_figure(layout=None)
+    full = Image.open(io.BytesIO(widgets.render_png(fig, 80))).convert("RGB")
+    frame = Image.open(io.BytesIO(widgets.render_png(fig, 80, 96)))
+    assert frame.mode == "P" and frame.size == full.size == (266, 165)
+    expected = full.quantize(colors=96, method=Image.Quantize.FASTOCTREE).convert("RGB")
+    np.testing.assert_array_equal(np.asarray(frame.convert("RGB")), np.asarray(expected))
+
+
+def test_static_form_leaves_the_live_figure_as_it_was():
+    fig = Figure(figsize=(3.33, 2.07), layout="constrained")
+    ax = fig.subplots()
+    (line,) = ax.plot([], [])
+    ax.set(xlim=(0, 1), ylim=(0, 3))
+
+    def draw(a):
+        line.set_data([0, 1], [0, a])
+        ax.set_title(f"a = {a}" + " (a long title)" * (a == 2))
+
+    ex = widgets.Explorer(fig, draw, {"a": widgets.slider("a", 1, min=0, max=3)},
+                          [{"a": 0}, {"a": 2}])
+    engine, png = fig.get_layout_engine(), ex.image.value
+    assert isinstance(engine, PlaceHolderLayoutEngine)
+    assert isinstance(fig.canvas, FigureCanvasAgg)  # one renderer (and text cache) for all frames
+    assert check_static(ex) == ["a = 0", "a = 2"]
+    assert fig.get_layout_engine() is engine and ax.get_title() == "a = 1"
+    ex.refresh()
+    assert ex.image.value == png
 
 
 def test_sliders_compute_once_per_release():

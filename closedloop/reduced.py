@@ -11,13 +11,12 @@ for many alpha at once (``alpha_model``); ``alpha_bands`` finds the alphas whose
 back inside the unit circle, ``horizon_scan`` the episode lengths T whose network never does.
 
 Stage 3 (``stage3_runs``): the network at the stabilization epoch, trained on, beside three
-reduced models (the same closed-loop loss, lr, batch size and clipping): ``paper``, the
-paper's model (spec s.9: the four overlaps trained by plain SGD, their own 4-vector gradient
-clipped, on their own batches; ``agents.OverlapAgent``, ``metric=None``); ``frozen_metric``,
-the overlaps stepped in the metric G of the start, frozen (``OverlapAgent.of(start)``), on
-the paper's model's batches; ``compressed``, the network in a basis of span{m, u, v, z}, four
-neurons (``RankOneAgent.compressed``), on its batches: the exact reduction to ten numbers.
-"""
+reduced models (same loss, lr, batch size, clipping): ``paper``, the paper's model (spec s.9:
+the four overlaps by plain SGD, their 4-vector gradient clipped, on their own batches;
+``OverlapAgent``, ``metric=None``); ``frozen_metric``, the overlaps stepped in the metric G
+of the start, frozen (``OverlapAgent.of(start)``), on the paper's model's batches;
+``compressed``, the network in a basis of span{m, u, v, z}, four neurons (the exact
+reduction to ten numbers: ``RankOneAgent.compressed``), on its batches."""
 
 from __future__ import annotations
 
@@ -467,29 +466,30 @@ def stage3_spread(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 50,
                   lr: float = 1e-2, batch: int = 100, clip: float | None = 1.0,
                   reduced_seed_offset: int = 1, convention=None,
                   stream: str = "authors") -> dict:
-    """The paper's model against the full network over stage 3, for independent runs: for
-    each seed s a rank-one network drawn and trained on batches from ``Stream(s, stream)`` for
-    ``epochs`` updates; from its stabilization epoch e_s the paper's model (``OverlapAgent``,
-    ``metric=None``) starts at the overlaps recorded at e_s and trains ``epochs - e_s`` updates
-    on its own batches (seed s + ``reduced_seed_offset``), against the run's epochs e_s..
-    Returns arrays (len(seeds),): ``seed``, ``stabilization`` (NaN: never, and NaN gaps),
-    ``median_gap_pct``, ``max_gap_pct`` (relative gap of expected losses over stage 3), ``behind``
-    (1.0 where the median of L_paper - L_full is positive). Chapter 3, section "Stage 3"."""
+    """The paper's model against the full network over stage 3, for independent runs: per seed
+    s a rank-one network drawn and trained on batches from ``Stream(s, stream)`` for ``epochs``
+    updates; from its stabilization epoch e_s the paper's model (``OverlapAgent``, no metric)
+    starts at the overlaps recorded at e_s and trains ``epochs - e_s`` updates on its own
+    batches (seed s + ``reduced_seed_offset``), against the run's epochs e_s.. Returns arrays
+    (len(seeds),): ``seed``, ``stabilization`` (NaN: never, and NaN gaps), ``median_gap_pct``,
+    ``max_gap_pct`` (relative gap of expected losses over stage 3), ``behind`` (1.0 where the
+    median of L_paper - L_full is positive). Chapter 3, section "Stage 3"."""
     seeds = _checks.seeds("seeds", seeds)
     offset = _checks.integer("reduced_seed_offset", reduced_seed_offset, low=1)
     common = dict(T=T, lr=lr, batch=batch, clip=clip, convention=convention, eig_W=False)
     out = {k: [] for k in ("seed", "stabilization", "median_gap_pct", "max_gap_pct", "behind")}
-    for s in seeds:
-        st = Stream(s, stream)
-        agent = RankOneAgent(N=N, seed=st, dtype=env.dtype, device=env.device)
-        h = train_closed_loop(agent, env, epochs=epochs, seed=st, eig_every=1, **common)
+    runs = [Stream(s, stream) for s in seeds]  # one ensemble: each member its run to rounding
+    nets = RankOneAgent.stack([RankOneAgent(N=N, seed=st, dtype=env.dtype, device=env.device)
+                               for st in runs])
+    full_runs = train_closed_loop(nets, env, epochs=epochs, seed=runs, eig_every=1, **common)
+    for k, s in enumerate(seeds):
+        h = full_runs.member(k)
         e = detect_stages(h).stabilization
         row = dict(seed=s, stabilization=np.nan, median_gap_pct=np.nan, max_gap_pct=np.nan,
                    behind=np.nan)
         if e is not None and e < epochs:
-            paper = train_closed_loop(OverlapAgent(torch.as_tensor(h.overlaps[e]),
-                                                   dtype=env.dtype), env,
-                                      epochs=epochs - e, seed=s + offset, **common)
+            start = OverlapAgent(torch.as_tensor(h.overlaps[e]), dtype=env.dtype)
+            paper = train_closed_loop(start, env, epochs=epochs - e, seed=s + offset, **common)
             full = h.expected_loss[e:]
             gap = relative_loss_gap(full, paper.expected_loss)
             row.update(stabilization=e, median_gap_pct=100 * float(np.median(gap)),

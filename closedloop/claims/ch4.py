@@ -292,7 +292,9 @@ def exact_mode(h_runs: History, h_exact: History, history: History, exact_learne
 
 def interference(history: History, h_runs: History, h_exact: History,
                  refs: tracking.Sinusoids, seeds_used: list, learned: list, other_learned: list,
-                 exact_learned: list, before: int = 100, after: int = 50) -> dict:
+                 exact_learned: list, before: int = 100, after: int = 50,
+                 spike_factor: float = 1.05, spike_window: int = 50,
+                 spike_margin: int = 50) -> dict:
     """Section "Learning a frequency disturbs the others": how far the probe loss of every
     learned lower frequency rises around each later first-learned epoch, in the window of
     epochs [e - ``before``, e + ``after``] (``tracking.acquisition_rises``: peak over the
@@ -311,8 +313,22 @@ def interference(history: History, h_runs: History, h_exact: History,
     one (``rise_case_peak_offset``), every sampled run's (``rise_case_runs``, percent to 1
     decimal, None: not measurable) and the exact-mode run's (``h_exact``,
     ``exact_learned``; ``rise_case_exact``, with the largest rise in its quiet windows,
-    ``exact_quiet_max``, and ``exact_case_words``: whether the rise stands out above them);
-    and on eig(W - I)/tau of this run, from
+    ``exact_quiet_max``).
+
+    Told apart from Adam's loss spikes (``tracking.loss_spikes`` of each run, ``spike_factor``
+    and ``spike_window``; a window within ``spike_margin`` epochs of one meets it,
+    ``tracking.near_spike``): ``spike_jump`` (factor - 1), ``spike_window``, ``spike_margin``;
+    spikes per sampled run (``n_spikes_runs``), in all (``n_spikes``), in the exact-mode run
+    (``n_spikes_exact``, peaks at ``spike_epochs_exact``), the largest jump, ratio - 1
+    (``spike_jump_max``); the events a spike meets (``n_spiked_events``, ``spiked_rise_median``,
+    ``spiked_rise_max``, ``spiked_words``: which acquisitions, the exact-mode run's too) and the
+    others (``n_clean_events``, ``clean_rise_median``, ``clean_rise_max``,
+    ``clean_rise_max_words``) against the quiet windows none meets (``n_quiet_clean``,
+    ``clean_quiet_median``, ``clean_quiet_p90``, ``n_above_clean_quiet``; ``clean_words``: is
+    the median rise above it); ``case_spike_words`` (the sampled runs whose case a spike meets);
+    ``exact_quiet_clean_max`` and ``exact_case_words`` (not measurable, met by a spike,
+    standing out above those quiet windows or not); ``number_format`` (the runs' dtype, as
+    code). NaN: nothing to measure. And on eig(W - I)/tau of this run, from
     ``pair_shifts``: the pair nearest the learned frequency and the new pair in the paper's
     case (``case_old_im``, ``case_old_shift``, ``case_new_from``, ``case_new_to``, rad/s,
     NaN: not measurable), the event whose learned pair moved most (``max_shift`` rad/s,
@@ -330,15 +346,38 @@ def interference(history: History, h_runs: History, h_exact: History,
                          f"{_checks.short(other_learned)}")
     runs = [(seeds_used[0], history, learned)] + [
         (s, h_runs.member(i), e) for i, (s, e) in enumerate(zip(seeds_used[1:], other_learned))]
-    events = [dict(ev, seed=s) for s, h, e in runs
+    spikes = [tracking.loss_spikes(h, spike_factor, spike_window) for _, h, _ in runs]
+    exact_spikes = tracking.loss_spikes(h_exact, spike_factor, spike_window)
+
+    def spiked(sp, ev):
+        return tracking.near_spike(sp, ev["epoch"] - before, ev["epoch"] + after, spike_margin)
+
+    events = [dict(ev, seed=s, spiked=spiked(sp, ev)) for (s, h, e), sp in zip(runs, spikes)
               for ev in tracking.acquisition_rises(h, e, before, after)]
     rises = np.array([ev["rise"] for ev in events], dtype=float)
+    hit = np.array([ev["spiked"] for ev in events], dtype=bool)
     quiet = np.concatenate([tracking.quiet_rises(h, e, before, after) for _, h, e in runs])
+    quiet_clean = np.concatenate([
+        tracking.quiet_rises(h, e, before, after, avoid=sp, margin=spike_margin)
+        for (_, h, e), sp in zip(runs, spikes)])
     p90 = float(np.quantile(quiet, 0.9)) if quiet.size else math.nan
+    p90_clean = float(np.quantile(quiet_clean, 0.9)) if quiet_clean.size else math.nan
     top = events[int(np.argmax(rises))] if events else None
+    clean = [ev for ev in events if not ev["spiked"]]
+    clean_top = max(clean, key=lambda ev: ev["rise"]) if clean else None
     case = [_case(tracking.acquisition_rises(h, e, before, after)) for _, h, e in runs]
     exact = _case(tracking.acquisition_rises(h_exact, exact_learned, before, after))
+    exact_hit = exact is not None and spiked(exact_spikes, exact)
     exact_quiet = tracking.quiet_rises(h_exact, exact_learned, before, after)
+    exact_quiet_clean = tracking.quiet_rises(h_exact, exact_learned, before, after,
+                                             avoid=exact_spikes, margin=spike_margin)
+    case_hit = [s for (s, _, _), c, sp in zip(runs, case, spikes) if c and spiked(sp, c)]
+    hit_words = [f"{refs.freqs[new]:g} Hz (seed {s})" for s, new in dict.fromkeys(
+        (ev["seed"], ev["new"]) for ev in events if ev["spiked"])] + [
+        f"{refs.freqs[new]:g} Hz (exact-mode run)" for new in dict.fromkeys(
+            ev["new"] for ev in tracking.acquisition_rises(h_exact, exact_learned, before, after)
+            if spiked(exact_spikes, ev))]
+    jumps = [sp["ratio"] - 1 for run in spikes + [exact_spikes] for sp in run]
     power = tracking.history_scoring(history, refs).power.numpy()
     nan = math.nan
     return {"rise_before": before, "rise_after": after,
@@ -359,10 +398,46 @@ def interference(history: History, h_runs: History, h_exact: History,
             "rise_case_runs": [round(100 * c["rise"], 1) if c else None for c in case],
             "rise_case_exact": exact["rise"] if exact else nan,
             "exact_quiet_max": float(exact_quiet.max()) if exact_quiet.size else nan,
+            "spike_jump": round(spike_factor - 1, 9), "spike_window": spike_window,
+            "spike_margin": spike_margin,
+            "n_spikes_runs": [len(sp) for sp in spikes], "n_spikes": sum(map(len, spikes)),
+            "n_spikes_exact": len(exact_spikes),
+            "spike_epochs_exact": [sp["peak"] for sp in exact_spikes],
+            "spike_jump_max": max(jumps) if jumps else nan,
+            "n_spiked_events": int(hit.sum()),
+            "spiked_words": Words(", ".join(hit_words) if hit_words else "none"),
+            "spiked_rise_median": float(np.median(rises[hit])) if hit.any() else nan,
+            "spiked_rise_max": float(rises[hit].max()) if hit.any() else nan,
+            "n_clean_events": len(clean),
+            "clean_rise_median": float(np.median(rises[~hit])) if clean else nan,
+            "clean_rise_max": clean_top["rise"] if clean else nan,
+            "clean_rise_max_words": Words(_event_words(refs, clean_top)
+                                          + f" (seed {clean_top['seed']})"
+                                          if clean_top else "no event"),
+            "n_quiet_clean": int(quiet_clean.size),
+            "clean_quiet_median": float(np.median(quiet_clean)) if quiet_clean.size else nan,
+            "clean_quiet_p90": p90_clean,
+            "n_above_clean_quiet": int((rises[~hit] > p90_clean).sum()),
+            "clean_words": Words(
+                "there are no such acquisitions to compare" if not clean or
+                math.isnan(p90_clean) else
+                "the typical acquisition disturbs the learned frequencies more than nine in "
+                "ten quiet stretches do" if np.median(rises[~hit]) > p90_clean else
+                "the typical acquisition disturbs the learned frequencies no more than the "
+                "quiet stretches do"),
+            "number_format": Words(f"`{np.asarray(history.probe_loss).dtype}`"),
+            "case_spike_words": Words(
+                "no loss spike comes near these windows" if not case_hit else
+                "a loss spike comes near the window of seed"
+                + ("s " if len(case_hit) > 1 else " ") + ", ".join(map(str, case_hit))),
+            "exact_quiet_clean_max": float(exact_quiet_clean.max()) if exact_quiet_clean.size
+            else nan,
             "exact_case_words": Words(
                 "that run did not learn 0.2 Hz late enough to measure it" if not exact else
-                "without sampling noise, no rise stands out" if exact_quiet.size and
-                exact["rise"] <= exact_quiet.max() or exact["rise"] <= 0 else
+                "a loss spike comes near that window, so there that run cannot tell the two "
+                "apart" if exact_hit else
+                "without sampling noise, no rise stands out" if exact_quiet_clean.size and
+                exact["rise"] <= exact_quiet_clean.max() or exact["rise"] <= 0 else
                 "the disturbance does not need sampling noise"),
             **pair_shifts(history, refs, tracking.acquisition_rises(history, learned, before,
                                                                     after), before, after)}

@@ -24,7 +24,8 @@ The modules, each one concept (import the names from here, ``tracking.X``):
   and ``n_in_order``, ``no_earlier``, ``normalized``, ``excursion``, ``unstable_share``,
   ``clamped_epochs``, probe losses, snapshots, all read by one rule: ``record_index``), how
   an acquisition disturbs the frequencies learned before (``probe_rise``,
-  ``acquisition_rises``, ``quiet_rises``, ``pair_paths``) and the human and authors'
+  ``acquisition_rises``, ``quiet_rises``, ``pair_paths``), Adam's loss spikes, which are
+  told apart from that (``loss_spikes``, ``near_spike``), and the human and authors'
   constants.
 """
 
@@ -39,8 +40,9 @@ from ..stages import settles
 from .acquisition import (AUTHORS_ACQUISITION, AUTHORS_EPOCHS, AUTHORS_TOP_IM, HUMAN_ACQUISITION,
                           acquisition_epoch, acquisition_epochs, acquisition_rises,
                           acquisition_table, agent_at, clamped_epochs, excursion,
-                          frequency_match, in_order, largest_frequency, member_acquisitions,
-                          n_comparable, n_in_order, no_earlier, normalized, pair_paths,
+                          frequency_match, in_order, largest_frequency, loss_spikes,
+                          member_acquisitions, n_comparable, n_in_order, near_spike,
+                          no_earlier, normalized, pair_paths,
                           probe_at, probe_epochs, probe_rise, quiet_rises, record_index,
                           running_median, unstable_share)
 from .engine import (closed_loop_matrix, closed_loop_rates, open_loop_controls, rollout,
@@ -69,4 +71,6 @@ __all__ = [
     "stepped_batch_seconds", "unstable_share",
     # how an acquisition disturbs the frequencies learned before (Chapter 4)
     "acquisition_rises", "pair_paths", "probe_rise", "quiet_rises",
+    # Adam's loss spikes, told apart from that disturbance (Chapter 4)
+    "loss_spikes", "near_spike",
 ]

@@ -349,14 +349,17 @@ def test_pair_shifts_follow_the_learned_pairs_and_rank_them_against_the_rises():
     assert none["max_shift"] == pytest.approx(0.05)
 
 
-def interference_runs(exact_rise=0.01):
+def interference_runs(exact_rise=0.01, exact_spike=False):
     """Three sampled runs and an exact one, 700 epochs, probe losses in the book's units.
 
     This run: 0.1 Hz (learned at 0) rises 5% at 210 while 0.2 Hz is learned at 200; +2% at
     420, in a quiet window. Seed 1 (learned 0, 300): +10% at 290; +4% of 0.2 Hz at 400,
     quiet. Seed 2 (learned 0, 150, 400): 0.1 Hz +20% at 160 and +80% at 410, 0.2 Hz +3% at
     420; 0.3 Hz +6% at 520, quiet. Exact run (learned 0, 300): 0.1 Hz ``exact_rise`` at 300.
-    Quiet windows (150 epochs, tiled): 4 + 3 + 3 in the sampled runs, 3 in the exact one."""
+    Quiet windows (150 epochs, tiled): 4 + 3 + 3 in the sampled runs, 3 in the exact one.
+    Expected losses: this run's falls smoothly from 2 to 1, the others' are flat but for a
+    loss spike (doubled at its peak) in seed 2 at 410, and in the exact run at 300 if
+    ``exact_spike``."""
     E, ones = 700, np.ones(700)
     main = [bump(E, 0.2 * POWER, (210, 0.05), (420, 0.02)), ones, ones, ones]
     seed1 = [bump(E, 0.3, (290, 0.1)), bump(E, 0.3, (400, 0.04)), ones, ones]
@@ -364,9 +367,14 @@ def interference_runs(exact_rise=0.01):
              bump(E, 0.3, (520, 0.06)), ones]
     exact = [bump(E, 0.3, (300, exact_rise)), ones, ones, ones]
     epochs = {"epoch": np.arange(E), "probe_epoch": np.arange(E)}
-    history = History({}, {**epochs, "probe_loss": np.stack(main, -1), **eig_arrays(E)})
-    h_runs = History({}, {**epochs, "loss": np.ones((E, 3)), "probe_loss": np.stack(
-        [np.stack(m, -1) for m in (seed1, seed2, exact)], 1)}, "", 3.0)
+    history = History({}, {**epochs, "probe_loss": np.stack(main, -1), **eig_arrays(E),
+                           "expected_loss": np.linspace(2.0, 1.0, E)})
+    expected = np.stack([ones, bump(E, 1.0, (410, 1.0), width=3),
+                         bump(E, 1.0, (300, 1.0), width=3) if exact_spike else ones], 1)
+    h_runs = History({}, {**epochs, "loss": np.ones((E, 3)), "expected_loss": expected,
+                          "probe_loss": np.stack([np.stack(m, -1)
+                                                  for m in (seed1, seed2, exact)], 1)},
+                     "", 3.0)
     return history, h_runs, h_runs.member(2)
 
 
@@ -394,12 +402,37 @@ def test_interference_measures_every_acquisition_against_quiet_windows():
     assert numbers["rise_case_exact"] == pytest.approx(0.01)
     assert numbers["exact_quiet_max"] == 0.0
     assert numbers["exact_case_words"] == "the disturbance does not need sampling noise"
+    # the spike in seed 2 at 410 (windows within 50 epochs of [408, 412]): its two events at
+    # 400 (80%, 3%) and its quiet window from 450 (6%) are left out
+    assert (numbers["spike_jump"], numbers["spike_window"], numbers["spike_margin"]) == \
+        pytest.approx((0.05, 50, 50))
+    assert numbers["n_spikes_runs"] == [0, 0, 1] and numbers["n_spikes"] == 1
+    assert numbers["n_spikes_exact"] == 0 and numbers["spike_epochs_exact"] == []
+    assert numbers["spike_jump_max"] == pytest.approx(1.0)
+    assert numbers["n_spiked_events"] == 2 and numbers["spiked_words"] == "0.3 Hz (seed 2)"
+    assert (numbers["spiked_rise_median"], numbers["spiked_rise_max"]) == \
+        pytest.approx((0.415, 0.8))
+    assert numbers["n_clean_events"] == 3
+    assert (numbers["clean_rise_median"], numbers["clean_rise_max"]) == \
+        pytest.approx((0.1, 0.2))
+    assert numbers["clean_rise_max_words"] == ("the 0.1 Hz probe while 0.2 Hz was acquired "
+                                               "(seed 2)")
+    # clean quiet: six flat windows and 2%, 4%: 90th percentile 0.02 + 0.2 (0.04 - 0.02)
+    assert numbers["n_quiet_clean"] == 9 and numbers["clean_quiet_median"] == 0.0
+    assert numbers["clean_quiet_p90"] == pytest.approx(0.024)
+    assert numbers["n_above_clean_quiet"] == 3
+    assert numbers["clean_words"] == ("the typical acquisition disturbs the learned "
+                                      "frequencies more than nine in ten quiet stretches do")
+    assert numbers["number_format"] == "`float64`"
+    assert numbers["case_spike_words"] == "no loss spike comes near these windows"
+    assert numbers["exact_quiet_clean_max"] == 0.0
     # eig(W) of this run: nothing moves, one event
     assert numbers["case_old_shift"] == 0.0 and numbers["n_main_events"] == 1
     assert (numbers["case_old_im"], numbers["case_new_to"]) == pytest.approx((0.66, 1.3))
     assert math.isnan(numbers["shift_rise_corr"])
     for name in ("rise_median", "rise_case", "quiet_rise_p90", "rise_case_start",
-                 "case_old_shift", "max_shift"):
+                 "case_old_shift", "max_shift", "clean_rise_median", "clean_quiet_p90",
+                 "spike_jump_max"):
         assert type(numbers[name]) is float, name
     assert all(isinstance(numbers[n], Words) for n in numbers if n.endswith("_words"))
 
@@ -421,6 +454,33 @@ def test_interference_when_a_case_cannot_be_measured():
     assert none["n_rise_events"] == 0 and math.isnan(none["rise_max"])
     assert none["rise_max_words"] == "no event" and none["n_above_quiet"] == 0
     assert none["exact_case_words"] == "that run did not learn 0.2 Hz late enough to measure it"
+    assert none["n_clean_events"] == 0 and math.isnan(none["clean_rise_median"])
+    assert none["clean_rise_max_words"] == "no event" and none["spiked_words"] == "none"
+    assert none["clean_words"] == "there are no such acquisitions to compare"
     with pytest.raises(ValueError, match="one seed per run"):
         claims.interference(*args[:4], [0, 1], [0, None, None, None], [[None] * 4] * 2,
                             [None] * 4)
+
+
+def test_interference_tells_a_loss_spike_from_the_disturbance():
+    """A spike in the exact run at its 0.2 Hz acquisition (300): that case cannot be read;
+    its quiet windows near it are left out; seed 2's case (0.2 Hz learned at 320: its spike
+    at 408-412 comes within 50 epochs of the window [220, 370]) is met by its spike."""
+    history, h_runs, h_exact = interference_runs(exact_spike=True)
+    numbers = claims.interference(
+        history, h_runs, h_exact, tr.Sinusoids(), [0, 1, 2], [0, 200, None, None],
+        [[0, 300, None, None], [0, 320, None, None]], [0, 300, None, None])
+    assert numbers["n_spikes_exact"] == 1 and numbers["spike_epochs_exact"] == [300]
+    assert numbers["rise_case_exact"] == pytest.approx(0.01)      # still measured, in all
+    assert numbers["exact_case_words"] == ("a loss spike comes near that window, so there "
+                                           "that run cannot tell the two apart")
+    assert numbers["spiked_words"] == "0.2 Hz (seed 2), 0.2 Hz (exact-mode run)"
+    assert numbers["case_spike_words"] == "a loss spike comes near the window of seed 2"
+    assert numbers["n_quiet_clean"] < numbers["n_quiet"]
+    # a factor above the spike's jump finds none
+    calm = claims.interference(
+        history, h_runs, h_exact, tr.Sinusoids(), [0, 1, 2], [0, 200, None, None],
+        [[0, 300, None, None], [0, 320, None, None]], [0, 300, None, None], spike_factor=2.5)
+    assert calm["n_spikes"] == calm["n_spikes_exact"] == calm["n_spiked_events"] == 0
+    assert calm["clean_rise_median"] == calm["rise_median"]
+    assert calm["exact_case_words"] == "the disturbance does not need sampling noise"

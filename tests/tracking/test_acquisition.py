@@ -223,3 +223,69 @@ def test_pair_paths_follow_the_new_and_the_learned_pair():
     with pytest.raises(ValueError, match="one run"):
         tr.pair_paths(tr.History({}, {"eig_epoch": np.arange(2),
                                       "eig_W": np.ones((2, 3, 4), complex)}), 1, 2, 0, 1)
+
+
+def loss_history(loss):
+    """One run's expected loss, one value per epoch."""
+    loss = np.asarray(loss, dtype=float)
+    return tr.History({}, {"epoch": np.arange(loss.size), "expected_loss": loss})
+
+
+def test_loss_spikes_find_a_jump_and_not_a_smooth_fall():
+    rng = np.random.default_rng(0)
+    e = np.arange(2000)
+    # a plateau, a fall by a factor 10, a slow drift up (0.04% an epoch), 0.2% wobble
+    fall = (0.9 * np.exp(-np.clip(e - 300, 0, None) / 150) + 0.1) * np.where(
+        e > 1500, 1 + 4e-4 * (e - 1500), 1) * (1 + 2e-3 * rng.standard_normal(e.size))
+    assert tr.loss_spikes(loss_history(fall)) == []
+    # an Adam spike: the whole loss doubles at 1200 and takes 10 epochs to come back, with a
+    # second jump (1.3x) 8 epochs later in the same spike, and a lone 1.2x jump at 1700
+    spiky = fall * bump(2000, 1.0, 1200, 1.0, width=10) * bump(2000, 1.0, 1208, 0.3, width=2)
+    spiky[1700] *= 1.2
+    got = tr.loss_spikes(loss_history(spiky))
+    assert [(s["start"], s["peak"], s["end"]) for s in got] == [(1191, 1200, 1209),
+                                                                  (1700, 1700, 1700)]
+    assert got[0]["ratio"] == pytest.approx(2.0, rel=0.02)
+    assert got[1]["ratio"] == pytest.approx(1.2, rel=0.02)
+    assert all(type(s[k]) is int for s in got for k in ("start", "peak", "end"))
+    # a stricter factor keeps the big one; a short gap splits nothing here
+    assert [s["peak"] for s in tr.loss_spikes(loss_history(spiky), factor=1.5)] == [1200]
+    assert tr.loss_spikes(loss_history(spiky), gap=1) == got
+    # the train loss may be read instead, and the epochs are the history's
+    h = tr.History({}, {"epoch": 10 + e, "loss": spiky})
+    assert [s["peak"] for s in tr.loss_spikes(h, of="loss")] == [1210, 1710]
+
+
+def test_near_spike_widens_each_spike_by_the_margin():
+    spikes = [dict(start=100, peak=102, end=105, ratio=2.0)]
+    assert tr.near_spike(spikes, 0, 49) is False        # 100 - 50
+    assert tr.near_spike(spikes, 0, 50) is True
+    assert tr.near_spike(spikes, 0, 60, margin=10) is False
+    assert tr.near_spike(spikes, 155, 300) is True      # 105 + 50
+    assert tr.near_spike(spikes, 156, 300) is False
+    assert tr.near_spike([], 0, 1000) is False
+
+
+def test_quiet_rises_avoid_the_windows_near_a_spike():
+    # the same runs as above; a spike at 240 leaves out 0.1 Hz's window [200, 350] (+10%)
+    p0 = bump(1000, 0.2, 260, 0.1) * bump(1000, 1.0, 510, 0.3)
+    p1 = bump(1000, 0.5, 760, 0.4)
+    h = probe_history([p0, p1, np.ones(1000), np.ones(1000)])
+    spike = [dict(start=240, peak=240, end=242, ratio=1.5)]
+    got = tr.quiet_rises(h, [0, 500, None, None], avoid=spike, margin=0)
+    np.testing.assert_allclose(got, [0, 0, 0, 0, 0.4], atol=1e-12)
+    # widened by 100 it meets [50, 200] too
+    assert tr.quiet_rises(h, [0, 500, None, None], avoid=spike, margin=100).size == 4
+
+
+@pytest.mark.parametrize("make,param", [
+    (lambda: tr.loss_spikes(loss_history([1.0, 2.0]), factor=0.9), "factor"),
+    (lambda: tr.loss_spikes(loss_history([1.0, 2.0]), window=0), "window"),
+    (lambda: tr.loss_spikes(loss_history([1.0, 2.0]), of="grad_norm"), "grad_norm"),
+    (lambda: tr.loss_spikes(tr.History({}, {"epoch": np.arange(3),
+                                           "expected_loss": np.ones((3, 2))})), "one run"),
+    (lambda: tr.near_spike([], 0, 1, margin=-1), "margin"),
+])
+def test_loss_spikes_bad_arguments_name_the_parameter(make, param):
+    with pytest.raises((ValueError, TypeError), match=param):
+        make()

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REPORT = "report.ipynb"
 # the order chapters start in, so that the slots finish together (paper scale, measured in
-# the build on 2 cores, December 2026: Chapter 1 113 s on two workers; Chapter 4 108 s;
-# Chapter 5 105 s on one worker; Chapter 2 44 s; Chapter 6 36 s; Chapter 3 33 s): Chapter 1
+# the build on 2 cores, December 2026: Chapter 1 91 s on two workers; Chapter 4 127 s;
+# Chapter 5 62 s on one worker; Chapter 6 30 s; Chapter 3 29 s; Chapter 2 26 s): Chapter 1
 # first on every slot, then Chapter 4 on one slot beside Chapter 5 and then 6 on the other,
 # then the short ones
 ORDER = ["ch1_open_closed.ipynb", "ch4_tracking.ipynb", "ch5_atlas.ipynb",

@@ -290,8 +290,11 @@ def test_independent_runs(env, kind):
         st = stages.detect_stages(h)
         for key, v in (("stabilization", st.stabilization), ("stage1_end", st.stage1_end)):
             assert (np.isnan(runs[key][k]) if v is None else runs[key][k] == v)
-        assert runs["final_loss"][k] == runs["final_loss_paper"][k] == h.expected_loss[-1]
-        assert runs["final_spectral_radius"][k] == h.spectral_radius[-1]
+        # one ensemble on per-member streams: each member is its run alone to rounding
+        assert runs["final_loss"][k] == runs["final_loss_paper"][k]
+        assert runs["final_loss"][k] == pytest.approx(h.expected_loss[-1], rel=1e-12)
+        assert runs["final_spectral_radius"][k] == pytest.approx(h.spectral_radius[-1],
+                                                                  rel=1e-12)
     shared = stages.independent_runs(seeds, env, shared_batches=0, **kw)
     ens = train_closed_loop(RankOneAgent.stack([RankOneAgent(N=10, seed=Stream(s, kind))
                                                 for s in seeds]),

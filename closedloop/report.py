@@ -453,7 +453,7 @@ CLAIMS = [
     Claim("7", "Fig. 6e", "acquiring a frequency disturbs one already learned",
           "0.1 Hz probe 0.551 -> 0.580 (+5.3%) while 0.2 Hz is acquired", "ch4_tracking",
           ("rise_case",), "relative rise of the 0.1 Hz probe loss (seeds in the spread)",
-          Rule("factor", 2.0, 5.0, 0.053), "ch4-interference", spread="rise_case_runs"),
+          Rule("factor", 2.0, 5.0, 0.053), "ch4-interference", spread="rise_case_clean_runs"),
     # away from Adam's loss spikes (tracking.loss_spikes), which lift every probe loss at
     # once, acquisition or not, and made this ratio several times larger (Chapter 4)
     Claim("7", "Fig. 6e", "learned probe losses rise at acquisitions, not in between",

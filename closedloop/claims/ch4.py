@@ -311,9 +311,9 @@ def interference(history: History, h_runs: History, h_exact: History,
     ``rise_case`` (NaN: not measurable), its start and peak over the reference power
     (``rise_case_start``, ``rise_case_peak``) and the peak's epoch after the first-learned
     one (``rise_case_peak_offset``), every sampled run's (``rise_case_runs``, percent to 1
-    decimal, None: not measurable) and the exact-mode run's (``h_exact``,
-    ``exact_learned``; ``rise_case_exact``, with the largest rise in its quiet windows,
-    ``exact_quiet_max``).
+    decimal, None: not measurable; ``rise_case_clean_runs``: 'spike' where a loss spike meets
+    the window) and the exact-mode run's (``h_exact``, ``exact_learned``; ``rise_case_exact``,
+    with the largest rise in its quiet windows, ``exact_quiet_max``).
 
     Told apart from Adam's loss spikes (``tracking.loss_spikes`` of each run, ``spike_factor``
     and ``spike_window``; a window within ``spike_margin`` epochs of one meets it,
@@ -396,6 +396,8 @@ def interference(history: History, h_runs: History, h_exact: History,
             "rise_case_peak_offset": case[0]["peak_epoch"] - case[0]["epoch"] if case[0]
             else None,
             "rise_case_runs": [round(100 * c["rise"], 1) if c else None for c in case],
+            "rise_case_clean_runs": [("spike" if spiked(sp, c) else round(100 * c["rise"], 1))
+                                     if c else None for c, sp in zip(case, spikes)],
             "rise_case_exact": exact["rise"] if exact else nan,
             "exact_quiet_max": float(exact_quiet.max()) if exact_quiet.size else nan,
             "spike_jump": round(spike_factor - 1, 9), "spike_window": spike_window,
@@ -411,9 +413,8 @@ def interference(history: History, h_runs: History, h_exact: History,
             "n_clean_events": len(clean),
             "clean_rise_median": float(np.median(rises[~hit])) if clean else nan,
             "clean_rise_max": clean_top["rise"] if clean else nan,
-            "clean_rise_max_words": Words(_event_words(refs, clean_top)
-                                          + f" (seed {clean_top['seed']})"
-                                          if clean_top else "no event"),
+            "clean_rise_max_words": Words(_event_words(refs, clean_top) + f" (seed "
+                                          f"{clean_top['seed']})" if clean_top else "no event"),
             "n_quiet_clean": int(quiet_clean.size),
             "clean_quiet_median": float(np.median(quiet_clean)) if quiet_clean.size else nan,
             "clean_quiet_p90": p90_clean,
@@ -430,8 +431,7 @@ def interference(history: History, h_runs: History, h_exact: History,
                 "no loss spike comes near these windows" if not case_hit else
                 "a loss spike comes near the window of seed"
                 + ("s " if len(case_hit) > 1 else " ") + ", ".join(map(str, case_hit))),
-            "exact_quiet_clean_max": float(exact_quiet_clean.max()) if exact_quiet_clean.size
-            else nan,
+            "exact_quiet_clean_max": float(max(exact_quiet_clean, default=nan)),
             "exact_case_words": Words(
                 "that run did not learn 0.2 Hz late enough to measure it" if not exact else
                 "a loss spike comes near that window, so there that run cannot tell the two "

@@ -398,7 +398,7 @@ def test_interference_measures_every_acquisition_against_quiet_windows():
     assert numbers["rise_case_start"] == pytest.approx(0.2)   # of the reference power
     assert numbers["rise_case_peak"] == pytest.approx(0.21)
     assert numbers["rise_case_peak_offset"] == 10
-    assert numbers["rise_case_runs"] == [5.0, 10.0, 20.0]
+    assert numbers["rise_case_runs"] == numbers["rise_case_clean_runs"] == [5.0, 10.0, 20.0]
     assert numbers["rise_case_exact"] == pytest.approx(0.01)
     assert numbers["exact_quiet_max"] == 0.0
     assert numbers["exact_case_words"] == "the disturbance does not need sampling noise"
@@ -476,6 +476,8 @@ def test_interference_tells_a_loss_spike_from_the_disturbance():
                                            "that run cannot tell the two apart")
     assert numbers["spiked_words"] == "0.2 Hz (seed 2), 0.2 Hz (exact-mode run)"
     assert numbers["case_spike_words"] == "a loss spike comes near the window of seed 2"
+    assert numbers["rise_case_clean_runs"][2] == "spike"
+    assert numbers["rise_case_clean_runs"][:2] == numbers["rise_case_runs"][:2]
     assert numbers["n_quiet_clean"] < numbers["n_quiet"]
     # a factor above the spike's jump finds none
     calm = claims.interference(

@@ -7,8 +7,8 @@
    ``--params``) into ``--executed``, each process on one torch thread (two torch processes
    with default threads on two cores run many times slower), ``--jobs`` processes at a time,
    in ``ORDER``. The chapters that can spread their own work over processes (Chapter 1's
-   training pairs, Chapter 5's Dask cluster) take every slot when they start first or last,
-   one slot beside another chapter otherwise (``schedule``). A failing chapter stops the
+   training pairs, Chapter 5's Dask cluster) take every slot when they start last, one
+   slot beside another chapter otherwise (``schedule``). A failing chapter stops the
    build with its error.
 2. The reproduction report (book/report.ipynb) runs last: it reads the chapters' glued
    values from ``--executed`` and re-runs nothing.
@@ -36,16 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REPORT = "report.ipynb"
 # the order chapters start in, so that the slots finish together (paper scale, measured in
-# the build on 2 cores, December 2026: Chapter 1 91 s on two workers; Chapter 4 127 s;
-# Chapter 5 62 s on one worker; Chapter 6 30 s; Chapter 3 29 s; Chapter 2 26 s): Chapter 1
-# first on every slot, then Chapter 4 on one slot beside Chapter 5 and then 6 on the other,
-# then the short ones
+# the build on 2 cores, December 2026, each chapter on one slot: Chapter 1 163 s; Chapter 4
+# 125 s; Chapter 5 65 s; Chapter 6 32 s; Chapter 3 30 s; Chapter 2 29 s): Chapter 1 on one
+# slot, Chapter 4 on the other and then Chapter 5, then the short ones on whichever is free.
+# Chapter 1 on both slots first (91 s) left one idle at its tail and the other for the
+# short ones' 20 s imbalance: 243 s in all against 232 s
 ORDER = ["ch1_open_closed.ipynb", "ch4_tracking.ipynb", "ch5_atlas.ipynb",
          "ch6_plants.ipynb", "ch2_stages.ipynb", "ch3_tradeoff.ipynb"]
 # chapters that can spread their work over processes, and the parameter that says over how
 # many (their numbers do not depend on it: tests/test_excursion.py, tests/test_sweep.py). A
-# wide chapter takes every slot when it starts first or last (nothing runs beside it), one
-# slot otherwise: no slot sits idle while a chapter waits.
+# wide chapter takes every slot when it starts last (nothing waits for a slot), one slot
+# otherwise: no slot sits idle while a chapter waits.
 WIDE = {"ch1_open_closed.ipynb": "workers", "ch5_atlas.ipynb": "n_workers"}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -91,12 +92,13 @@ def execute(name: str, out: Path, params: dict, env: dict) -> float:
 
 def schedule(names: list[str], jobs: int, params: dict):
     """(name, slots, parameters) in the order the chapters start, each on one of ``jobs``
-    slots, but for a wide chapter (``WIDE``) that starts first or last: it has every slot to
-    itself and spreads over them. A wide parameter given in ``params`` is kept as given."""
+    slots, but for a wide chapter (``WIDE``) that starts last: it has every slot to itself and
+    spreads over them (started first, it would leave a slot idle at its own tail while the
+    others wait). A wide parameter given in ``params`` is kept as given."""
     out = []
     for k, name in enumerate(names):
         own = dict(params.get(name, {}))
-        slots = jobs if name in WIDE and k in (0, len(names) - 1) else 1
+        slots = jobs if name in WIDE and k == len(names) - 1 else 1
         if name in WIDE:
             own.setdefault(WIDE[name], slots)
         out.append((name, slots, own))

@@ -134,11 +134,13 @@ class Sinusoids:
 
     def sample_phases(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """phi ~ U(-pi, pi), (batch, K), drawn on the generator's device (the package's are
-        CPU generators) and placed on the references' device."""
+        CPU generators) and placed on the references' device. Drawn in float64 whatever the
+        references' format, then rounded to it: a seed gives the same references in float32
+        as in float64 (torch.rand in float32 draws other numbers from the same generator)."""
         batch = _checks.integer("batch", batch, low=1)
-        u = torch.rand(batch, self.K, generator=generator, dtype=self.dtype,
+        u = torch.rand(batch, self.K, generator=generator, dtype=torch.float64,
                        device=generator.device)
-        return ((2 * u - 1) * math.pi).to(self.A.device)
+        return ((2 * u - 1) * math.pi).to(self.A.device, self.dtype)
 
     def coefficients(self, phases: torch.Tensor, which=None) -> torch.Tensor:
         """c_k = A_k e^{i phi_k} (..., B, K) complex for phases (..., B, K) (a leading axis:

@@ -84,3 +84,14 @@ def test_conventions_say_the_authors_setup():
 def test_bad_arguments_name_the_parameter(make, param):
     with pytest.raises((ValueError, TypeError), match=param):
         make()
+
+
+def test_a_seed_draws_the_same_references_in_either_format():
+    """The phases of a seed in float32 are its float64 phases rounded (a test set of Chapter
+    4 is the same references in both formats), and are uniform on (-pi, pi)."""
+    p64 = tr.Sinusoids().sample_phases(2000, make_generator(12345))
+    p32 = tr.Sinusoids(dtype=torch.float32).sample_phases(2000, make_generator(12345))
+    assert p32.dtype == torch.float32 and p64.dtype == torch.float64
+    np.testing.assert_array_equal(p32.numpy(), p64.numpy().astype(np.float32))
+    assert p64.abs().max() < np.pi and abs(float(p64.mean())) < 0.1
+    assert float((p64 > 0).double().mean()) == pytest.approx(0.5, abs=0.03)

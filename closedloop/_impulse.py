@@ -105,10 +105,7 @@ class _Ops:
     (CPU, OpenBLAS held to one thread) or on the tensors themselves."""
 
     def __init__(self, like: torch.Tensor, numpy: bool | None = None):
-        # numpy where its BLAS is an OpenBLAS that single_thread holds to one thread
-        self.numpy = (like.device.type == "cpu" and _threads.numpy_blas_threads() == 1
-                      and like.dtype in (torch.float32, torch.float64)) if numpy is None \
-            else numpy
+        self.numpy = _threads.numpy_steps(like) if numpy is None else numpy
 
     def array(self, X):
         return X.detach().numpy() if self.numpy else X

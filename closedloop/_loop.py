@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from ._threads import loop_threads
+from ._threads import loop_threads, numpy_steps
 
 
 def closed_loop(PT, s0, z, T, tanh, lo, inputs=None):
@@ -79,7 +79,10 @@ class _ClosedLoop(torch.autograd.Function):
         S = s0.new_empty(T + 1, *s0.shape)
         S[0] = s0
         PT = PT.contiguous()  # a transposed operand sends matmul(out=) to a slow path
-        ctx.numpy = _numpy_steps(S)  # the backward takes the same kind of arrays
+        # numpy views on the CPU (_threads.numpy_steps): numpy's matmul (OpenBLAS) takes 24 us
+        # for a 100 x 102 by 102 x 102 float32 product where torch's takes 28 us, its tanh 8 us
+        # where torch 2.13's takes 36-45 us (one thread); the backward takes the same kind
+        ctx.numpy = numpy_steps(S)
         # the per-step views made in one call each (indexing S[t] inside the loop costs a few
         # microseconds per step, a tenth of a product)
         states = _steps(S, ctx.numpy)
@@ -120,7 +123,7 @@ class _ClosedLoop(torch.autograd.Function):
         # G[t-1] = dL/dpre_t for t = 1..T: first what reaches s_t directly, from x_t, h_t and
         # u_t = z.h_t, then (below) what reaches it through later steps, and phi'
         G = S.new_empty(T, *S.shape[1:])
-        G0 = G[0]  # dL/dpre_1, the step before s_0's gradient (G is regrouped below)
+        G0 = G[0]  # dL/dpre_1 as a tensor (grads[0] may be a numpy view)
         Gx, Gh = G[..., :lo], G[..., lo:]
         if dU is not None:
             torch.mul(dU[1:, ..., None], z.unsqueeze(-2), out=Gh)
@@ -171,14 +174,6 @@ class _ClosedLoop(torch.autograd.Function):
         return dPT, ds0, dz, dinputs, None, None, None
 
 
-def _numpy_steps(S) -> bool:
-    """Whether the steps run on numpy views of the CPU tensors: numpy's matmul (OpenBLAS)
-    takes 24 us for a 100 x 102 by 102 x 102 float32 product where torch's takes 28 us, its
-    tanh 8 us where torch 2.13's takes 36-45 us (one thread, AVX-512; 48 against 55 us and
-    31 against 67-85 us in float64)."""
-    return S.device.type == "cpu" and S.dtype in (torch.float32, torch.float64)
-
-
 def _slopes(H, numpy: bool) -> list:
     """phi' = 1 - h^2 of every step at once, two passes over H (T, ..., N), as per-step
     views (``_steps``)."""
@@ -198,7 +193,7 @@ def _steps(X, numpy: bool) -> list:
 def _inplace_tanh(H, numpy: bool):
     """A function t -> None that applies tanh in place to H[t] (H: (T+1, ..., N), a view).
 
-    numpy's vectorized tanh, on the CPU (``_numpy_steps``): within 1.1e-7 and 2.3e-16
+    numpy's vectorized tanh, on the CPU (``_threads.numpy_steps``): within 1.1e-7 and 2.3e-16
     relative of the exact value in float32 and float64 (torch's 5.8e-8 and 0). Its last bits
     depend on the CPU's vector extensions, as the products' do (book: How it works,
     "Reproducibility").

@@ -62,6 +62,15 @@ def _openblas():
 PARALLEL_WORK = 4_000_000
 
 
+def numpy_steps(like: torch.Tensor) -> bool:
+    """Whether a step loop on ``like``'s tensors runs on numpy views of them (``_loop``,
+    ``_impulse``): on the CPU, in float32 or float64, and only where numpy's BLAS is an
+    OpenBLAS that ``single_thread`` holds with torch (another BLAS would run numpy's products
+    on every core while torch keeps to one)."""
+    return (like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
+            and numpy_blas_threads() is not None)
+
+
 def loop_threads(work: int):
     """The thread setting for a loop of products of ``work`` multiply-adds each:
     ``single_thread()`` below ``PARALLEL_WORK``, torch's default threads from there on."""

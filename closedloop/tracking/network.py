@@ -174,10 +174,7 @@ def check_pair(agent, plant, name="agent") -> None:
     that steps ``plant``: the same dt, on the same device."""
     _checks.instance(name, agent, TrackingRNN)
     _checks.instance("plant", plant, PointMass)
-    check_same_grid(name, agent.dt, agent.W.device, plant)
-    if agent.W.dtype != plant.dtype:
-        raise ValueError(f"{name} is {agent.W.dtype} and the plant {plant.dtype}: build both "
-                         f"(and the references) with the same dtype")
+    check_same_grid(name, agent.dt, agent.W.device, plant, dtype=agent.W.dtype)
 
 
 def check_single(agent, name="agent") -> None:

@@ -299,14 +299,18 @@ def check_refs(plant, refs) -> None:
     same dt, on the same device."""
     _checks.instance("plant", plant, PointMass)
     _checks.instance("refs", refs, Sinusoids)
-    check_same_grid("refs", refs.dt, refs.A.device, plant, be="are")
+    check_same_grid("refs", refs.dt, refs.A.device, plant, be="are", dtype=refs.dtype)
 
 
-def check_same_grid(name: str, dt: float, device, plant, be: str = "is") -> None:
-    """ValueError unless ``name`` (with its ``dt`` and ``device``) steps on ``plant``'s time
-    grid and device (``be``: the verb its name takes in the message)."""
+def check_same_grid(name: str, dt: float, device, plant, be: str = "is", dtype=None) -> None:
+    """ValueError unless ``name`` (with its ``dt``, ``device`` and ``dtype``) steps on
+    ``plant``'s time grid, device and number format (``be``: the verb its name takes in the
+    message)."""
     if not math.isclose(dt, plant.dt):
         raise ValueError(f"{name} dt={dt} and plant dt={plant.dt} must agree")
     if device != plant.F.device:
         raise ValueError(f"{name} {be} on {device} and the plant on {plant.F.device}: "
                          f"build both with the same device=")
+    if dtype is not None and dtype != plant.dtype:
+        raise ValueError(f"{name} {be} {dtype} and the plant {plant.dtype}: build the "
+                         f"network, the plant and the references with the same dtype")

@@ -105,7 +105,8 @@ def train_tracking(agent: TrackingRNN, plant: PointMass | None = None,
     Introduced in Chapter 4, section "Training".
     """
     plant = PointMass() if plant is None else plant
-    refs = Sinusoids() if refs is None else refs
+    refs = Sinusoids(dt=plant.dt, dtype=plant.dtype, device=plant.F.device) if refs is None \
+        else refs
     check_pair(agent, plant)
     check_refs(plant, refs)
     scoring = refs.scoring(convention)

@@ -78,3 +78,6 @@ def test_a_float32_network_copies_as_float32_and_a_mixed_pair_is_named():
         assert torch.equal(other.W, net.W)
     with pytest.raises(ValueError, match="agent is torch.float32 and the plant torch.float64"):
         tr.train_tracking(net, tr.PointMass(), epochs=1)
+    # float64 references beside a float32 network and plant trained silently in float64
+    with pytest.raises(ValueError, match="refs are torch.float64 and the plant torch.float32"):
+        tr.train_tracking(net, tr.PointMass(dtype=torch.float32), tr.Sinusoids(), epochs=1)

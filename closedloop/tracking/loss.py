@@ -26,6 +26,8 @@ of the unclamped linear loop. Introduced in Chapter 4.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.nn.functional import pad
 
@@ -71,9 +73,14 @@ class Response:
 
     def __init__(self, Y: torch.Tensor, scoring: Scoring, gram=None):
         self.Y, self.scoring, self.refs = Y, scoring, scoring.refs
-        self.err = Y[..., 1:, ERR_ROWS] - scoring.targets
         self._worst = self._probe = None
         self._gram = gram  # made with Y (``linsys.sinusoid_conv_gram``), or here on demand
+
+    @functools.cached_property
+    def err(self) -> torch.Tensor:
+        """The errors E (*E, K, T, 2), made on demand: a training epoch whose Gram matrix came
+        with Y (``sinusoid_conv_gram``) never reads them."""
+        return self.Y[..., 1:, ERR_ROWS] - self.scoring.targets
 
     def gram(self) -> torch.Tensor:
         """The Gram matrix (*E, 2K, 2K) of the errors (``gram``): every loss of the unclamped

@@ -200,6 +200,7 @@ class SinusoidConv(torch.autograd.Function):
         if targets is None:
             return Y
         E = Y[..., 1:, rows] - targets
+        ctx.r = E.shape[-1]
         V = torch.cat([E.real.flatten(-2), -E.imag.flatten(-2)], -2)   # (*E, 2K, (L-1) r)
         ctx.V = V
         return Y, V @ V.mT / (L - 1)
@@ -214,7 +215,7 @@ class SinusoidConv(torch.autograd.Function):
         if dgram is not None:
             V, K = ctx.V, rot.shape[0]
             dV = (dgram + dgram.mT) @ V / (shape[0] - 1)                # (*E, 2K, (L-1) r)
-            dE = torch.complex(dV[..., :K, :], -dV[..., K:, :]).unflatten(-1, (-1, 2))
+            dE = torch.complex(dV[..., :K, :], -dV[..., K:, :]).unflatten(-1, (-1, ctx.r))
             dYr = dE.new_zeros(*dE.shape[:-2], shape[0], dE.shape[-1])  # (*E, K, L, r)
             dYr[..., 1:, :] = dE
             _add_adjoint(ctx, dH, dYr, ctx.rows)

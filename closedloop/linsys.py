@@ -206,7 +206,10 @@ def sinusoid_conv_gram(H: torch.Tensor, cols: torch.Tensor, rot: torch.Tensor, t
     """``sinusoid_conv``'s y (*E, K, L, o) and the Gram matrix (*E, 2K, 2K) of the errors
     y[..., 1:, rows] - targets (K, L - 1, r) complex: V V^T / (L - 1) with V = (Re; -Im) of
     the errors flattened over (L - 1, r). Differentiable in H through both; the Gram
-    matrix's gradient is formed inside (``_impulse.SinusoidConv``)."""
+    matrix's gradient is formed inside (``_impulse.SinusoidConv``). ``rows``: a slice (the
+    gradient is added into a view of those rows)."""
+    if not isinstance(rows, slice):
+        raise TypeError(f"rows must be a slice of the outputs, got {type(rows).__name__}")
     return SinusoidConv.apply(H, cols, rot, tail, taps, rows, targets)
 
 

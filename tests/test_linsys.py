@@ -125,11 +125,12 @@ def test_sinusoid_conv_is_the_fft_convolution(reads_first, ramp, E):
     torch.testing.assert_close(dgot, dwant, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("use_y", [False, True])
-def test_sinusoid_conv_gram_is_the_errors_gram(use_y):
+@pytest.mark.parametrize("use_y,rows", [(False, None), (True, None), (False, slice(1, 4))])
+def test_sinusoid_conv_gram_is_the_errors_gram(use_y, rows):
     """The Gram matrix of the errors formed with the convolution (``sinusoid_conv_gram``)
     against ``tracking.loss.gram`` of the FFT convolution's errors: values and gradients of
-    a loss that reads the Gram matrix alone or y as well, to 1e-10 relative."""
+    a loss that reads the Gram matrix alone or y as well, to 1e-10 relative; for the
+    scoring's error rows and for three other rows (any r)."""
     from closedloop import tracking
     from closedloop.tracking.loss import ERR_ROWS, gram
     refs = tracking.Sinusoids(T=60)
@@ -139,9 +140,12 @@ def test_sinusoid_conv_gram_is_the_errors_gram(use_y):
                     requires_grad=True)
     w = torch.randn(2, 2 * refs.K, 2 * refs.K, generator=g, dtype=torch.float64)
     wy = torch.randn(2, refs.K, refs.T + 1, 6, generator=g, dtype=torch.complex128)
-    y, got = linsys.sinusoid_conv_gram(H, sc.cols, sc.rot, *sc.taps, ERR_ROWS, sc.targets)
+    targets = sc.targets if rows is None else torch.randn(
+        refs.K, refs.T, 3, generator=g, dtype=torch.complex128)
+    rows = ERR_ROWS if rows is None else rows
+    y, got = linsys.sinusoid_conv_gram(H, sc.cols, sc.rot, *sc.taps, rows, targets)
     y_fft = linsys.causal_conv(H, sc.inputs_fft)
-    want = gram(y_fft[..., 1:, ERR_ROWS] - sc.targets)
+    want = gram(y_fft[..., 1:, rows] - targets)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     losses = [(G * w).sum() + ((Y * wy).real.sum() if use_y else 0)
               for Y, G in ((y, got), (y_fft, want))]

@@ -32,10 +32,16 @@ class Words(str):
     __slots__ = ()
 
 
+def bold(value, spec: str = "") -> str:
+    """A number in a phrase, formatted with ``spec`` and bold, as the book shows every glued
+    number."""
+    return f"**{value:{spec}}**"
+
+
 def listed(values, spec: str = "") -> Words:
     """Numbers as a phrase, each formatted with ``spec`` and bold as every glued number is:
     "**1**, **2** and **3**"; ``None`` or NaN reads "never"."""
-    parts = [("never" if v is None or v != v else f"**{v:{spec}}**") for v in values]
+    parts = [("never" if v is None or v != v else bold(v, spec)) for v in values]
     return Words(", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
                  if parts else "none")
 

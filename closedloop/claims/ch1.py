@@ -15,6 +15,7 @@ import numpy as np
 from .. import excursion, gains
 from ..history import record_index
 from . import Words
+from . import bold as _b
 
 
 def setup(pairs, *, seed: int, beta: float, epochs: int, n_test: int,
@@ -269,7 +270,3 @@ def _other_inputs(table) -> dict:
             "ablation_inputs_label": Words(by_key["inputs"]["setting"]),
             "ablation_inputs_peak_words": Words(words)}
 
-
-def _b(value, spec: str = "") -> str:
-    """A number in a phrase, formatted and bold, as the book shows every glued number."""
-    return f"**{value:{spec}}**"

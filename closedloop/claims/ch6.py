@@ -18,6 +18,7 @@ import numpy as np
 from .. import excursion, open_student
 from ..stages import detect_stages
 from . import Words, listed
+from . import bold as _b
 
 
 def linear_student_setup(students) -> dict:
@@ -200,10 +201,6 @@ def _median(a) -> float:
     a = a[np.isfinite(a)]
     return float(np.median(a)) if a.size else math.nan
 
-
-def _b(value, spec: str = "") -> str:
-    """A number in a phrase, formatted and bold, as the book shows every glued number."""
-    return f"**{value:{spec}}**"
 
 
 # -- sections "The closed loop of any plant" to "An atlas" (the plants; glue names by plant) --

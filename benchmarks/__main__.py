@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import statistics
@@ -48,20 +49,21 @@ class Timing(NamedTuple):
     load: tuple
 
 
-def compare(plain, fast, repeats=7) -> Timing:
+def compare(plain, fast, repeats=7, per=(1, 1)) -> Timing:
     """Median times of ``repeats`` calls of each, in alternating rounds (a load change on the
     machine hits both alike). Each timed call follows an untimed call of the same function,
     as in training, not one of the other: the plain loop's memory traffic slows whatever runs
     right after it (here the tracking epoch by about 60%). The ratio of each round's pair and
-    the load average before and after are kept for the report."""
+    the load average before and after are kept for the report. ``per``: what each call's time
+    is divided by (the epochs of each side's call, for times per epoch)."""
     tp, tf = [], []
     load0 = os.getloadavg()[0]
     for _ in range(repeats):
-        for f, acc in ((plain, tp), (fast, tf)):
+        for f, acc, n in ((plain, tp, per[0]), (fast, tf, per[1])):
             f()
             t = time.perf_counter()
             f()
-            acc.append(time.perf_counter() - t)
+            acc.append((time.perf_counter() - t) / n)
     return Timing(statistics.median(tp), statistics.median(tf),
                   [p / f for p, f in zip(tp, tf)], (load0, os.getloadavg()[0]))
 
@@ -173,9 +175,13 @@ def run(args, results: Results, params: dict | None):
             print(results.chapters[-1], flush=True)
 
 
-def against_authors(args, results: Results):
-    """Whole training epochs: a replica of the authors' loop (``benchmarks.authors``) against
-    the package's training of the same model, alternating in one run, one thread each."""
+def against_authors(args, results: Results, package_epochs: int = 200):
+    """Whole training epochs, per epoch: a replica of the authors' loop
+    (``benchmarks.authors``, its default epochs a call) against the package's training of the
+    same model over runs of ``package_epochs``, alternating in one run, one thread each. A
+    package run's fixed cost (its checks and the records of epoch 0 and of the last network)
+    is in its time, spread over those epochs (a chapter spreads it over 1000-5000), and the
+    label gives it: a 1-epoch run's time less one epoch."""
     from closedloop._threads import single_thread
 
     for label, pair, target in (
@@ -187,10 +193,16 @@ def against_authors(args, results: Results):
              authors.rank_one_pair, None),
             ("tracking training, float32: the authors' loop vs the package",
              authors.tracking_pair, 40)):
-        theirs, ours = pair()
+        epochs = inspect.signature(pair).parameters["epochs"].default
+        theirs, ours = pair(package_epochs=package_epochs)
+        _, one = pair(package_epochs=1)
         with single_thread():
-            t = compare(theirs, ours, repeats=max(3, args.repeats // 2))
-        _row(results, label, t, target)
+            t = compare(theirs, ours, repeats=max(3, args.repeats // 2),
+                        per=(epochs, package_epochs))
+            fixed = compare(one, one, repeats=3).fast - t.fast
+        _row(results, f"{label}, per epoch (the authors' {epochs} epochs a call, the package's "
+                      f"{package_epochs}; a package run's fixed cost: {1e3 * fixed:.0f} ms, "
+                      f"{fixed / t.plain:.1f} of the authors' epochs)", t, target)
 
 
 @contextlib.contextmanager

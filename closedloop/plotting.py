@@ -102,9 +102,10 @@ def sampled_vs_exact(h_sampled, h_exact, batch_losses, exact_value, batch):
 
 
 def glue_figure(name: str, fig) -> None:
-    """Hand ``fig`` to the book under ``name`` (myst-nb glue) and close it, so that the page
-    shows it once, where the text places it with ``{glue:figure}``, not also under the cell."""
-    from myst_nb import glue
+    """Hand ``fig`` to the book under ``name`` (myst-nb's glue, ``_glue``) and close it, so that
+    the page shows it once, where the text places it with ``{glue:figure}``, not also under the
+    cell."""
+    from ._glue import glue
 
-    glue(name, fig, display=False)
+    glue(name, fig)
     plt.close(fig)

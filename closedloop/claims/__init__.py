@@ -50,13 +50,14 @@ def glue_all(numbers: Mapping[str, object]) -> Mapping[str, object]:
     """Glue every ``name: value`` of ``numbers`` for the book (not shown under the cell);
     ``Words`` as Markdown. Returns ``numbers``, so a chapter can pass a value on to a figure."""
     from IPython.display import Markdown
-    from myst_nb import glue
+
+    from .._glue import glue
 
     bad = [n for n in numbers if not (isinstance(n, str) and n.isidentifier())]
     if bad:  # before gluing anything: a half-glued section would hide the error in the book
         raise ValueError(f"glue names {bad!r} must be identifiers (prose refers to them)")
     for name, value in numbers.items():
-        glue(name, Markdown(value) if isinstance(value, Words) else value, display=False)
+        glue(name, Markdown(value) if isinstance(value, Words) else value)
     return numbers
 
 

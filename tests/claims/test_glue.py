@@ -1,20 +1,22 @@
-"""glue_all: every value reaches myst-nb's glue under its name, Words as Markdown."""
+"""glue_all: every value reaches the book under its name, Words as Markdown, in the output
+myst-nb's own glue makes."""
 
+import IPython.display
+import matplotlib.pyplot as plt
 import pytest
 from IPython.display import Markdown
 
 import torch
 
+from closedloop import _glue
 from closedloop.claims import Words, glue_all, standard_errors
+from closedloop.plotting import glue_figure
 
 
 @pytest.fixture
 def glued(monkeypatch):
     calls = []
-    import myst_nb
-
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True:
-                        calls.append((name, value, display)))
+    monkeypatch.setattr(_glue, "glue", lambda name, value: calls.append((name, value, False)))
     return calls
 
 
@@ -22,6 +24,41 @@ def test_every_value_is_glued_once_hidden(glued):
     numbers = {"a": 1.5, "b": (1, 2), "c": None}
     assert glue_all(numbers) is numbers
     assert glued == [("a", 1.5, False), ("b", (1, 2), False), ("c", None, False)]
+
+
+def _published(monkeypatch, target, call):
+    """What ``call()`` hands IPython's display (patched at ``target``): [(args, kwargs)]."""
+    out = []
+    monkeypatch.setattr(target[0], target[1], lambda *a, **k: out.append((a, k)))
+    call()
+    return out
+
+
+@pytest.mark.parametrize("value", [1.5, (1, 2), None, "stable", Markdown("**3** and $x$"),
+                                   "figure"])
+def test_the_output_is_myst_nbs_own(monkeypatch, value):
+    """The same display call, data, metadata and flags, as myst_nb.glue(..., display=False),
+    which the book's build reads back (a change of myst-nb's format fails here)."""
+    import myst_nb.ext.glue as theirs
+
+    if value == "figure":
+        value = plt.figure()
+        plt.plot([0, 1])
+    ours = _published(monkeypatch, (IPython.display, "display"),
+                      lambda: _glue.glue("name", value))
+    mine = _published(monkeypatch, (theirs, "ipy_display"),
+                      lambda: theirs.glue("name", value, display=False))
+    assert ours == mine and len(ours) == 1
+    (data,), kw = ours[0]
+    assert kw["metadata"]["scrapbook"] == {"name": "name", "mime_prefix": _glue.HIDDEN}
+    assert data and all(k.startswith(_glue.HIDDEN) for k in data)
+    plt.close("all")
+
+
+def test_a_glued_figure_is_closed(monkeypatch):
+    fig = plt.figure()
+    out = _published(monkeypatch, (IPython.display, "display"), lambda: glue_figure("f", fig))
+    assert len(out) == 1 and not plt.fignum_exists(fig.number)
 
 
 def test_words_become_markdown_and_plain_strings_do_not(glued):

@@ -36,6 +36,11 @@ def effective_gains(x: torch.Tensor, u: torch.Tensor):
     if x.dim() < 3 or x.shape[-1] < 1 or x.shape[:-1] != u.shape or x.shape[0] < 2:
         raise ValueError(f"x must have shape (T+1, ..., B, n) with T >= 1 and u (T+1, ..., B), "
                          f"got {tuple(x.shape)} and {tuple(u.shape)}")
+    return _effective_gains(x, u)
+
+
+def _effective_gains(x, u):
+    """``effective_gains`` unchecked (the probe, every epoch, on a rollout it has checked)."""
     X, U = x[1:].movedim(0, -2).flatten(-3, -2), u[1:].movedim(0, -1).flatten(-2)  # (..., TB, *)
     gram = X.transpose(-1, -2) @ X
     k, info = torch.linalg.solve_ex(gram, (X * U[..., None]).sum(-2))
@@ -125,7 +130,7 @@ class Probe:
         for v in (traj["x"], traj["u"]):
             linsys.no_overflow(v, f"the closed loop of this agent from these x0 over T={T} "
                                     f"steps")
-        k, r2 = effective_gains(traj["x"], traj["u"])
+        k, r2 = _effective_gains(traj["x"], traj["u"])
         cost = self.factor * coupled.episode_cost(traj["x"], traj["u"], 0.0).mean(-1)
         z, m = agent.tensors["z"], agent.tensors["m"]
         zm = (z * m).sum(-1)

@@ -75,3 +75,17 @@ def test_glued_phrases_are_read_as_myst(path):
     prose = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
     plain = re.findall(r"\{glue:md\}`([^`]*)`", prose)
     assert all(p.endswith(":myst") for p in plain), [p for p in plain if not p.endswith(":myst")]
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name)
+                                  for p in sorted((ROOT / "book").glob("*.ipynb"))])
+def test_no_escaped_newline_in_a_cell(path):
+    """A literal backslash-n (not a LaTeX command such as \\nabla) in prose or a code comment is
+    a line break pasted as text (a comment in Chapter 1 read "in the\\n# trainings'"), shown as
+    such in the book."""
+    for cell in cells(path):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            source = "\n".join(line for line in source.splitlines()
+                               if line.lstrip().startswith("#"))
+        assert not re.search(r"\\n(?![A-Za-z])", source), source

@@ -108,5 +108,11 @@ class DoubleIntegrator:
     def x0_factor(self) -> torch.Tensor:
         return self.x0.factor(self.dtype, self.device)
 
+    def to(self, dtype) -> "DoubleIntegrator":
+        """The same plant with its matrices, samples and computations in ``dtype`` (itself if
+        it is in ``dtype`` already)."""
+        dtype = _checks.float_dtype("dtype", dtype)
+        return self if dtype == self.dtype else DoubleIntegrator(self.x0, dtype, self.device)
+
     def __repr__(self):
         return f"DoubleIntegrator(x0={self.x0})"

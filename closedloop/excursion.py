@@ -308,7 +308,7 @@ def train_pairs(settings, seeds=(0,), *, N: int = 100, g: float = 0.1, epochs: i
     common = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, eig_W=False,
                   monitor=monitor)
     draw = dict(N=N, g=g, kind=stream, batches=seeds[0], dtype=dtype)
-    train_env = env if dtype == env.dtype else DoubleIntegrator(env.x0, dtype, env.device)
+    train_env = env.to(dtype)
     if workers == 1:
         out = _train_pairs(settings, seeds, draw, beta, train_env, common, snapshot_every,
                            _Here())

@@ -17,8 +17,6 @@ import torch
 
 from . import _checks, coupled, kernels, linsys, theory
 from .agents import make_generator
-from .envs import DoubleIntegrator
-from .plants import LinearPlant
 
 REGIONS = ("stable", "unstable oscillatory", "unstable real")  # codes 0, 1, 2
 
@@ -101,17 +99,9 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost", dtype=None):
                          f"regressed on the states), got {_checks.short(x0)}")
     if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
         dtype = _checks.float_dtype("dtype", dtype)
-        env, x0 = _in_format(env, dtype), x0.to(dtype)
+        env, x0 = env.to(dtype), x0.to(dtype)
 
     return Probe(env, x0, T, factor)
-
-
-def _in_format(env, dtype):
-    """The same environment with its matrices in ``dtype``."""
-    if isinstance(env, LinearPlant):
-        return LinearPlant(env.A, env.B, env.C, env.x0, env.noise, minimal=False, dtype=dtype,
-                           device=env.device)
-    return DoubleIntegrator(env.x0, dtype, env.device)
 
 
 class Probe:

@@ -121,6 +121,15 @@ class LinearPlant:
 
     n_state = property(lambda self: self.A.shape[0], doc="n, the number of states")
 
+    def to(self, dtype) -> "LinearPlant":
+        """The same plant (its noise and initial states too) with its matrices, samples and
+        computations in ``dtype`` (itself if it is in ``dtype`` already)."""
+        dtype = _checks.float_dtype("dtype", dtype)
+        if dtype == self.dtype:
+            return self
+        return LinearPlant(self.A, self.B, self.C, self.x0, self.noise, minimal=False,
+                           dtype=dtype, device=self.device)
+
     # constructors --------------------------------------------------------------------------
     @classmethod
     def double_integrator(cls, **kw) -> "LinearPlant":

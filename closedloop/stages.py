@@ -153,15 +153,14 @@ def independent_runs(seeds, env, *, N: int = 100, epochs: int = 1000, T: int = 5
     from .streams import Stream
     from .conventions import PAPER_RANK_ONE
     from .coupled import check_env, expected_loss
-    from .envs import DoubleIntegrator
     from .training import train_closed_loop
 
     seeds = _checks.seeds("seeds", seeds)
     if shared_batches is not None:
         shared_batches = _checks.integer("shared_batches", shared_batches, low=0)
     check_env(env)
-    if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
-        env = DoubleIntegrator(env.x0, dtype=dtype, device=env.device)
+    if dtype is not None:
+        env = env.to(dtype)
     train = dict(epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, convention=convention,
                  eig_W=False)
     runs = [Stream(s, stream) for s in seeds]

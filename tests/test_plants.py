@@ -206,6 +206,21 @@ def test_characteristic_polynomial_is_det_of_P_eff(plant):
         assert np.allclose(det, lam * np.polyval(c.T, lam), rtol=1e-11)
 
 
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_q_basis_combines_into_det_of_P_eff(plant):
+    """q = row 0 - s_vu row 1 - s_zm row 2 + (s_zm s_vu - s_vm s_zu) row 3 of ``q_basis`` is
+    det(lambda I - P_eff) / lambda, as a determinant, at random overlaps."""
+    p = PLANTS[plant]()
+    rows = pt.q_basis(p)
+    assert rows.shape == (4, p.n_state + 2)
+    for s_zm, s_zu, s_vm, s_vu in np.random.default_rng(4).normal(size=(3, 4)):
+        c = rows[0] - s_vu * rows[1] - s_zm * rows[2] + (s_zm * s_vu - s_vm * s_zu) * rows[3]
+        Pe = pt.effective_matrix([s_zm, s_zu, s_vm, s_vu], p).numpy()
+        for lam in (0.3, -1.7, 2.2 + 0.5j):
+            det = np.linalg.det(lam * np.eye(p.n_state + 2) - Pe)
+            assert np.allclose(det, lam * np.polyval(c, lam), rtol=1e-11)
+
+
 # the stages ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 @pytest.mark.parametrize("s_zm", [-0.4, -0.05, 0.15])
@@ -352,3 +367,22 @@ def test_bad_theory_arguments_are_named():
         pt.expected_loss(RankOneAgent(N=4, seed=0), p, 0)
     with pytest.raises(ValueError, match="window must be"):
         pt.noise_loss(RankOneAgent(N=4, seed=0), p, 5, window="all")
+
+
+@pytest.mark.parametrize("make", [
+    lambda dt: DoubleIntegrator(UniformBox(1.5), dtype=dt),
+    lambda dt: LinearPlant.damped_oscillator(0.3, 0.1, 0.5, noise=0.2, x0=Box((1.0, 0.5)),
+                                             dtype=dt)], ids=["double_integrator", "plant"])
+def test_to_another_number_format_keeps_the_plant(make):
+    """``env.to(dtype)``: the same matrices (rounded), noise and initial states in the other
+    format, the plant itself when it is in that format already, as built there directly."""
+    p64 = make(torch.float64)
+    p32 = p64.to(torch.float32)
+    direct = make(torch.float32)
+    assert type(p32) is type(p64) and p32.dtype == torch.float32 and p64.to("float64") is p64
+    for name in ("A", "B", "C"):
+        assert torch.equal(getattr(p32, name), getattr(direct, name))
+    assert p32.x0 == p64.x0 and getattr(p32, "noise", 0) == getattr(p64, "noise", 0)
+    assert torch.equal(p32.to(torch.float64).A, p64.A.to(torch.float32).double())
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        p64.to(torch.int64)

@@ -39,7 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, gains
+from . import plant_theory as pt
+from .history import record_index
+from .linsys import lyapunov_sum, states_by_doubling
 from .plants import LinearPlant
 from .stages import detect_stages, settles
 
@@ -49,33 +52,23 @@ def preferred_sign(plant: LinearPlant, T: int, h: float = 1e-3) -> int:
     """-1 or +1: the sign of a small static feedback s_zm = +/- h (u = v = 0) whose exact
     expected loss over T steps is lower: where stage 1 drives s_zm."""
     from .agents import OverlapAgent
-    from .plant_theory import expected_loss
 
     T = _checks.integer("T", T, low=1)
     h = _checks.real("h", h, low=0.0, low_open=True)
     q = torch.tensor([[-h, 0.0, 0.0, 0.0], [h, 0.0, 0.0, 0.0]], dtype=plant.dtype)
     with torch.no_grad():
-        minus, plus = expected_loss(OverlapAgent(q, dtype=plant.dtype), plant, T).tolist()
+        minus, plus = pt.expected_loss(OverlapAgent(q, dtype=plant.dtype), plant, T).tolist()
     return -1 if minus < plus else 1
 
 
 # a certificate that no first-order controller stabilizes -------------------------------------
-def _q_basis(plant):
-    """(a lambda, a, b lambda, b) as coefficient rows of length n + 2, highest first: q = row 0
-    - s_vu row 1 - s_zm row 2 + (s_zm s_vu - k) row 3."""
-    a, b = plant.transfer_polynomials()
-    lam = lambda c: np.concatenate([c, [0.0]])  # noqa: E731 - c(lambda) * lambda
-    pad = lambda c: np.concatenate([[0.0], c])  # noqa: E731 - c(lambda), n + 2 slots
-    return np.stack([lam(a), pad(a), lam(b), pad(b)])
-
-
 def structural_zeros(plant: LinearPlant, tol: float = 1e-12) -> list[int]:
     """The powers j of mu whose coefficient in q(1 + mu) is zero for every first-order
     controller (module docstring), lowest first. q = a lambda - s_vu a - s_zm b lambda +
     (s_zm s_vu - k) b, so coefficient j vanishes for all controllers exactly when it vanishes
     in each of a lambda, a, b lambda and b shifted to lambda = 1 + mu. Non-empty (with j < n
     + 1, the leading one is 1): no first-order controller makes the loop stable."""
-    basis = [_shift_to_one(p) for p in _q_basis(plant)]
+    basis = [_shift_to_one(p) for p in pt.q_basis(plant)]
     scale = max(np.abs(p).max() for p in basis)
     deg = len(basis[0]) - 1
     return [j for j in range(deg) if all(abs(p[deg - j]) <= tol * scale for p in basis)]
@@ -121,7 +114,7 @@ def plant_stages(history, plant: LinearPlant, T: int) -> PlantStages:
     stab = base.stabilization
     from .stage_theory import static_radius
 
-    rho = (float(static_radius(plant, s_zm[_row(history.epoch, stab)])) if stab is not None
+    rho = (float(static_radius(plant, s_zm[record_index(history.epoch, stab)])) if stab is not None
            else float("nan"))
     return PlantStages(sign, end1, stab, rho, base.last_epoch)
 
@@ -132,18 +125,13 @@ def _plain(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _row(epochs, epoch):
-    return int(np.searchsorted(np.asarray(epochs), epoch))
-
-
 def stage1_gap(history, plant: LinearPlant) -> np.ndarray:
     """Per recorded eigenvalue epoch (R,): the largest distance from a stage-1 eigenvalue
     eig(A + s_zm B C) of that epoch's network to the nearest eigenvalue of P (how far the
     static-feedback prediction is from the loop's actual spectrum)."""
-    from .plant_theory import stage1_eigenvalues
 
-    rows = [_row(history.epoch, e) for e in history.eig_epoch]
-    mu = stage1_eigenvalues(np.asarray(history.overlaps)[rows, 0], plant)  # (R, n)
+    rows = [record_index(history.epoch, e) for e in history.eig_epoch]
+    mu = pt.stage1_eigenvalues(np.asarray(history.overlaps)[rows, 0], plant)  # (R, n)
     eig = np.asarray(history.eig_P)  # (R, d)
     return np.abs(mu[:, :, None] - eig[:, None, :]).min(-1).max(-1)
 
@@ -165,13 +153,11 @@ def feedback_loss(plant: LinearPlant, K, T: int) -> float:
     """Exact expected episode loss 1/(n T) sum_{t=0}^{T-1} E||x_t||^2 of u = -K x from the
     plant's x_0 box (the chapters' units, beta = 0)."""
     A, B, _ = plant.numpy()
-    M = A - np.outer(B, np.asarray(K, float))
-    S = np.diag(np.asarray(plant.x0.half_width, float) ** 2 / 3)
-    total = 0.0
-    for _ in range(_checks.integer("T", T, low=1)):
-        total += np.trace(S)
-        S = M @ S @ M.T
-    return float(total / (plant.n_state * T))
+    M = torch.as_tensor(A - np.outer(B, np.asarray(K, float)))
+    T = _checks.integer("T", T, low=1)
+    # E||x_t||^2 = tr((M^t)^T M^t E[x_0 x_0^T]), summed over t by doubling
+    total = lyapunov_sum(M, torch.eye(plant.n_state, dtype=M.dtype), T)
+    return float(torch.trace(total @ plant.x0.second_moment()) / (plant.n_state * T))
 
 
 def effective_gains(overlaps, plant: LinearPlant, T: int) -> np.ndarray:
@@ -179,18 +165,14 @@ def effective_gains(overlaps, plant: LinearPlant, T: int) -> np.ndarray:
     of a rank-one network with these overlaps (4,), from x_0 = each corner direction of the
     box's factor rows (paper s.6's effective gains, for n states; u = k x, so compare with
     -K of ``lqr``)."""
-    from .plant_theory import effective_matrix
 
     q = torch.as_tensor(np.asarray(overlaps, float), dtype=torch.float64)
-    P = effective_matrix(q, plant).numpy()
+    P = pt.effective_matrix(q, plant)
     n = plant.n_state
-    starts = np.concatenate([plant.x0_factor().numpy(), np.zeros((n, 2))], 1)
-    X, U, s = [], [], starts.T
-    for t in range(1, _checks.integer("T", T, low=2)):
-        s = P @ s
-        X.append(s[:n].T)
-        U.append(q[0].item() * s[n] + q[1].item() * s[n + 1])
-    return np.linalg.lstsq(np.concatenate(X), np.concatenate(U), rcond=None)[0]
+    starts = torch.cat([plant.x0_factor().to(P), P.new_zeros(n, 2)], 1)
+    s = states_by_doubling(P, starts, _checks.integer("T", T, low=2) - 1)  # (T, n, n + 2)
+    k, _ = gains.effective_gains(s[..., :n], q[0] * s[..., n] + q[1] * s[..., n + 1])
+    return k.numpy()
 
 
 # the chapter's runs ---------------------------------------------------------------------------
@@ -299,7 +281,7 @@ def atlas_table(history, family: str = "unstable") -> dict:
         m = float(RankOneAgent(N=point["N"], seed=point["seed"], init=point["init"],
                                dtype=plant.dtype).tensors["m"].norm())
         stab = st.stabilization
-        row = _row(history.epoch, stab) if stab is not None else None
+        row = record_index(history.epoch, stab) if stab is not None else None
         for key, val in (("value", v), ("seed", point["seed"]), ("s_zm0", q[0, k, 0]),
                          ("m_norm", m),
                          ("stabilization", np.nan if stab is None else stab),

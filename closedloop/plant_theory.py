@@ -121,6 +121,16 @@ def characteristic_polynomial(overlaps, plant: LinearPlant) -> np.ndarray:
     return a_l - s_zm[..., None] * b_l - k * b_pad
 
 
+def q_basis(plant: LinearPlant) -> np.ndarray:
+    """(a lambda, a, b lambda, b) as coefficient rows (4, n + 2), highest power first, so that
+    q = row 0 - s_vu row 1 - s_zm row 2 + (s_zm s_vu - s_vm s_zu) row 3: the four polynomials
+    every q (every rank-one network, every first-order controller) combines."""
+    a, b = _plant_polys(plant)
+    lam = lambda c: np.concatenate([c, [0.0]])  # noqa: E731 - c(lambda) * lambda
+    pad = lambda c: np.concatenate([[0.0], c])  # noqa: E731 - c(lambda), n + 2 slots
+    return np.stack([lam(a), pad(a), lam(b), pad(b)])
+
+
 def roots(overlaps, plant: LinearPlant) -> np.ndarray:
     """The n + 1 roots of q (the nonzero eigenvalues of P_eff and of the full P, unless one
     is exactly 0), (..., n + 1) complex, as eigenvalues of q's companion matrix."""

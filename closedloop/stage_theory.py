@@ -52,7 +52,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from . import _checks
+from . import _checks, theory
 from . import plant_theory as pt
 from .plants import LinearPlant
 
@@ -215,10 +215,8 @@ def _nelder_mead(f, y0, step):
 def _first_order_family(plant):
     """base (n + 2,) = lambda a and M (n + 2, 3) with q = base + M (c0, c1, c2), highest power
     first (module docstring)."""
-    a, b = plant.transfer_polynomials()
-    pad = lambda p, front: np.concatenate([[0.0], p] if front else [p, [0.0]])  # noqa: E731
-    M = np.stack([-pad(a, True), -pad(b, False), pad(b, True)], 1)
-    return pad(a, False), M
+    a_lam, a, b_lam, b = pt.q_basis(plant)
+    return a_lam, np.stack([-a, -b_lam, b], 1)
 
 
 def _polish(base, U, y0):
@@ -334,8 +332,8 @@ def lqr(plant: LinearPlant, beta: float = 0.0, T: int = 50) -> LQR:
     A, B, _ = plant.numpy()
     n = plant.n_state
     Q, R = np.eye(n) / n, max(beta * T, R_FLOOR)
-    X = scipy.linalg.solve_discrete_are(A, B[:, None], Q, np.array([[R]]))
-    K = (B @ X @ A) / (R + B @ X @ B)
+    K, X = theory.riccati(A, B, Q, R)
+    K = K[0]
     cost = float(np.trace(X @ plant.x0.second_moment().numpy()))
     rho = float(np.abs(np.linalg.eigvals(A - np.outer(B, K))).max())
     return LQR(K, X, cost, rho, Q, R)

@@ -64,6 +64,12 @@ def lqr_gain(A, B, Q=None, R: float = 1e-8) -> np.ndarray:
     The paper's baseline uses Q = I and R -> 0 (1e-8): the optimal full-state feedback.
     A (n, n), B (n,) or (n, m), Q (n, n) (default I).
     """
+    return riccati(A, B, Q, R)[0]
+
+
+def riccati(A, B, Q=None, R: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """``lqr_gain``'s K (m, n) and the Riccati solution X (n, n) behind it: the optimal
+    cost-to-go from x_0 is x_0^T X x_0 (for per-step cost x^T Q x + R |u|^2 over t >= 0)."""
     A = np.atleast_2d(_real("A", A))
     n = A.shape[0]
     if A.shape != (n, n):
@@ -88,7 +94,7 @@ def lqr_gain(A, B, Q=None, R: float = 1e-8) -> np.ndarray:
     if not np.isfinite(K).all() or np.abs(np.linalg.eigvals(A - B @ K)).max() >= 1:
         raise ValueError(f"the Riccati equation of (A, B, Q, R={R.item()!r}) is too "
                          f"ill-conditioned: the computed gain does not stabilize A - B K")
-    return K
+    return K, X
 
 
 def _real(name, value) -> np.ndarray:

@@ -77,3 +77,19 @@ def test_an_epoch_percentile_on_a_run_next_to_a_never_run_is_that_run():
 
     assert epoch_percentile([60.0, float("nan"), 80.0], 50) == 80.0
     assert epoch_percentile([60.0, 80.0], 100) == 80.0
+
+
+def test_independent_runs_in_another_format_keep_the_plant():
+    """``dtype`` reruns the plant given in that format (a LinearPlant stayed a plant; it was
+    rebuilt as a double integrator, which refused its box): the same runs as the plant built
+    in float32."""
+    import torch
+
+    from closedloop.plants import LinearPlant
+
+    make = lambda dt: LinearPlant.damped_oscillator(0.3, 0.1, 0.5, dtype=dt)  # noqa: E731
+    kw = dict(N=8, epochs=3, T=10, batch=4, stream="package")
+    converted = stages.independent_runs([0, 1], make(torch.float64), dtype=torch.float32, **kw)
+    direct = stages.independent_runs([0, 1], make(torch.float32), **kw)
+    for key in ("final_loss", "last_update_loss", "last_update_rho"):
+        np.testing.assert_array_equal(converted[key], direct[key])

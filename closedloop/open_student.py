@@ -57,7 +57,7 @@ from . import _checks, conventions, coupled, streams
 from .agents import OverlapAgent, RankOneAgent
 from .envs import DoubleIntegrator
 from .history import History
-from .training import descend, final_row, train_closed_loop
+from .training import train_closed_loop, train_open_loop
 
 
 def impulse_response(overlaps, T: int) -> torch.Tensor:
@@ -266,28 +266,9 @@ def imitate(student: RankOneAgent, teacher: RankOneAgent, env, runs, *, epochs: 
             or not all(isinstance(r, streams.Stream) for r in runs)):
         raise ValueError(f"runs must be a list of {student.batch_shape[0]} streams.Stream, "
                          f"one per member, got {_checks.short(runs)}")
-    conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
-    epochs, T = _checks.integer("epochs", epochs, low=0), _checks.integer("T", T, low=1)
-    batch = _checks.integer("batch", batch, low=1)
-    std = _checks.real("input_std", input_std, low=0.0, low_open=True)
-    teacher = teacher.detached()
-    last = final_row(epochs, conv.update_at_epoch0)
-    draw = streams.drawer(list(runs), lambda s, k: s.white_noise(T, batch, env.dtype,
-                                                                 env.device))
-    scale = conv.time_factor(T)
-
-    def objective(e):
-        y = std * draw(e, last).movedim(0, 1)  # (T, K, B)
-        with torch.no_grad():
-            target = teacher._drive(y)
-        return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
-
-    config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
-                  epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs="white_noise",
-                  input_std=std, seed=streams.describe(list(runs)), convention=conv.name,
-                  time=conv.time, update_at_epoch0=conv.update_at_epoch0)
-    h = descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
-                update_at_epoch0=conv.update_at_epoch0, eig_W=False)
+    h = train_open_loop(student, teacher, env, epochs=epochs, T=T, lr=lr, batch=batch,
+                        clip=clip, seed=list(runs), convention=convention,
+                        input_std=input_std, eig_W=False)
     if h.message:
         raise ValueError(f"a student did not finish its training: {h.message}")
     return h

@@ -320,8 +320,9 @@ def _open_loop_inputs(source, batch, T, stream, teacher, env):
 def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None = None, *,
                     epochs: int = 1000, T: int = 50, lr: float = 1e-2, batch: int = 100,
                     clip: float | None = 1.0, inputs: str = "white_noise", seed: int = 0,
-                    convention=None, eig_every: int = 1, eig_W: bool = True,
-                    snapshot_every: int = 0, monitor=None, monitor_every: int = 1) -> History:
+                    convention=None, input_std: float = 1.0, eig_every: int = 1,
+                    eig_W: bool = True, snapshot_every: int = 0, monitor=None,
+                    monitor_every: int = 1) -> History:
     """Train ``student`` in place to imitate ``teacher``'s controls open loop; return its History.
 
     Each epoch both networks receive the same ``batch`` observation sequences of length ``T``
@@ -330,7 +331,9 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     also makes no update at epoch 0) or averaged over them (``time='mean'``, e.g. ``BOOK``).
     The environment is never driven by the student: only ``monitor`` (e.g. ``gains.probe``)
     puts it in the closed loop, to measure it. ``seed``: an integer (the package stream) or a
-    ``streams.Stream``; for the authors' student, the teacher's stream's ``student(T)``.
+    ``streams.Stream``; for the authors' student, the teacher's stream's ``student(T)``; or
+    one of either per member of a 1-axis ensemble (member k's inputs are those of its run
+    alone). ``input_std`` scales the observations (white noise of that standard deviation).
     Optimizer, clipping and recording are those of ``train_closed_loop``.
     Introduced in Chapter 1, section "Open-loop training".
     """
@@ -349,8 +352,9 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
         raise ValueError(f"teacher.batch_shape must be () or the student's "
                          f"{student.batch_shape}, got {teacher.batch_shape}")
     conv = conventions.resolve(convention, conventions.PAPER_OPEN_LOOP)
+    std = _checks.real("input_std", input_std, low=0.0, low_open=True)
     teacher = teacher.detached()
-    stream = streams.stream(seed)
+    stream = streams.members(seed, student.batch_shape)
     epochs = _checks.integer("epochs", epochs, low=0)
     last = final_row(epochs, conv.update_at_epoch0)
     draw = streams.drawer(stream, lambda s, k: _open_loop_inputs(inputs, batch, T, s, teacher,
@@ -359,13 +363,17 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
 
     def objective(e):  # validated above: the unchecked cores, every epoch
         y = draw(e, last)
+        if not isinstance(stream, streams.Stream):  # (K, T, B) per member -> (T, K, B)
+            y = y.movedim(0, 1)
+        if std != 1.0:
+            y = std * y
         with torch.no_grad():
             target = teacher._drive(y)
         return scale * ((student._drive(y) - target) ** 2).mean((0, -1)), {}
 
     config = dict(kind="open_loop", agent=repr(student), teacher=repr(teacher), env=repr(env),
                   epochs=epochs, T=T, lr=lr, batch=batch, clip=clip, inputs=inputs,
-                  seed=streams.describe(stream),
+                  input_std=std, seed=streams.describe(stream),
                   convention=conv.name, time=conv.time, update_at_epoch0=conv.update_at_epoch0)
     return descend(student, objective, env, config, epochs=epochs, lr=lr, clip=clip,
                    update_at_epoch0=conv.update_at_epoch0, eig_every=eig_every, eig_W=eig_W,

@@ -6,7 +6,7 @@ import torch
 
 from closedloop import DoubleIntegrator, RankOneAgent, RNNAgent, UniformBox, coupled
 from closedloop.streams import Stream
-from closedloop.training import train_closed_loop
+from closedloop.training import train_closed_loop, train_open_loop
 
 
 def test_same_seed_same_history_and_different_seed_differs(env):
@@ -187,3 +187,21 @@ def test_bad_per_member_settings_name_the_parameter(env, kw, param):
     ens = RankOneAgent.stack([RankOneAgent(N=4, seed=s) for s in (0, 1)])
     with pytest.raises(ValueError, match=param):
         train_closed_loop(ens, env, epochs=1, **kw)
+
+
+def test_open_loop_ensemble_with_a_stream_per_member_is_each_run_alone():
+    """seed=[...] one per member: member k sees the inputs of its run alone (scaled by
+    input_std), so it ends where that run ends."""
+    env = DoubleIntegrator()
+    make = lambda s: RNNAgent(N=6, seed=s)  # noqa: E731
+    teacher = make(9)
+    kw = dict(epochs=4, T=5, batch=3, input_std=2.5, eig_every=0)
+    both = RNNAgent.stack([make(1), make(2)])
+    h = train_open_loop(both, RNNAgent.stack([teacher, teacher]), env,
+                        seed=[Stream(5), Stream(6)], **kw)
+    for k, (s, seed) in enumerate(((1, 5), (2, 6))):
+        alone = make(s)
+        h1 = train_open_loop(alone, teacher, env, seed=Stream(seed), **kw)
+        np.testing.assert_allclose(h.loss[:, k], h1.loss, rtol=1e-12)
+        torch.testing.assert_close(both.tensors["W"][k], alone.tensors["W"], rtol=1e-12,
+                                   atol=1e-15)

@@ -122,13 +122,20 @@ def start_costs(agent: Agent, env, x0: torch.Tensor, T, beta=0.0,
     ``episode_cost``; ``w`` the process noise as in ``rollout``, over the longest T (a
     member with a shorter horizon uses its first steps).
     """
+    T, T_max, beta, first, w = _checked(agent, env, x0, T, beta, window, w, "start_costs")
+    return kernels.start_costs(agent, env, x0, T, T_max, beta, first, w)
+
+
+def _checked(agent, env, x0, T, beta, window, w, caller):
+    """The arguments of ``start_costs`` and ``closed_loop_loss`` checked: (T, T_max, beta,
+    first, w), T and beta as ``per_member`` returns them and ``first`` the window's first
+    state."""
     check_pair(agent, env)
     T, T_max = per_member("T", T, agent, integer=True, low=1)
     beta, _ = per_member("beta", beta, agent, low=0.0)
     first = first_state(window)
     _check_x0(agent, env, x0)
-    w = check_noise(env, w, T_max, x0, "start_costs")
-    return kernels.start_costs(agent, env, x0, T, T_max, beta, first, w)
+    return T, T_max, beta, first, check_noise(env, w, T_max, x0, caller)
 
 
 def _check_x0(agent, env, x0):
@@ -193,12 +200,8 @@ def closed_loop_loss(agent: Agent, env, x0: torch.Tensor, T: int, beta: float = 
     ``window`` as in ``episode_cost``; ``w`` the process noise as in ``rollout`` (required
     for a noisy plant: the loss of these starts under these draws, through the step loop).
     """
-    check_pair(agent, env)
-    T, T_max = per_member("T", T, agent, integer=True, low=1)
-    beta, _ = per_member("beta", beta, agent, low=0.0)
-    first = first_state(window)
-    _check_x0(agent, env, x0)
-    w = check_noise(env, w, T_max, x0, "closed_loop_loss")
+    T, T_max, beta, first, w = _checked(agent, env, x0, T, beta, window, w,
+                                        "closed_loop_loss")
     if weights is not None:
         _checks.finite_tensor("weights", weights, env.dtype)
         _checks.shape("weights", weights, (x0.shape[-2],))

@@ -46,8 +46,11 @@ def numpy_blas_threads():
 
 @functools.cache
 def _openblas():
-    """threadpoolctl's handle on the OpenBLAS that numpy loaded (not torch's MKL, which
-    ``torch.set_num_threads`` sets), or None."""
+    """threadpoolctl's handle on the OpenBLAS libraries loaded at the first call (numpy's,
+    and scipy's where scipy was imported by then; not torch's MKL, which
+    ``torch.set_num_threads`` sets), or None where there is none. Cached: a scan of the
+    loaded libraries takes milliseconds and every forward of a step loop asks. A library
+    loaded later is not in it (scipy's products here are one-off solves, outside the loops)."""
     import numpy  # noqa: F401 (loads its BLAS)
     from threadpoolctl import ThreadpoolController
 

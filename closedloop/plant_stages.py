@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import _checks, gains
+from . import _checks
 from . import plant_theory as pt
 from .history import record_index
-from .linsys import lyapunov_sum, states_by_doubling
+from .linsys import lyapunov_sum
 from .plants import LinearPlant
 from .stages import detect_stages, settles
 
@@ -165,14 +165,18 @@ def effective_gains(overlaps, plant: LinearPlant, T: int) -> np.ndarray:
     of a rank-one network with these overlaps (4,), from x_0 = each corner direction of the
     box's factor rows (paper s.6's effective gains, for n states; u = k x, so compare with
     -K of ``lqr``)."""
-
     q = torch.as_tensor(np.asarray(overlaps, float), dtype=torch.float64)
-    P = pt.effective_matrix(q, plant)
+    P = pt.effective_matrix(q, plant).numpy()
     n = plant.n_state
-    starts = torch.cat([plant.x0_factor().to(P), P.new_zeros(n, 2)], 1)
-    s = states_by_doubling(P, starts, _checks.integer("T", T, low=2) - 1)  # (T, n, n + 2)
-    k, _ = gains.effective_gains(s[..., :n], q[0] * s[..., n] + q[1] * s[..., n + 1])
-    return k.numpy()
+    starts = np.concatenate([plant.x0_factor().numpy(), np.zeros((n, 2))], 1)
+    X, U, s = [], [], starts.T
+    for t in range(1, _checks.integer("T", T, low=2)):
+        s = P @ s
+        X.append(s[:n].T)
+        U.append(q[0].item() * s[n] + q[1].item() * s[n + 1])
+    # lstsq, not ``gains.effective_gains``' normal equations: on an unstable loop the states
+    # line up with its growing mode, and squaring their condition number loses the fit
+    return np.linalg.lstsq(np.concatenate(X), np.concatenate(U), rcond=None)[0]
 
 
 # the chapter's runs ---------------------------------------------------------------------------

@@ -138,6 +138,14 @@ def test_effective_gains_of_a_static_controller_is_s_zm_C():
         assert k == pytest.approx(-0.3 * plant.numpy()[2], abs=1e-9)
 
 
+def test_effective_gains_of_an_unstable_loop():
+    """A static s_zm = 0.5 on the double integrator with a tiny memory (rho 1.7 at T = 50):
+    the states line up with the growing mode (a fit through normal equations raised here,
+    'fewer than n directions'), and the gains are still s_zm C to the memory's size."""
+    k = ps.effective_gains([0.5, 1e-3, 1e-3, 1e-3], LinearPlant.double_integrator(), 50)
+    assert k == pytest.approx([0.5, 0.0], abs=1e-4)
+
+
 def test_atlas_numbers_on_a_hand_table():
     table = {"value": np.array([1.5, 1.5, 2.0, 2.0]), "seed": np.arange(4.0),
              "stabilization": np.array([90.0, NAN, 150.0, NAN]),

@@ -357,13 +357,17 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     stream = streams.members(seed, student.batch_shape)
     epochs = _checks.integer("epochs", epochs, low=0)
     last = final_row(epochs, conv.update_at_epoch0)
-    draw = streams.drawer(stream, lambda s, k: _open_loop_inputs(inputs, batch, T, s, teacher,
-                                                                 env))
+    # with a stream per member, member k's 'teacher' inputs are its own teacher's rollouts
+    per_member = not isinstance(stream, streams.Stream)
+    teachers = ([teacher.member(k) for k in range(teacher.batch_shape[0])]
+                if per_member and teacher.batch_shape else None)
+    draw = streams.drawer(stream, lambda s, k: _open_loop_inputs(
+        inputs, batch, T, s, teacher if teachers is None else teachers[k], env))
     scale = conv.time_factor(T)
 
     def objective(e):  # validated above: the unchecked cores, every epoch
         y = draw(e, last)
-        if not isinstance(stream, streams.Stream):  # (K, T, B) per member -> (T, K, B)
+        if per_member:  # (K, T, B) per member -> (T, K, B)
             y = y.movedim(0, 1)
         if std != 1.0:
             y = std * y

@@ -189,19 +189,21 @@ def test_bad_per_member_settings_name_the_parameter(env, kw, param):
         train_closed_loop(ens, env, epochs=1, **kw)
 
 
-def test_open_loop_ensemble_with_a_stream_per_member_is_each_run_alone():
-    """seed=[...] one per member: member k sees the inputs of its run alone (scaled by
-    input_std), so it ends where that run ends."""
+@pytest.mark.parametrize("inputs", ["white_noise", "teacher"])
+def test_open_loop_ensemble_with_a_stream_per_member_is_each_run_alone(inputs):
+    """seed=[...] one per member: member k sees the inputs of its run alone (white noise
+    scaled by input_std, or its own teacher's rollouts), so it ends where that run ends."""
     env = DoubleIntegrator()
     make = lambda s: RNNAgent(N=6, seed=s)  # noqa: E731
-    teacher = make(9)
-    kw = dict(epochs=4, T=5, batch=3, input_std=2.5, eig_every=0)
+    teachers = [make(9), make(8)]
+    kw = dict(epochs=4, T=5, batch=3, input_std=2.5, eig_every=0, inputs=inputs)
     both = RNNAgent.stack([make(1), make(2)])
-    h = train_open_loop(both, RNNAgent.stack([teacher, teacher]), env,
+    h = train_open_loop(both, RNNAgent.stack(teachers), env,
                         seed=[Stream(5), Stream(6)], **kw)
+    assert h.loss.shape == (6, 2)
     for k, (s, seed) in enumerate(((1, 5), (2, 6))):
         alone = make(s)
-        h1 = train_open_loop(alone, teacher, env, seed=Stream(seed), **kw)
+        h1 = train_open_loop(alone, teachers[k], env, seed=Stream(seed), **kw)
         np.testing.assert_allclose(h.loss[:, k], h1.loss, rtol=1e-12)
         torch.testing.assert_close(both.tensors["W"][k], alone.tensors["W"], rtol=1e-12,
                                    atol=1e-15)

@@ -16,14 +16,15 @@ from closedloop.plotting import glue_figure
 @pytest.fixture
 def glued(monkeypatch):
     calls = []
-    monkeypatch.setattr(_glue, "glue", lambda name, value: calls.append((name, value, False)))
+    monkeypatch.setattr(_glue, "glue", lambda name, value: calls.append((name, value)))
     return calls
 
 
-def test_every_value_is_glued_once_hidden(glued):
+def test_every_value_is_glued_once(glued):
+    """Each name once, in order (hidden under the cell: ``test_the_output_is_myst_nbs_own``)."""
     numbers = {"a": 1.5, "b": (1, 2), "c": None}
     assert glue_all(numbers) is numbers
-    assert glued == [("a", 1.5, False), ("b", (1, 2), False), ("c", None, False)]
+    assert glued == [("a", 1.5), ("b", (1, 2)), ("c", None)]
 
 
 def _published(monkeypatch, target, call):
@@ -38,12 +39,21 @@ def _published(monkeypatch, target, call):
                                    "figure"])
 def test_the_output_is_myst_nbs_own(monkeypatch, value):
     """The same display call, data, metadata and flags, as myst_nb.glue(..., display=False),
-    which the book's build reads back (a change of myst-nb's format fails here)."""
+    which the book's build reads back (a change of myst-nb's format fails here). A figure
+    with a kernel's PNG formatter on, so that its image is what is compared."""
     import myst_nb.ext.glue as theirs
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
 
     if value == "figure":
         value = plt.figure()
         plt.plot([0, 1])
+        shell = InteractiveShell.instance()
+        for formatter in shell.display_formatter.formatters.values():  # undone after the test
+            monkeypatch.setattr(formatter, "type_printers", dict(formatter.type_printers))
+        select_figure_formats(shell, {"png"})
+        assert _glue.HIDDEN + "image/png" in _published(
+            monkeypatch, (IPython.display, "display"), lambda: _glue.glue("f", value))[0][0][0]
     ours = _published(monkeypatch, (IPython.display, "display"),
                       lambda: _glue.glue("name", value))
     mine = _published(monkeypatch, (theirs, "ipy_display"),
@@ -63,7 +73,7 @@ def test_a_glued_figure_is_closed(monkeypatch):
 
 def test_words_become_markdown_and_plain_strings_do_not(glued):
     glue_all({"w": Words("rises above"), "s": "stable"})
-    (n1, v1, _), (n2, v2, _) = glued
+    (n1, v1), (n2, v2) = glued
     assert isinstance(v1, Markdown) and v1.data == "rises above"
     assert v2 == "stable" and not isinstance(v2, Markdown)
 

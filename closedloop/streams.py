@@ -279,6 +279,9 @@ def members(seed, batch_shape: tuple, kind: str = "package"):
     with one per member of a 1-axis ensemble (from a list of seeds or Streams)."""
     one = lambda name, v: v if isinstance(v, Stream) else Stream(_checks.seed(name, v), kind)
     out = _checks.members("seed", seed, batch_shape, one)
+    if isinstance(out, list) and len(batch_shape) != 1:  # the draws stack along one axis
+        raise ValueError(f"seed: one per member needs an ensemble of one axis, this one has "
+                         f"batch_shape {tuple(batch_shape)}; give one seed for all")
     if isinstance(out, list) and len({id(s) for s in out}) < len(out):
         raise ValueError("seed lists the same Stream for two members: each member draws from "
                          "its own (use Stream.copy() for a copy)")

@@ -207,3 +207,17 @@ def test_open_loop_ensemble_with_a_stream_per_member_is_each_run_alone(inputs):
         np.testing.assert_allclose(h.loss[:, k], h1.loss, rtol=1e-12)
         torch.testing.assert_close(both.tensors["W"][k], alone.tensors["W"], rtol=1e-12,
                                    atol=1e-15)
+
+
+@pytest.mark.parametrize("train", ["closed", "open"])
+def test_seeds_per_member_of_a_two_axis_ensemble_are_refused(train):
+    """The draws of per-member streams stack along one axis: a (2, 2) ensemble with a (2, 2)
+    array of seeds is a ValueError naming seed (it failed inside numpy or torch)."""
+    a = RNNAgent.stack([RNNAgent.stack([RNNAgent(N=4, seed=i + 2 * j) for i in range(2)])
+                        for j in range(2)])
+    seeds = np.arange(4).reshape(2, 2)
+    with pytest.raises(ValueError, match="seed: one per member needs an ensemble of one axis"):
+        if train == "closed":
+            train_closed_loop(a, epochs=1, T=3, batch=2, seed=seeds)
+        else:
+            train_open_loop(a, a, epochs=1, T=3, batch=2, seed=seeds)

@@ -352,8 +352,10 @@ def interference(history: History, h_runs: History, h_exact: History,
     def spiked(sp, ev):
         return tracking.near_spike(sp, ev["epoch"] - before, ev["epoch"] + after, spike_margin)
 
-    events = [dict(ev, seed=s, spiked=spiked(sp, ev)) for (s, h, e), sp in zip(runs, spikes)
-              for ev in tracking.acquisition_rises(h, e, before, after)]
+    run_events = [tracking.acquisition_rises(h, e, before, after) for _, h, e in runs]
+    exact_events = tracking.acquisition_rises(h_exact, exact_learned, before, after)
+    events = [dict(ev, seed=s, spiked=spiked(sp, ev))
+              for (s, _, _), sp, evs in zip(runs, spikes, run_events) for ev in evs]
     rises = np.array([ev["rise"] for ev in events], dtype=float)
     hit = np.array([ev["spiked"] for ev in events], dtype=bool)
     quiet = np.concatenate([tracking.quiet_rises(h, e, before, after) for _, h, e in runs])
@@ -365,8 +367,8 @@ def interference(history: History, h_runs: History, h_exact: History,
     top = events[int(np.argmax(rises))] if events else None
     clean = [ev for ev in events if not ev["spiked"]]
     clean_top = max(clean, key=lambda ev: ev["rise"]) if clean else None
-    case = [_case(tracking.acquisition_rises(h, e, before, after)) for _, h, e in runs]
-    exact = _case(tracking.acquisition_rises(h_exact, exact_learned, before, after))
+    case = [_case(evs) for evs in run_events]
+    exact = _case(exact_events)
     exact_hit = exact is not None and spiked(exact_spikes, exact)
     exact_quiet = tracking.quiet_rises(h_exact, exact_learned, before, after)
     exact_quiet_clean = tracking.quiet_rises(h_exact, exact_learned, before, after,
@@ -375,8 +377,7 @@ def interference(history: History, h_runs: History, h_exact: History,
     hit_words = [f"{refs.freqs[new]:g} Hz (seed {s})" for s, new in dict.fromkeys(
         (ev["seed"], ev["new"]) for ev in events if ev["spiked"])] + [
         f"{refs.freqs[new]:g} Hz (exact-mode run)" for new in dict.fromkeys(
-            ev["new"] for ev in tracking.acquisition_rises(h_exact, exact_learned, before, after)
-            if spiked(exact_spikes, ev))]
+            ev["new"] for ev in exact_events if spiked(exact_spikes, ev))]
     jumps = [sp["ratio"] - 1 for run in spikes + [exact_spikes] for sp in run]
     power = tracking.history_scoring(history, refs).power.numpy()
     nan = math.nan
@@ -439,8 +440,7 @@ def interference(history: History, h_runs: History, h_exact: History,
                 "without sampling noise, no rise stands out" if exact_quiet_clean.size and
                 exact["rise"] <= exact_quiet_clean.max() or exact["rise"] <= 0 else
                 "the disturbance does not need sampling noise"),
-            **pair_shifts(history, refs, tracking.acquisition_rises(history, learned, before,
-                                                                    after), before, after)}
+            **pair_shifts(history, refs, run_events[0], before, after)}
 
 
 def _case(events: list) -> dict | None:

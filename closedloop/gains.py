@@ -97,7 +97,7 @@ def probe(env, x0: torch.Tensor, T: int, units: str = "cost", dtype=None):
     if torch.linalg.matrix_rank(x0) < n:  # then every x_t = A^t x_0 + ... is degenerate too
         raise ValueError(f"x0 must hold {n} linearly independent starts (the gains are "
                          f"regressed on the states), got {_checks.short(x0)}")
-    if dtype is not None and _checks.float_dtype("dtype", dtype) != env.dtype:
+    if dtype is not None:
         dtype = _checks.float_dtype("dtype", dtype)
         env, x0 = env.to(dtype), x0.to(dtype)
 

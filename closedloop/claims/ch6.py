@@ -202,7 +202,6 @@ def _median(a) -> float:
     return float(np.median(a)) if a.size else math.nan
 
 
-
 # -- sections "The closed loop of any plant" to "An atlas" (the plants; glue names by plant) --
 #: the chapter's plants, their glue prefixes
 PLANT_KEYS = {"double integrator": "di", "triple integrator": "tri",

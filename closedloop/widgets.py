@@ -173,17 +173,17 @@ def single_draw(fig: Figure):
     matplotlib then keeps a placeholder engine, and savefig draws every figure that has an
     engine once without output (for the layout) before the draw it saves, although the
     placeholder lays out nothing. Here the figure has no engine during the block; the
-    placeholder is put back after it. Without a frozen layout (a live engine, or none) or
-    with an rcParams layout default (``set_layout_engine(None)`` would then set one),
-    nothing changes.
+    placeholder is put back after it. The engine is taken off with rcParams' layout defaults
+    off, which ``set_layout_engine(None)`` would otherwise apply (the book's style,
+    ``plotting.use_style``, turns constrained layout on: the frames were drawn twice there).
+    Without a frozen layout (a live engine, or none) nothing changes.
     """
     engine = fig.get_layout_engine()
-    if (not isinstance(engine, PlaceHolderLayoutEngine)
-            or mpl.rcParams["figure.autolayout"]
-            or mpl.rcParams["figure.constrained_layout.use"]):
+    if not isinstance(engine, PlaceHolderLayoutEngine):
         yield
         return
-    fig.set_layout_engine(None)
+    with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)
     try:
         yield
     finally:

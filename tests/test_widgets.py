@@ -4,6 +4,7 @@ import io
 import re
 import threading
 
+import matplotlib as mpl
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -69,7 +70,16 @@ def _titled_figure(layout="constrained"):
     return fig, draws
 
 
-def test_render_png_draws_a_frozen_figure_once_and_keeps_its_engine():
+@pytest.mark.parametrize("style", ["matplotlib's defaults", "the book's style"])
+def test_render_png_draws_a_frozen_figure_once_and_keeps_its_engine(style):
+    """Also under the book's style, which turns constrained layout on in rcParams (taking
+    the engine off then applied it again: the frames were drawn twice in the book)."""
+    rc = {"figure.constrained_layout.use": style == "the book's style"}
+    with mpl.rc_context(rc):
+        _frozen_figure_draws_once()
+
+
+def _frozen_figure_draws_once():
     fig, draws = _titled_figure()
     live = fig.get_layout_engine()
     widgets.render_png(fig)

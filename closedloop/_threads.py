@@ -71,7 +71,7 @@ def numpy_steps(like: torch.Tensor) -> bool:
     OpenBLAS that ``single_thread`` holds with torch (another BLAS would run numpy's products
     on every core while torch keeps to one)."""
     return (like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
-            and numpy_blas_threads() is not None)
+            and _openblas() is not None)
 
 
 def loop_threads(work: int):

@@ -80,8 +80,8 @@ def test_impulse_response_gradient_is_autograds(monkeypatch, path, K, T):
     tensors) against autograd through the plain steps, float64, to 1e-10 relative; for one
     system and an ensemble, and for a G that is not trained."""
     if path == "torch":  # as where numpy's BLAS is not OpenBLAS
-        monkeypatch.setattr(_impulse._threads, "numpy_blas_threads", lambda: None)
-    elif _impulse._threads.numpy_blas_threads() is None:  # the torch case is all there is
+        monkeypatch.setattr(_impulse._threads, "numpy_steps", lambda like: False)
+    elif not _impulse._threads.numpy_steps(torch.zeros(1)):  # the torch case is all there is
         pytest.skip("numpy's BLAS is not an OpenBLAS: the numpy path is not taken here")
     g = torch.Generator().manual_seed(T)
     d, o, c = 7, 3, 2

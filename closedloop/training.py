@@ -360,7 +360,7 @@ def train_open_loop(student: Agent, teacher: Agent, env: DoubleIntegrator | None
     # with a stream per member, member k's 'teacher' inputs are its own teacher's rollouts
     per_member = not isinstance(stream, streams.Stream)
     teachers = ([teacher.member(k) for k in range(teacher.batch_shape[0])]
-                if per_member and teacher.batch_shape else None)
+                if per_member and teacher.batch_shape and inputs == "teacher" else None)
     draw = streams.drawer(stream, lambda s, k: _open_loop_inputs(
         inputs, batch, T, s, teacher if teachers is None else teachers[k], env))
     scale = conv.time_factor(T)

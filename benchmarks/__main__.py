@@ -199,10 +199,21 @@ def against_authors(args, results: Results, package_epochs: int = 200):
         with single_thread():
             t = compare(theirs, ours, repeats=max(3, args.repeats // 2),
                         per=(epochs, package_epochs))
-            fixed = compare(one, one, repeats=3).fast - t.fast
+            fixed = _median_time(one) - t.fast
         _row(results, f"{label}, per epoch (the authors' {epochs} epochs a call, the package's "
                       f"{package_epochs}; a package run's fixed cost: {1e3 * fixed:.0f} ms, "
                       f"{fixed / t.plain:.1f} of the authors' epochs)", t, target)
+
+
+def _median_time(f, repeats: int = 3) -> float:
+    """Median seconds of ``repeats`` calls of ``f`` after a warm-up call."""
+    f()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 @contextlib.contextmanager
